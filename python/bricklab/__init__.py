@@ -1,0 +1,32 @@
+"""bricklab: find out where the time of a deep learning model goes, and cut it.
+
+    >>> import bricklab
+    >>> model = bricklab.load("models/bundled/resnet18.onnx", batch=8)
+    >>> [(n.name, n.op, n.output_shape, n.flops) for n in model.nodes][:2]
+
+Errors are ``bricklab.Error`` subclasses: ``FileError`` (also an ``OSError``), ``ModelFormatError``,
+``UnsupportedError``, ``ShapeError``, ``ExternalDataError`` and ``InvalidArgument`` (also a
+``ValueError``).
+"""
+from ._core import (  # noqa: F401
+    Error,
+    ExternalDataError,
+    FileError,
+    InvalidArgument,
+    Model,
+    ModelFormatError,
+    Node,
+    ShapeError,
+    UnsupportedError,
+    Value,
+    __version__,
+    backends,
+    load,
+    supported_ops,
+)
+
+__all__ = [
+    "load", "Model", "Node", "Value", "supported_ops", "backends",
+    "Error", "FileError", "ModelFormatError", "UnsupportedError", "ShapeError", "ExternalDataError",
+    "InvalidArgument", "__version__",
+]

@@ -1,0 +1,249 @@
+// The `bricklab` command-line tool. Subcommands: inspect (layer table and totals), ops (the
+// operator table), info (build and machine). Errors print one line and exit non-zero:
+// 1 for a problem with the model or data, 2 for a usage error.
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "bricklab/bricklab.hpp"
+
+namespace {
+
+using bricklab::Graph;
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+const char* kUsage = R"(usage: bricklab <command> [options]
+
+commands:
+  inspect MODEL [--batch N] [--dim NAME=N ...] [--json]
+                      per-node table (name, op, output shape, FLOPs, bytes) and totals
+  ops [--json]        the operators bricklab supports and how it counts their cost
+  info [--json]       version, backends and this machine
+  help                this text
+
+Exit status: 0 on success, 1 when the model or data is bad, 2 on a usage error.
+)";
+
+int64_t parse_positive(const std::string& flag, const std::string& text) {
+  try {
+    size_t used = 0;
+    long long v = std::stoll(text, &used);
+    if (used != text.size() || v < 1) throw std::invalid_argument(text);
+    return v;
+  } catch (const std::exception&) {
+    throw UsageError(flag + " expects a positive integer, got '" + text + "'");
+  }
+}
+
+struct Args {
+  std::vector<std::string> positional;
+  bool json = false;
+  bricklab::LoadOptions load;
+};
+
+Args parse_args(const std::vector<std::string>& argv) {
+  Args a;
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& s = argv[i];
+    auto next = [&](const std::string& flag) -> std::string {
+      if (i + 1 >= argv.size()) throw UsageError(flag + " needs a value");
+      return argv[++i];
+    };
+    if (s == "--json") a.json = true;
+    else if (s == "--batch") a.load.batch = parse_positive("--batch", next("--batch"));
+    else if (s.rfind("--batch=", 0) == 0) a.load.batch = parse_positive("--batch", s.substr(8));
+    else if (s == "--dim" || s.rfind("--dim=", 0) == 0) {
+      std::string spec = s == "--dim" ? next("--dim") : s.substr(6);
+      auto eq = spec.find('=');
+      if (eq == std::string::npos || eq == 0) throw UsageError("--dim expects NAME=N, got '" + spec + "'");
+      a.load.dims[spec.substr(0, eq)] = parse_positive("--dim " + spec.substr(0, eq), spec.substr(eq + 1));
+    } else if (s.size() > 1 && s[0] == '-') throw UsageError("unknown option '" + s + "'");
+    else a.positional.push_back(s);
+  }
+  return a;
+}
+
+std::string human(double v, const char* unit) {
+  const char* prefixes[] = {"", "K", "M", "G", "T", "P"};
+  int p = 0;
+  while (v >= 1000 && p < 5) v /= 1000, ++p;
+  return fmt::format("{:.3g} {}{}", v, prefixes[p], unit);
+}
+
+std::string ellipsize(const std::string& s, size_t width) {
+  if (s.size() <= width) return s;
+  return "…" + s.substr(s.size() - (width - 1));
+}
+
+std::string output_shapes(const Graph& g, const bricklab::Node& n) {
+  std::string out;
+  for (int v : n.outputs)
+    if (v >= 0) out += (out.empty() ? "" : " ") + bricklab::shape_str(g.values[size_t(v)].shape);
+  return out;
+}
+
+nlohmann::json graph_json(const Graph& g, int64_t batch) {
+  nlohmann::json j;
+  j["model"] = g.path;
+  j["graph_name"] = g.name;
+  j["opset"] = g.opset;
+  j["ir_version"] = g.ir_version;
+  j["batch"] = batch;
+  j["weights_stripped"] = g.weights_stripped;
+  for (int v : g.inputs) {
+    const auto& val = g.values[size_t(v)];
+    j["inputs"].push_back({{"name", val.name}, {"shape", val.shape}, {"dtype", bricklab::dtype_name(val.dtype)}});
+  }
+  for (int v : g.outputs) {
+    const auto& val = g.values[size_t(v)];
+    j["outputs"].push_back({{"name", val.name}, {"shape", val.shape}, {"dtype", bricklab::dtype_name(val.dtype)}});
+  }
+  j["nodes"] = nlohmann::json::array();
+  for (const auto& n : g.nodes) {
+    std::vector<bricklab::Shape> shapes;
+    for (int v : n.outputs)
+      if (v >= 0) shapes.push_back(g.values[size_t(v)].shape);
+    j["nodes"].push_back({{"name", n.name},
+                          {"op", n.op},
+                          {"output_shapes", shapes},
+                          {"flops", n.cost.flops},
+                          {"bytes_read", n.cost.bytes_read},
+                          {"bytes_written", n.cost.bytes_written}});
+  }
+  const auto total = g.total_cost();
+  j["totals"] = {{"nodes", g.nodes.size()},
+                 {"flops", total.flops},
+                 {"bytes_read", total.bytes_read},
+                 {"bytes_written", total.bytes_written},
+                 {"parameters", g.parameter_count()},
+                 {"parameter_bytes", g.parameter_bytes()}};
+  return j;
+}
+
+int cmd_inspect(const Args& a) {
+  if (a.positional.size() != 1) throw UsageError("inspect expects exactly one MODEL");
+  const Graph g = bricklab::load_onnx(a.positional[0], a.load);
+  const int64_t batch = a.load.batch > 0 ? a.load.batch : 1;
+  if (a.json) {
+    std::cout << graph_json(g, batch).dump(2) << "\n";
+    return 0;
+  }
+  std::cout << fmt::format("model {}  (opset {}, IR {}, batch {}{})\n", g.path, g.opset, g.ir_version, batch,
+                           g.weights_stripped ? ", weights stripped" : "");
+  for (int v : g.inputs)
+    std::cout << fmt::format("  input  {} {} {}\n", g.values[size_t(v)].name, bricklab::dtype_name(g.values[size_t(v)].dtype),
+                             bricklab::shape_str(g.values[size_t(v)].shape));
+  for (int v : g.outputs)
+    std::cout << fmt::format("  output {} {} {}\n", g.values[size_t(v)].name, bricklab::dtype_name(g.values[size_t(v)].dtype),
+                             bricklab::shape_str(g.values[size_t(v)].shape));
+  std::cout << fmt::format("\n{:>4}  {:<32} {:<20} {:<22} {:>11} {:>11} {:>11}\n", "#", "node", "op", "output shape",
+                           "MFLOP", "read MB", "write MB");
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const auto& n = g.nodes[i];
+    std::cout << fmt::format("{:>4}  {:<32} {:<20} {:<22} {:>11.3f} {:>11.3f} {:>11.3f}\n", i, ellipsize(n.name, 32),
+                             ellipsize(n.op, 20), ellipsize(output_shapes(g, n), 22), n.cost.flops / 1e6,
+                             n.cost.bytes_read / 1e6, n.cost.bytes_written / 1e6);
+  }
+  // Per-operator summary, heaviest first.
+  struct Sum { int count = 0; bricklab::Cost cost; };
+  std::map<std::string, Sum> by_op;
+  for (const auto& n : g.nodes) {
+    auto& s = by_op[n.op];
+    s.count++;
+    s.cost.flops += n.cost.flops;
+    s.cost.bytes_read += n.cost.bytes_read;
+    s.cost.bytes_written += n.cost.bytes_written;
+  }
+  std::vector<std::pair<std::string, Sum>> ops(by_op.begin(), by_op.end());
+  std::sort(ops.begin(), ops.end(), [](const auto& x, const auto& y) { return x.second.cost.flops > y.second.cost.flops; });
+  const auto total = g.total_cost();
+  std::cout << fmt::format("\n{:<20} {:>6} {:>12} {:>7} {:>12}\n", "op", "nodes", "GFLOP", "share", "MB moved");
+  for (const auto& [op, s] : ops)
+    std::cout << fmt::format("{:<20} {:>6} {:>12.4f} {:>6.1f}% {:>12.3f}\n", op, s.count, s.cost.flops / 1e9,
+                             total.flops > 0 ? 100 * s.cost.flops / total.flops : 0.0, s.cost.bytes() / 1e6);
+  std::cout << fmt::format("\ntotals: {} nodes, {} ({} MAC-equivalent), {} read, {} written, {:.1f} FLOP/byte\n",
+                           g.nodes.size(), human(total.flops, "FLOP"), human(total.flops / 2, "MAC"),
+                           human(total.bytes_read, "B"), human(total.bytes_written, "B"), total.intensity());
+  std::cout << fmt::format("parameters: {} ({}){}\n", human(double(g.parameter_count()), ""),
+                           human(g.parameter_bytes(), "B"), g.weights_stripped ? ", values stripped" : "");
+  return 0;
+}
+
+int cmd_ops(const Args& a) {
+  const auto& all = bricklab::OpRegistry::instance().all();
+  if (a.json) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& d : all) j.push_back({{"op", d.name}, {"class", bricklab::op_class_name(d.cls)}, {"summary", d.summary}});
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << fmt::format("{:<24} {:<12} {}\n", "operator", "class", "summary");
+  for (const auto& d : all) std::cout << fmt::format("{:<24} {:<12} {}\n", d.name, bricklab::op_class_name(d.cls), d.summary);
+  std::cout << fmt::format("\n{} operators (default ONNX domain, opsets {} to {})\n", all.size(), bricklab::kMinOpset,
+                           bricklab::kMaxOpset);
+  return 0;
+}
+
+int cmd_info(const Args& a) {
+  const auto list = bricklab::backends();
+  if (a.json) {
+    nlohmann::json j;
+    j["version"] = bricklab::version();
+    for (const auto& b : list)
+      j["backends"].push_back({{"name", b.name}, {"compiled", b.compiled}, {"available", b.available},
+                               {"library", b.library}, {"device", b.device}, {"reason", b.reason}});
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "bricklab " << bricklab::version() << "\n";
+  for (const auto& b : list)
+    std::cout << fmt::format("  {:<5} {:<14} {} {}\n", b.name, b.available ? "available" : "not available",
+                             b.available ? b.library : b.reason, b.available ? "on " + b.device : "");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
+    std::cout << kUsage;
+    return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "--version") {
+    std::cout << "bricklab " << bricklab::version() << "\n";
+    return 0;
+  }
+  const std::string command = args[0];
+  try {
+    const Args a = parse_args({args.begin() + 1, args.end()});
+    if (command == "inspect") return cmd_inspect(a);
+    if (command == "ops") return cmd_ops(a);
+    if (command == "info") return cmd_info(a);
+    throw UsageError("unknown command '" + command + "' (see `bricklab help`)");
+  } catch (const UsageError& e) {
+    std::cerr << "bricklab " << command << ": usage error: " << e.what() << "\n";
+    return 2;
+  } catch (const bricklab::InvalidArgument& e) {
+    std::cerr << "bricklab " << command << ": error: " << e.what() << "\n";
+    return 2;
+  } catch (const bricklab::Error& e) {
+    std::cerr << "bricklab " << command << ": error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "bricklab " << command << ": error: out of memory\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "bricklab " << command << ": internal error: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,447 @@
+// Constant folding of small shape computations; see shape_folding.hpp.
+#include "shape_folding.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+namespace bricklab::detail {
+namespace {
+
+// Folded tensors stay small: shape vectors, scalars, scales.
+constexpr int64_t kMaxFoldElements = 4096;
+
+struct Small {
+  int dtype = onnx::TensorProto::INT64;
+  std::vector<int64_t> shape;
+  std::vector<int64_t> ints;    // for integer and bool types
+  std::vector<double> floats;   // for floating types
+  bool is_float() const {
+    return dtype == onnx::TensorProto::FLOAT || dtype == onnx::TensorProto::DOUBLE || dtype == onnx::TensorProto::FLOAT16;
+  }
+  size_t size() const { return is_float() ? floats.size() : ints.size(); }
+  double f(size_t k) const { return is_float() ? floats[k] : double(ints[k]); }
+  int64_t i(size_t k) const { return is_float() ? int64_t(floats[k]) : ints[k]; }
+};
+
+int64_t numel(const std::vector<int64_t>& s) {
+  int64_t n = 1;
+  for (auto d : s) {
+    if (d < 0 || (d > 0 && n > kMaxFoldElements)) return -1;
+    n *= d;
+  }
+  return n;
+}
+
+std::optional<Small> from_tensor(const onnx::TensorProto& t) {
+  Small s;
+  s.dtype = t.data_type();
+  s.shape.assign(t.dims().begin(), t.dims().end());
+  const int64_t n = numel(s.shape);
+  if (n < 0 || n > kMaxFoldElements || !t.has_raw_data()) return std::nullopt;
+  const std::string& raw = t.raw_data();
+  auto read = [&](auto tag) {
+    using T = decltype(tag);
+    if (raw.size() != size_t(n) * sizeof(T)) return false;
+    for (int64_t k = 0; k < n; ++k) {
+      T v;
+      std::memcpy(&v, raw.data() + k * sizeof(T), sizeof(T));
+      if constexpr (std::is_floating_point_v<T>) s.floats.push_back(double(v));
+      else s.ints.push_back(int64_t(v));
+    }
+    return true;
+  };
+  bool ok = false;
+  switch (s.dtype) {
+    case onnx::TensorProto::INT64: ok = read(int64_t{}); break;
+    case onnx::TensorProto::INT32: ok = read(int32_t{}); break;
+    case onnx::TensorProto::BOOL:
+    case onnx::TensorProto::UINT8: ok = read(uint8_t{}); break;
+    case onnx::TensorProto::FLOAT: ok = read(float{}); break;
+    case onnx::TensorProto::DOUBLE: ok = read(double{}); break;
+    default: return std::nullopt;
+  }
+  return ok ? std::optional<Small>(s) : std::nullopt;
+}
+
+onnx::TensorProto to_tensor(const Small& s, const std::string& name) {
+  onnx::TensorProto t;
+  t.set_name(name);
+  t.set_data_type(s.dtype);
+  for (auto d : s.shape) t.add_dims(d);
+  std::string raw;
+  for (size_t k = 0; k < s.size(); ++k) {
+    switch (s.dtype) {
+      case onnx::TensorProto::INT64: { int64_t v = s.i(k); raw.append(reinterpret_cast<char*>(&v), 8); break; }
+      case onnx::TensorProto::INT32: { int32_t v = int32_t(s.i(k)); raw.append(reinterpret_cast<char*>(&v), 4); break; }
+      case onnx::TensorProto::BOOL:
+      case onnx::TensorProto::UINT8: { uint8_t v = uint8_t(s.i(k)); raw.append(reinterpret_cast<char*>(&v), 1); break; }
+      case onnx::TensorProto::FLOAT: { float v = float(s.f(k)); raw.append(reinterpret_cast<char*>(&v), 4); break; }
+      case onnx::TensorProto::DOUBLE: { double v = s.f(k); raw.append(reinterpret_cast<char*>(&v), 8); break; }
+    }
+  }
+  t.set_raw_data(raw);
+  return t;
+}
+
+Small make_ints(std::vector<int64_t> values, std::vector<int64_t> shape, int dtype = onnx::TensorProto::INT64) {
+  Small s;
+  s.dtype = dtype;
+  s.shape = std::move(shape);
+  s.ints = std::move(values);
+  return s;
+}
+
+const onnx::AttributeProto* find_attr(const onnx::NodeProto& n, const char* name) {
+  for (const auto& a : n.attribute())
+    if (a.name() == name) return &a;
+  return nullptr;
+}
+int64_t attr_i(const onnx::NodeProto& n, const char* name, int64_t fallback) {
+  auto* a = find_attr(n, name);
+  return a ? a->i() : fallback;
+}
+std::vector<int64_t> attr_ints(const onnx::NodeProto& n, const char* name) {
+  auto* a = find_attr(n, name);
+  return a ? std::vector<int64_t>(a->ints().begin(), a->ints().end()) : std::vector<int64_t>{};
+}
+
+// Elementwise with scalar / equal-length broadcasting (what shape arithmetic uses).
+std::optional<Small> binary(const Small& a, const Small& b, const std::function<std::optional<double>(double, double)>& fn,
+                            bool float_math, int out_dtype) {
+  const size_t n = std::max(a.size(), b.size());
+  if (!(a.size() == n || a.size() == 1) || !(b.size() == n || b.size() == 1)) return std::nullopt;
+  Small out;
+  out.dtype = out_dtype;
+  out.shape = a.size() >= b.size() ? a.shape : b.shape;
+  if (a.shape.size() != b.shape.size() && a.size() == b.size()) out.shape = a.shape.size() > b.shape.size() ? a.shape : b.shape;
+  for (size_t k = 0; k < n; ++k) {
+    const size_t ka = a.size() == 1 ? 0 : k, kb = b.size() == 1 ? 0 : k;
+    auto r = fn(float_math ? a.f(ka) : double(a.i(ka)), float_math ? b.f(kb) : double(b.i(kb)));
+    if (!r) return std::nullopt;
+    if (out.is_float()) out.floats.push_back(*r);
+    else {
+      if (!(std::fabs(*r) < 9.0e18)) return std::nullopt;
+      out.ints.push_back(int64_t(*r));
+    }
+  }
+  return out;
+}
+
+int64_t clamp_index(int64_t v, int64_t dim, bool end) {
+  if (v < 0) v += dim;
+  return std::max<int64_t>(0, std::min<int64_t>(v, end ? dim : dim - 1 + 1));
+}
+
+class Folder {
+ public:
+  Folder(onnx::ModelProto& model, int opset) : model_(model), opset_(opset) {}
+
+  int run() {
+    auto* g = model_.mutable_graph();
+    for (const auto& t : g->initializer())
+      if (auto s = from_tensor(t)) constants_[t.name()] = *s;
+    collect_shapes();
+    int folded = 0;
+    google::protobuf::RepeatedPtrField<onnx::NodeProto> kept;
+    for (const auto& n : g->node()) {
+      std::optional<Small> result;
+      if (n.output_size() == 1 && !n.output(0).empty()) {
+        try {
+          result = evaluate(n);
+        } catch (const std::exception&) {
+          result.reset();  // leave it to shape inference to report
+        }
+      }
+      if (result && numel(result->shape) == int64_t(result->size())) {
+        constants_[n.output(0)] = *result;
+        *g->add_initializer() = to_tensor(*result, n.output(0));
+        ++folded;
+      } else {
+        *kept.Add() = n;
+      }
+    }
+    g->mutable_node()->Swap(&kept);
+    return folded;
+  }
+
+ private:
+  onnx::ModelProto& model_;
+  int opset_;
+  std::unordered_map<std::string, Small> constants_;
+  std::unordered_map<std::string, std::vector<int64_t>> shapes_;
+
+  void collect_shapes() {
+    auto take = [this](const onnx::ValueInfoProto& v) {
+      if (!v.type().has_tensor_type() || !v.type().tensor_type().has_shape()) return;
+      std::vector<int64_t> s;
+      for (const auto& d : v.type().tensor_type().shape().dim()) {
+        if (!d.has_dim_value()) return;
+        s.push_back(d.dim_value());
+      }
+      shapes_[v.name()] = s;
+    };
+    const auto& g = model_.graph();
+    for (const auto& v : g.input()) take(v);
+    for (const auto& v : g.value_info()) take(v);
+    for (const auto& v : g.output()) take(v);
+    for (const auto& t : g.initializer()) shapes_[t.name()] = std::vector<int64_t>(t.dims().begin(), t.dims().end());
+  }
+
+  const Small* constant(const onnx::NodeProto& n, int k) const {
+    if (k >= n.input_size() || n.input(k).empty()) return nullptr;
+    auto it = constants_.find(n.input(k));
+    return it == constants_.end() ? nullptr : &it->second;
+  }
+
+  bool all_inputs_constant(const onnx::NodeProto& n) const {
+    for (int k = 0; k < n.input_size(); ++k)
+      if (!n.input(k).empty() && !constant(n, k)) return false;
+    return n.input_size() > 0;
+  }
+
+  std::optional<Small> evaluate(const onnx::NodeProto& n) {
+    const std::string& op = n.op_type();
+    if (op == "Shape" || op == "Size") {
+      auto it = shapes_.find(n.input(0));
+      if (it == shapes_.end()) return std::nullopt;
+      const auto& s = it->second;
+      if (op == "Size") {
+        int64_t count = 1;
+        for (auto d : s) count *= d;
+        return make_ints({count}, {});
+      }
+      const int64_t rank = int64_t(s.size());
+      int64_t start = attr_i(n, "start", 0), end = attr_i(n, "end", rank);
+      start = std::clamp<int64_t>(start < 0 ? start + rank : start, 0, rank);
+      end = std::clamp<int64_t>(end < 0 ? end + rank : end, 0, rank);
+      std::vector<int64_t> dims(s.begin() + start, s.begin() + std::max(start, end));
+      return make_ints(dims, {int64_t(dims.size())});
+    }
+    if (!all_inputs_constant(n)) return std::nullopt;
+    const Small& x = *constant(n, 0);
+    if (op == "Identity") return x;
+    if (op == "Cast") {
+      Small out = x;
+      out.dtype = int(attr_i(n, "to", 0));
+      out.ints.clear();
+      out.floats.clear();
+      for (size_t k = 0; k < x.size(); ++k) {
+        if (out.is_float()) out.floats.push_back(x.f(k));
+        else if (out.dtype == onnx::TensorProto::INT64 || out.dtype == onnx::TensorProto::INT32) out.ints.push_back(x.i(k));
+        else if (out.dtype == onnx::TensorProto::BOOL) out.ints.push_back(x.f(k) != 0);
+        else return std::nullopt;
+      }
+      return out;
+    }
+    if (op == "Gather") {
+      const Small* idx = constant(n, 1);
+      if (x.shape.size() != 1 || attr_i(n, "axis", 0) != 0 || !idx) return std::nullopt;
+      Small out = x;
+      out.shape = idx->shape;
+      out.ints.clear();
+      out.floats.clear();
+      const int64_t dim = x.shape[0];
+      for (size_t k = 0; k < idx->size(); ++k) {
+        int64_t i = idx->i(k);
+        if (i < 0) i += dim;
+        if (i < 0 || i >= dim) return std::nullopt;
+        if (x.is_float()) out.floats.push_back(x.floats[size_t(i)]);
+        else out.ints.push_back(x.ints[size_t(i)]);
+      }
+      return out;
+    }
+    if (op == "Unsqueeze" || op == "Squeeze") {
+      std::vector<int64_t> axes = opset_ >= 13 ? (constant(n, 1) ? constant(n, 1)->ints : std::vector<int64_t>{}) : attr_ints(n, "axes");
+      Small out = x;
+      if (op == "Unsqueeze") {
+        const int64_t rank = int64_t(x.shape.size() + axes.size());
+        std::vector<int64_t> norm;
+        for (auto a : axes) norm.push_back(a < 0 ? a + rank : a);
+        std::sort(norm.begin(), norm.end());
+        for (auto a : norm) {
+          if (a < 0 || a > int64_t(out.shape.size())) return std::nullopt;
+          out.shape.insert(out.shape.begin() + a, 1);
+        }
+      } else {
+        std::vector<int64_t> shape;
+        const int64_t rank = int64_t(x.shape.size());
+        for (int64_t d = 0; d < rank; ++d) {
+          bool drop = axes.empty() ? x.shape[size_t(d)] == 1
+                                   : std::any_of(axes.begin(), axes.end(), [&](int64_t a) { return (a < 0 ? a + rank : a) == d; });
+          if (!drop) shape.push_back(x.shape[size_t(d)]);
+        }
+        out.shape = shape;
+      }
+      return out;
+    }
+    if (op == "Concat") {
+      Small out = x;
+      out.ints.clear();
+      out.floats.clear();
+      for (int k = 0; k < n.input_size(); ++k) {
+        const Small* part = constant(n, k);
+        if (!part || part->shape.size() != 1 || part->is_float() != x.is_float()) return std::nullopt;
+        out.ints.insert(out.ints.end(), part->ints.begin(), part->ints.end());
+        out.floats.insert(out.floats.end(), part->floats.begin(), part->floats.end());
+      }
+      out.shape = {int64_t(out.size())};
+      return out;
+    }
+    if (op == "Slice") {
+      if (x.shape.size() != 1) return std::nullopt;
+      int64_t start = 0, end = 0, step = 1;
+      if (opset_ < 10) {
+        auto s = attr_ints(n, "starts"), e = attr_ints(n, "ends");
+        if (s.size() != 1 || e.size() != 1) return std::nullopt;
+        start = s[0];
+        end = e[0];
+      } else {
+        const Small *s = constant(n, 1), *e = constant(n, 2), *st = constant(n, 4);
+        if (!s || !e || s->size() != 1 || e->size() != 1) return std::nullopt;
+        start = s->i(0);
+        end = e->i(0);
+        if (st) {
+          if (st->size() != 1) return std::nullopt;
+          step = st->i(0);
+        }
+      }
+      if (step != 1) return std::nullopt;
+      const int64_t dim = x.shape[0];
+      start = clamp_index(start, dim, false);
+      end = clamp_index(end, dim, true);
+      Small out = x;
+      out.ints.clear();
+      out.floats.clear();
+      for (int64_t k = start; k < end; ++k) {
+        if (x.is_float()) out.floats.push_back(x.floats[size_t(k)]);
+        else out.ints.push_back(x.ints[size_t(k)]);
+      }
+      out.shape = {int64_t(out.size())};
+      return out;
+    }
+    if (op == "Reshape") {
+      const Small* shape = constant(n, 1);
+      if (!shape) return std::nullopt;
+      std::vector<int64_t> dims;
+      int64_t known = 1, infer_at = -1;
+      for (size_t k = 0; k < shape->size(); ++k) {
+        int64_t d = shape->i(k);
+        if (d == 0 && k < x.shape.size() && !attr_i(n, "allowzero", 0)) d = x.shape[k];
+        if (d == -1) {
+          if (infer_at >= 0) return std::nullopt;
+          infer_at = int64_t(k);
+        } else {
+          if (d < 0) return std::nullopt;
+          known *= d;
+        }
+        dims.push_back(d);
+      }
+      const int64_t total = int64_t(x.size());
+      if (infer_at >= 0) {
+        if (known == 0 || total % known) return std::nullopt;
+        dims[size_t(infer_at)] = total / known;
+      } else if (known != total) {
+        return std::nullopt;
+      }
+      Small out = x;
+      out.shape = dims;
+      return out;
+    }
+    if (op == "ConstantOfShape") {
+      std::vector<int64_t> dims = x.ints;
+      if (x.is_float() || numel(dims) < 0 || numel(dims) > kMaxFoldElements) return std::nullopt;
+      Small out;
+      out.dtype = onnx::TensorProto::FLOAT;
+      double fill = 0;
+      if (auto* a = find_attr(n, "value"); a && a->has_t()) {
+        auto v = from_tensor(a->t());
+        if (!v || v->size() != 1) return std::nullopt;
+        out.dtype = v->dtype;
+        fill = v->f(0);
+      }
+      out.shape = dims;
+      for (int64_t k = 0; k < numel(dims); ++k) {
+        if (out.is_float()) out.floats.push_back(fill);
+        else out.ints.push_back(int64_t(fill));
+      }
+      return out;
+    }
+    if (op == "Range") {
+      const Small *s = constant(n, 0), *l = constant(n, 1), *d = constant(n, 2);
+      if (!s || !l || !d || s->size() != 1 || l->size() != 1 || d->size() != 1 || d->f(0) == 0) return std::nullopt;
+      const double count = std::max(0.0, std::ceil((l->f(0) - s->f(0)) / d->f(0)));
+      if (count > kMaxFoldElements) return std::nullopt;
+      Small out;
+      out.dtype = s->dtype;
+      out.shape = {int64_t(count)};
+      for (int64_t k = 0; k < int64_t(count); ++k) {
+        if (out.is_float()) out.floats.push_back(s->f(0) + double(k) * d->f(0));
+        else out.ints.push_back(s->i(0) + k * d->i(0));
+      }
+      return out;
+    }
+    if (op == "Floor" || op == "Ceil" || op == "Neg" || op == "Abs" || op == "Sqrt") {
+      Small out = x;
+      for (size_t k = 0; k < x.size(); ++k) {
+        double v = x.f(k);
+        v = op == "Floor" ? std::floor(v) : op == "Ceil" ? std::ceil(v) : op == "Neg" ? -v : op == "Abs" ? std::fabs(v) : std::sqrt(v);
+        if (x.is_float()) out.floats[k] = v;
+        else out.ints[k] = int64_t(v);
+      }
+      return out;
+    }
+    if (op == "ReduceProd" && x.shape.size() == 1 && !x.is_float()) {
+      int64_t p = 1;
+      for (auto v : x.ints) p *= v;
+      return make_ints({p}, attr_i(n, "keepdims", 1) ? std::vector<int64_t>{1} : std::vector<int64_t>{});
+    }
+    const Small* y = constant(n, 1);
+    if (!y || n.input_size() != 2) {
+      if (op == "Where" && n.input_size() == 3 && constant(n, 2)) {
+        const Small &c = x, &a = *constant(n, 1), &b = *constant(n, 2);
+        const size_t len = std::max({c.size(), a.size(), b.size()});
+        Small out = a.size() == len ? a : b;
+        for (size_t k = 0; k < len; ++k) {
+          const size_t kc = c.size() == 1 ? 0 : k, ka = a.size() == 1 ? 0 : k, kb = b.size() == 1 ? 0 : k;
+          if ((c.size() != 1 && c.size() != len) || (a.size() != 1 && a.size() != len) || (b.size() != 1 && b.size() != len))
+            return std::nullopt;
+          const Small& pick = c.i(kc) ? a : b;
+          const size_t kp = c.i(kc) ? ka : kb;
+          if (out.is_float()) out.floats[k] = pick.f(kp);
+          else out.ints[k] = pick.i(kp);
+        }
+        if (c.size() == len && out.size() == len) out.shape = c.shape.size() > out.shape.size() ? c.shape : out.shape;
+        return out;
+      }
+      return std::nullopt;
+    }
+    const bool fm = x.is_float() || y->is_float();
+    using R = std::optional<double>;
+    const int dt = x.dtype;
+    const int bool_t = onnx::TensorProto::BOOL;
+    if (op == "Add") return binary(x, *y, [](double a, double b) -> R { return a + b; }, fm, dt);
+    if (op == "Sub") return binary(x, *y, [](double a, double b) -> R { return a - b; }, fm, dt);
+    if (op == "Mul") return binary(x, *y, [](double a, double b) -> R { return a * b; }, fm, dt);
+    if (op == "Div")
+      return binary(x, *y, [fm](double a, double b) -> R {
+        if (b == 0) return std::nullopt;
+        return fm ? a / b : std::trunc(a / b);
+      }, fm, dt);
+    if (op == "Max") return binary(x, *y, [](double a, double b) -> R { return std::max(a, b); }, fm, dt);
+    if (op == "Min") return binary(x, *y, [](double a, double b) -> R { return std::min(a, b); }, fm, dt);
+    if (op == "Equal") return binary(x, *y, [](double a, double b) -> R { return double(a == b); }, fm, bool_t);
+    if (op == "Less") return binary(x, *y, [](double a, double b) -> R { return double(a < b); }, fm, bool_t);
+    if (op == "Greater") return binary(x, *y, [](double a, double b) -> R { return double(a > b); }, fm, bool_t);
+    return std::nullopt;
+  }
+};
+
+}  // namespace
+
+int fold_shape_computations(onnx::ModelProto& model, int opset) { return Folder(model, opset).run(); }
+
+}  // namespace bricklab::detail

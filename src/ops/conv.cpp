@@ -1,0 +1,52 @@
+// Operator-table entries: convolutions. A multiply-add counts as two FLOPs.
+#include "op_helpers.hpp"
+
+namespace bricklab::ops {
+namespace {
+
+double product_from(const Shape& s, size_t first) {
+  double p = 1;
+  for (size_t i = first; i < s.size(); ++i) p *= double(s[i]);
+  return p;
+}
+
+// Y[n, m, o...] = sum over (c in group, k...) X * W: numel(Y) * (C/group) * prod(kernel) MACs.
+Cost conv_cost(const Graph& g, const Node& n) {
+  const Value& x = required_input(g, n, 0);
+  const Value& w = required_input(g, n, 1);
+  const Value& y = output(g, n);
+  require_rank(n, x, 3, "input");
+  if (w.shape.size() != x.shape.size())
+    throw ShapeError({"", n.name, n.op}, "weight rank " + std::to_string(w.shape.size()) + " differs from input rank " +
+                                             std::to_string(x.shape.size()));
+  const int64_t group = n.attr_int("group", 1);
+  if (group < 1 || x.shape[1] != w.shape[1] * group || w.shape[0] % group != 0)
+    throw ShapeError({"", n.name, n.op}, "input has " + std::to_string(x.shape[1]) + " channels but weight " +
+                                             shape_str(w.shape) + " with group " + std::to_string(group) + " expects " +
+                                             std::to_string(w.shape[1] * group));
+  const double macs = double(y.numel()) * product_from(w.shape, 1);
+  const double bias = input(g, n, 2) ? double(y.numel()) : 0.0;
+  return streaming_cost(g, n, 2 * macs + bias);
+}
+
+// Each input element is scattered into (M/group) * prod(kernel) outputs.
+Cost conv_transpose_cost(const Graph& g, const Node& n) {
+  const Value& x = required_input(g, n, 0);
+  const Value& w = required_input(g, n, 1);
+  const Value& y = output(g, n);
+  require_rank(n, x, 3, "input");
+  if (w.shape.size() != x.shape.size())
+    throw ShapeError({"", n.name, n.op}, "weight rank differs from input rank");
+  const double macs = double(x.numel()) * product_from(w.shape, 1);
+  const double bias = input(g, n, 2) ? double(y.numel()) : 0.0;
+  return streaming_cost(g, n, 2 * macs + bias);
+}
+
+}  // namespace
+
+void register_conv_ops(OpRegistry& r) {
+  r.add({"Conv", OpClass::compute, conv_cost, "N-d convolution (groups, dilations, pads, auto_pad)"});
+  r.add({"ConvTranspose", OpClass::compute, conv_transpose_cost, "N-d transposed convolution"});
+}
+
+}  // namespace bricklab::ops

@@ -1,0 +1,44 @@
+// Operator-table entries: operators that move data without arithmetic (except Resize's
+// interpolation). Bytes are the compulsory traffic: what is read to produce the output.
+#include "op_helpers.hpp"
+
+namespace bricklab::ops {
+namespace {
+
+Cost copy_cost(const Graph& g, const Node& n) { return streaming_cost(g, n, 0); }
+
+// Reads only the selected part of input 0 (as many bytes as it writes), plus the index inputs.
+Cost select_cost(const Graph& g, const Node& n) {
+  double read = output_bytes(g, n);
+  for (size_t i = 1; i < n.inputs.size(); ++i)
+    if (const Value* v = input(g, n, i)) read += v->nbytes();
+  return Cost{0, read, output_bytes(g, n)};
+}
+
+// Nearest: a copy. Linear / cubic: 2 FLOPs per tap, 2 (or 4) taps per resized axis.
+Cost resize_cost(const Graph& g, const Node& n) {
+  const Value& x = required_input(g, n, 0);
+  const Value& y = output(g, n);
+  const std::string mode = n.attr_string("mode", "nearest");
+  if (x.shape.size() != y.shape.size()) throw ShapeError({"", n.name, n.op}, "input and output ranks differ");
+  int resized = 0;
+  for (size_t i = 0; i < x.shape.size(); ++i) resized += x.shape[i] != y.shape[i];
+  double taps = 0;
+  if (mode == "linear" || mode == "bilinear") taps = double(int64_t(1) << resized);
+  else if (mode == "cubic") taps = double(int64_t(1) << (2 * resized));
+  return Cost{2 * taps * double(y.numel()), x.nbytes(), y.nbytes()};
+}
+
+}  // namespace
+
+void register_movement_ops(OpRegistry& r) {
+  for (const char* name : {"Concat", "Split", "Transpose", "Pad", "Expand", "Tile", "DepthToSpace", "SpaceToDepth",
+                           "ScatterND", "ScatterElements", "Trilu"})
+    r.add({name, OpClass::movement, copy_cost, "data movement"});
+  for (const char* name : {"Slice", "Gather", "GatherElements", "GatherND"})
+    r.add({name, OpClass::movement, select_cost, "selects part of its input"});
+  r.add({"Resize", OpClass::movement, resize_cost, "nearest / linear / cubic resize"});
+  r.add({"Upsample", OpClass::movement, resize_cost, "nearest / linear upsample (opset < 10)"});
+}
+
+}  // namespace bricklab::ops

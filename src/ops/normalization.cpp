@@ -1,0 +1,37 @@
+// Operator-table entries: normalisations, softmax and reductions. Per-element FLOP factors are
+// documented in docs/cost-model.md.
+#include "op_helpers.hpp"
+
+namespace bricklab::ops {
+namespace {
+
+// Inference batch norm is a per-channel scale and shift: 2 FLOPs per element.
+Cost batch_norm_cost(const Graph& g, const Node& n) {
+  return Cost{2 * double(output(g, n, 0).numel()), input_bytes(g, n), output(g, n, 0).nbytes()};
+}
+
+// Mean, subtract, square, sum, rsqrt-scale, gamma, beta: ~8 FLOPs per element.
+template <int FlopsPerElement>
+Cost per_output_element(const Graph& g, const Node& n) {
+  return streaming_cost(g, n, FlopsPerElement * double(output(g, n, 0).numel()));
+}
+
+// Reductions touch each input element once.
+Cost reduce_cost(const Graph& g, const Node& n) {
+  return streaming_cost(g, n, double(required_input(g, n, 0).numel()));
+}
+
+}  // namespace
+
+void register_normalization_ops(OpRegistry& r) {
+  r.add({"BatchNormalization", OpClass::reduction, batch_norm_cost, "batch normalisation (inference: per-channel affine)"});
+  r.add({"LayerNormalization", OpClass::reduction, per_output_element<8>, "layer normalisation over trailing axes"});
+  r.add({"InstanceNormalization", OpClass::reduction, per_output_element<8>, "instance normalisation"});
+  r.add({"Softmax", OpClass::reduction, per_output_element<5>, "softmax along an axis"});
+  r.add({"LogSoftmax", OpClass::reduction, per_output_element<5>, "log-softmax along an axis"});
+  for (const char* name : {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+                           "ReduceSumSquare", "ReduceLogSumExp", "ArgMax", "ArgMin", "CumSum"})
+    r.add({name, OpClass::reduction, reduce_cost, "reduction over axes"});
+}
+
+}  // namespace bricklab::ops

@@ -1,0 +1,39 @@
+// Operator-table entries: pooling and local response normalisation.
+#include "op_helpers.hpp"
+
+namespace bricklab::ops {
+namespace {
+
+// One operation (compare or add) per kernel tap per output element.
+Cost windowed_pool_cost(const Graph& g, const Node& n) {
+  const Value& y = output(g, n, 0);
+  const std::vector<int64_t> kernel = n.attr_ints("kernel_shape");
+  if (kernel.empty()) throw ShapeError({"", n.name, n.op}, "attribute 'kernel_shape' is required");
+  double taps = 1;
+  for (int64_t k : kernel) taps *= double(k);
+  return streaming_cost(g, n, double(y.numel()) * taps);
+}
+
+// Reads every input element once.
+Cost global_pool_cost(const Graph& g, const Node& n) {
+  return streaming_cost(g, n, double(required_input(g, n, 0).numel()));
+}
+
+// Square-sum over `size` neighbouring channels (2 per tap) plus scale, pow and divide.
+Cost lrn_cost(const Graph& g, const Node& n) {
+  const double size = double(n.attr_int("size", 1));
+  return streaming_cost(g, n, double(output(g, n).numel()) * (2 * size + 3));
+}
+
+}  // namespace
+
+void register_pooling_ops(OpRegistry& r) {
+  r.add({"MaxPool", OpClass::reduction, windowed_pool_cost, "max pooling (pads, strides, dilations, ceil_mode)"});
+  r.add({"AveragePool", OpClass::reduction, windowed_pool_cost, "average pooling (count_include_pad, ceil_mode)"});
+  r.add({"LpPool", OpClass::reduction, windowed_pool_cost, "Lp-norm pooling"});
+  r.add({"GlobalAveragePool", OpClass::reduction, global_pool_cost, "mean over all spatial positions"});
+  r.add({"GlobalMaxPool", OpClass::reduction, global_pool_cost, "max over all spatial positions"});
+  r.add({"LRN", OpClass::reduction, lrn_cost, "local response normalisation across channels"});
+}
+
+}  // namespace bricklab::ops

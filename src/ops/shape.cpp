@@ -1,0 +1,32 @@
+// Operator-table entries: views (no data moves) and shape computations (metadata only).
+#include "op_helpers.hpp"
+
+namespace bricklab::ops {
+namespace {
+
+// A view reinterprets its input: the element count must not change.
+Cost view_cost(const Graph& g, const Node& n) {
+  const Value& x = required_input(g, n, 0);
+  const Value& y = output(g, n, 0);
+  if (x.numel() != y.numel())
+    throw ShapeError({"", n.name, n.op}, "changes the element count from " + std::to_string(x.numel()) + " " +
+                                             shape_str(x.shape) + " to " + std::to_string(y.numel()) + " " + shape_str(y.shape));
+  return Cost{};
+}
+
+// Produces a new tensor from metadata alone: only the write costs.
+Cost generate_cost(const Graph& g, const Node& n) { return Cost{0, 0, output_bytes(g, n)}; }
+
+}  // namespace
+
+void register_shape_ops(OpRegistry& r) {
+  for (const char* name : {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
+    r.add({name, OpClass::view, view_cost, "view: no data moves (Dropout: identity at inference)"});
+  r.add({"Shape", OpClass::shape, generate_cost, "the shape of a tensor"});
+  r.add({"Size", OpClass::shape, generate_cost, "the element count of a tensor"});
+  r.add({"Constant", OpClass::shape, generate_cost, "a constant tensor (folded into a weight at load)"});
+  r.add({"ConstantOfShape", OpClass::shape, generate_cost, "a tensor filled with one value"});
+  r.add({"Range", OpClass::shape, generate_cost, "arithmetic sequence"});
+}
+
+}  // namespace bricklab::ops
