@@ -139,7 +139,7 @@ class Importer {
     }
     // Kahn's algorithm over the stored order; a missing input or a cycle is a corrupt model.
     const int count = g->node_size();
-    std::vector<int> pending(size_t(count), 0);
+    std::vector<int> pending(static_cast<size_t>(count), 0);
     std::vector<std::vector<int>> users(static_cast<size_t>(count));
     for (int i = 0; i < count; ++i) {
       const auto& n = g->node(i);

@@ -109,18 +109,51 @@ std::vector<int64_t> attr_ints(const onnx::NodeProto& n, const char* name) {
   return a ? std::vector<int64_t>(a->ints().begin(), a->ints().end()) : std::vector<int64_t>{};
 }
 
-// Elementwise with scalar / equal-length broadcasting (what shape arithmetic uses).
+// numpy broadcasting of two shapes; nullopt when incompatible.
+std::optional<std::vector<int64_t>> broadcast_shape(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
+  const size_t rank = std::max(a.size(), b.size());
+  std::vector<int64_t> out(rank);
+  for (size_t k = 0; k < rank; ++k) {
+    const int64_t da = k < rank - a.size() ? 1 : a[k - (rank - a.size())];
+    const int64_t db = k < rank - b.size() ? 1 : b[k - (rank - b.size())];
+    if (da != db && da != 1 && db != 1) return std::nullopt;
+    out[k] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+// Flat index into `in` (right-aligned, broadcast dims of size 1) for each flat index of `out`.
+std::vector<size_t> broadcast_index(const std::vector<int64_t>& in, const std::vector<int64_t>& out) {
+  const int64_t total = numel(out);
+  std::vector<size_t> map(static_cast<size_t>(std::max<int64_t>(total, 0)));
+  const size_t rank = out.size(), offset = rank - in.size();
+  std::vector<int64_t> in_strides(in.size(), 1);
+  for (size_t d = in.size(); d-- > 1;) in_strides[d - 1] = in_strides[d] * in[d];
+  std::vector<int64_t> index(rank, 0);
+  for (int64_t flat = 0; flat < total; ++flat) {
+    int64_t src = 0;
+    for (size_t d = offset; d < rank; ++d)
+      if (in[d - offset] != 1) src += index[d] * in_strides[d - offset];
+    map[size_t(flat)] = size_t(src);
+    for (size_t d = rank; d-- > 0;) {
+      if (++index[d] < out[d]) break;
+      index[d] = 0;
+    }
+  }
+  return map;
+}
+
+// Elementwise binary op with numpy broadcasting.
 std::optional<Small> binary(const Small& a, const Small& b, const std::function<std::optional<double>(double, double)>& fn,
                             bool float_math, int out_dtype) {
-  const size_t n = std::max(a.size(), b.size());
-  if (!(a.size() == n || a.size() == 1) || !(b.size() == n || b.size() == 1)) return std::nullopt;
+  auto shape = broadcast_shape(a.shape, b.shape);
+  if (!shape || numel(*shape) < 0) return std::nullopt;
+  const auto ia = broadcast_index(a.shape, *shape), ib = broadcast_index(b.shape, *shape);
   Small out;
   out.dtype = out_dtype;
-  out.shape = a.size() >= b.size() ? a.shape : b.shape;
-  if (a.shape.size() != b.shape.size() && a.size() == b.size()) out.shape = a.shape.size() > b.shape.size() ? a.shape : b.shape;
-  for (size_t k = 0; k < n; ++k) {
-    const size_t ka = a.size() == 1 ? 0 : k, kb = b.size() == 1 ? 0 : k;
-    auto r = fn(float_math ? a.f(ka) : double(a.i(ka)), float_math ? b.f(kb) : double(b.i(kb)));
+  out.shape = *shape;
+  for (size_t k = 0; k < ia.size(); ++k) {
+    auto r = fn(float_math ? a.f(ia[k]) : double(a.i(ia[k])), float_math ? b.f(ib[k]) : double(b.i(ib[k])));
     if (!r) return std::nullopt;
     if (out.is_float()) out.floats.push_back(*r);
     else {
@@ -131,9 +164,34 @@ std::optional<Small> binary(const Small& a, const Small& b, const std::function<
   return out;
 }
 
-int64_t clamp_index(int64_t v, int64_t dim, bool end) {
-  if (v < 0) v += dim;
-  return std::max<int64_t>(0, std::min<int64_t>(v, end ? dim : dim - 1 + 1));
+std::vector<int64_t> strides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> st(shape.size(), 1);
+  for (int64_t d = int64_t(shape.size()) - 2; d >= 0; --d) st[size_t(d)] = st[size_t(d) + 1] * shape[size_t(d) + 1];
+  return st;
+}
+
+// out[i0, i1, ...] = x[picks[0][i0], picks[1][i1], ...]
+Small gather_grid(const Small& x, const std::vector<std::vector<int64_t>>& picks) {
+  Small out = x;
+  out.ints.clear();
+  out.floats.clear();
+  out.shape.clear();
+  for (const auto& p : picks) out.shape.push_back(int64_t(p.size()));
+  const auto st = strides(x.shape);
+  const int64_t total = numel(out.shape);
+  const size_t rank = picks.size();
+  std::vector<size_t> index(rank, 0);
+  for (int64_t flat = 0; flat < total; ++flat) {
+    int64_t src = 0;
+    for (size_t d = 0; d < rank; ++d) src += picks[d][index[d]] * st[d];
+    if (x.is_float()) out.floats.push_back(x.floats[size_t(src)]);
+    else out.ints.push_back(x.ints[size_t(src)]);
+    for (size_t d = rank; d-- > 0;) {
+      if (++index[d] < picks[d].size()) break;
+      index[d] = 0;
+    }
+  }
+  return out;
 }
 
 class Folder {
@@ -221,6 +279,24 @@ class Folder {
       std::vector<int64_t> dims(s.begin() + start, s.begin() + std::max(start, end));
       return make_ints(dims, {int64_t(dims.size())});
     }
+    if (op == "Constant") {
+      if (n.attribute_size() != 1) return std::nullopt;
+      const auto& a = n.attribute(0);
+      if (a.name() == "value" && a.has_t()) return from_tensor(a.t());
+      if (a.name() == "value_int") return make_ints({a.i()}, {});
+      if (a.name() == "value_ints") return make_ints({a.ints().begin(), a.ints().end()}, {int64_t(a.ints_size())});
+      if (a.name() == "value_float" || a.name() == "value_floats") {
+        Small s;
+        s.dtype = onnx::TensorProto::FLOAT;
+        if (a.name() == "value_float") s.floats = {double(a.f())};
+        else {
+          s.floats.assign(a.floats().begin(), a.floats().end());
+          s.shape = {int64_t(a.floats_size())};
+        }
+        return s;
+      }
+      return std::nullopt;
+    }
     if (!all_inputs_constant(n)) return std::nullopt;
     const Small& x = *constant(n, 0);
     if (op == "Identity") return x;
@@ -292,35 +368,76 @@ class Folder {
       return out;
     }
     if (op == "Slice") {
-      if (x.shape.size() != 1) return std::nullopt;
-      int64_t start = 0, end = 0, step = 1;
+      // General ONNX Slice (any rank, negative steps) on a small constant.
+      const int64_t rank = int64_t(x.shape.size());
+      std::vector<int64_t> starts, ends, axes, steps;
       if (opset_ < 10) {
-        auto s = attr_ints(n, "starts"), e = attr_ints(n, "ends");
-        if (s.size() != 1 || e.size() != 1) return std::nullopt;
-        start = s[0];
-        end = e[0];
+        starts = attr_ints(n, "starts");
+        ends = attr_ints(n, "ends");
+        axes = attr_ints(n, "axes");
       } else {
-        const Small *s = constant(n, 1), *e = constant(n, 2), *st = constant(n, 4);
-        if (!s || !e || s->size() != 1 || e->size() != 1) return std::nullopt;
-        start = s->i(0);
-        end = e->i(0);
-        if (st) {
-          if (st->size() != 1) return std::nullopt;
-          step = st->i(0);
-        }
+        const Small *s = constant(n, 1), *e = constant(n, 2), *ax = constant(n, 3), *st = constant(n, 4);
+        if (!s || !e || (n.input_size() > 3 && !n.input(3).empty() && !ax) || (n.input_size() > 4 && !n.input(4).empty() && !st))
+          return std::nullopt;
+        starts = s->ints;
+        ends = e->ints;
+        if (ax) axes = ax->ints;
+        if (st) steps = st->ints;
       }
-      if (step != 1) return std::nullopt;
-      const int64_t dim = x.shape[0];
-      start = clamp_index(start, dim, false);
-      end = clamp_index(end, dim, true);
+      if (axes.empty())
+        for (int64_t k = 0; k < int64_t(starts.size()); ++k) axes.push_back(k);
+      if (steps.empty()) steps.assign(starts.size(), 1);
+      if (starts.size() != ends.size() || axes.size() != starts.size() || steps.size() != starts.size()) return std::nullopt;
+      std::vector<std::vector<int64_t>> picks(static_cast<size_t>(rank));
+      for (int64_t d = 0; d < rank; ++d)
+        for (int64_t k = 0; k < x.shape[size_t(d)]; ++k) picks[size_t(d)].push_back(k);
+      for (size_t k = 0; k < axes.size(); ++k) {
+        int64_t axis = axes[k] < 0 ? axes[k] + rank : axes[k];
+        if (axis < 0 || axis >= rank || steps[k] == 0) return std::nullopt;
+        const int64_t dim = x.shape[size_t(axis)];
+        int64_t start = starts[k], end = ends[k], step = steps[k];
+        if (start < 0) start += dim;
+        if (end < 0) end += dim;
+        if (step > 0) {
+          start = std::clamp<int64_t>(start, 0, dim);
+          end = std::clamp<int64_t>(end, 0, dim);
+        } else {
+          start = std::clamp<int64_t>(start, 0, dim - 1);
+          end = std::clamp<int64_t>(end, -1, dim - 1);
+        }
+        std::vector<int64_t> idx;
+        for (int64_t i = start; step > 0 ? i < end : i > end; i += step) idx.push_back(i);
+        picks[size_t(axis)] = idx;
+      }
+      return gather_grid(x, picks);
+    }
+    if (op == "Transpose") {
+      const int64_t rank = int64_t(x.shape.size());
+      std::vector<int64_t> perm = attr_ints(n, "perm");
+      if (perm.empty())
+        for (int64_t d = rank - 1; d >= 0; --d) perm.push_back(d);
+      if (int64_t(perm.size()) != rank) return std::nullopt;
       Small out = x;
       out.ints.clear();
       out.floats.clear();
-      for (int64_t k = start; k < end; ++k) {
-        if (x.is_float()) out.floats.push_back(x.floats[size_t(k)]);
-        else out.ints.push_back(x.ints[size_t(k)]);
+      out.shape.clear();
+      for (auto p : perm) {
+        if (p < 0 || p >= rank) return std::nullopt;
+        out.shape.push_back(x.shape[size_t(p)]);
       }
-      out.shape = {int64_t(out.size())};
+      const auto in_strides = strides(x.shape);
+      const int64_t total = numel(out.shape);
+      std::vector<int64_t> index(static_cast<size_t>(rank), 0);
+      for (int64_t flat = 0; flat < total; ++flat) {
+        int64_t src = 0;
+        for (int64_t d = 0; d < rank; ++d) src += index[size_t(d)] * in_strides[size_t(perm[size_t(d)])];
+        if (x.is_float()) out.floats.push_back(x.floats[size_t(src)]);
+        else out.ints.push_back(x.ints[size_t(src)]);
+        for (int64_t d = rank - 1; d >= 0; --d) {
+          if (++index[size_t(d)] < out.shape[size_t(d)]) break;
+          index[size_t(d)] = 0;
+        }
+      }
       return out;
     }
     if (op == "Reshape") {
@@ -403,18 +520,19 @@ class Folder {
     if (!y || n.input_size() != 2) {
       if (op == "Where" && n.input_size() == 3 && constant(n, 2)) {
         const Small &c = x, &a = *constant(n, 1), &b = *constant(n, 2);
-        const size_t len = std::max({c.size(), a.size(), b.size()});
-        Small out = a.size() == len ? a : b;
-        for (size_t k = 0; k < len; ++k) {
-          const size_t kc = c.size() == 1 ? 0 : k, ka = a.size() == 1 ? 0 : k, kb = b.size() == 1 ? 0 : k;
-          if ((c.size() != 1 && c.size() != len) || (a.size() != 1 && a.size() != len) || (b.size() != 1 && b.size() != len))
-            return std::nullopt;
-          const Small& pick = c.i(kc) ? a : b;
-          const size_t kp = c.i(kc) ? ka : kb;
-          if (out.is_float()) out.floats[k] = pick.f(kp);
-          else out.ints[k] = pick.i(kp);
+        auto ab = broadcast_shape(a.shape, b.shape);
+        auto shape = ab ? broadcast_shape(c.shape, *ab) : std::nullopt;
+        if (!shape || numel(*shape) < 0 || a.is_float() != b.is_float()) return std::nullopt;
+        const auto ic = broadcast_index(c.shape, *shape), ia = broadcast_index(a.shape, *shape),
+                   ib = broadcast_index(b.shape, *shape);
+        Small out;
+        out.dtype = a.dtype;
+        out.shape = *shape;
+        for (size_t k = 0; k < ic.size(); ++k) {
+          const bool take_a = c.i(ic[k]) != 0;
+          if (out.is_float()) out.floats.push_back(take_a ? a.f(ia[k]) : b.f(ib[k]));
+          else out.ints.push_back(take_a ? a.i(ia[k]) : b.i(ib[k]));
         }
-        if (c.size() == len && out.size() == len) out.shape = c.shape.size() > out.shape.size() ? c.shape : out.shape;
         return out;
       }
       return std::nullopt;
@@ -430,6 +548,13 @@ class Folder {
       return binary(x, *y, [fm](double a, double b) -> R {
         if (b == 0) return std::nullopt;
         return fm ? a / b : std::trunc(a / b);
+      }, fm, dt);
+    if (op == "Mod")
+      return binary(x, *y, [fm, &n](double a, double b) -> R {
+        if (b == 0) return std::nullopt;
+        if (fm || attr_i(n, "fmod", 0)) return std::fmod(a, b);
+        double r = std::fmod(a, b);  // integer Mod takes the divisor's sign, like Python's %
+        return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
       }, fm, dt);
     if (op == "Max") return binary(x, *y, [](double a, double b) -> R { return std::max(a, b); }, fm, dt);
     if (op == "Min") return binary(x, *y, [](double a, double b) -> R { return std::min(a, b); }, fm, dt);

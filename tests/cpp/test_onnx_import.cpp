@@ -109,9 +109,23 @@ TEST_CASE("weights given as Constant and ConstantOfShape nodes", "[import]") {
   const Value& bias = g.value(conv.inputs[2]);
   CHECK(bias.kind == ValueKind::constant);
   CHECK(bias.shape == Shape{3});
-  CHECK(bias.data->kind() == TensorData::Kind::fill);
   CHECK(bias.data->as_double() == std::vector<double>{0.5, 0.5, 0.5});
   CHECK(g.value(conv.outputs[0]).shape == Shape{1, 3, 4, 4});
+}
+
+TEST_CASE("a large ConstantOfShape stays a lazy fill (never materialised)", "[import]") {
+  ModelBuilder b(13);
+  b.input("x", {int64_t(1), int64_t(64), int64_t(100), int64_t(100)}).weight_i64("shape", {1, 64, 100, 100});
+  auto& fill = b.node("ConstantOfShape", {"shape"}, {"ones"}, "ones");
+  ModelBuilder::attr(fill, "value", ModelBuilder::tensor("v", {1}, {1.0f}));
+  b.node("Add", {"x", "ones"}, {"y"}, "add");
+  b.output("y");
+  Graph g = load_onnx_bytes(b.bytes());
+  REQUIRE(g.nodes.size() == 1);
+  const Value& ones = g.value(g.nodes[0].inputs[1]);
+  CHECK(ones.data->kind() == TensorData::Kind::fill);
+  CHECK(ones.data->fill_value() == 1.0);
+  CHECK(ones.shape == Shape{1, 64, 100, 100});
 }
 
 TEST_CASE("external data inside the model folder loads; traversal is refused", "[import][security]") {

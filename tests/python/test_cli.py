@@ -1,0 +1,71 @@
+"""The bricklab CLI as a user runs it: tables, JSON, exit codes and one-line errors."""
+import json
+import subprocess
+
+import pytest
+
+from conftest import BUNDLED
+
+
+def run(cli, *args):
+    return subprocess.run([cli, *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def test_inspect_table_and_totals(cli):
+    r = run(cli, "inspect", BUNDLED / "resnet18.onnx", "--batch", "2")
+    assert r.returncode == 0, r.stderr
+    assert "Conv" in r.stdout and "totals:" in r.stdout and "[2x1000]" in r.stdout
+
+
+def test_inspect_json_agrees_with_python(cli):
+    import bricklab
+
+    r = run(cli, "inspect", BUNDLED / "squeezenet1_1.onnx", "--batch", "4", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    model = bricklab.load(str(BUNDLED / "squeezenet1_1.onnx"), batch=4)
+    assert doc["batch"] == 4
+    assert len(doc["nodes"]) == len(model.nodes)
+    assert doc["totals"]["flops"] == pytest.approx(model.flops)
+    assert sum(n["flops"] for n in doc["nodes"]) == pytest.approx(doc["totals"]["flops"])
+    assert doc["inputs"][0]["shape"] == [4, 3, 224, 224]
+
+
+@pytest.mark.parametrize(
+    "args, code, needle",
+    [
+        (["inspect", "/no/such/model.onnx"], 1, "no such file"),
+        (["inspect", str(BUNDLED / "resnet18.onnx"), "--batch", "zero"], 2, "--batch expects a positive integer"),
+        (["inspect", str(BUNDLED / "resnet18.onnx"), "--frobnicate"], 2, "unknown option"),
+        (["inspect", str(BUNDLED / "resnet18.onnx"), "--dim", "seq=4"], 2, "'seq'"),
+        (["inspect"], 2, "exactly one MODEL"),
+        (["explode"], 2, "unknown command"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code(cli, args, code, needle):
+    r = run(cli, *args)
+    assert r.returncode == code
+    assert needle in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert r.stdout == ""
+
+
+def test_corrupt_and_hostile_files(cli, tmp_path):
+    data = (BUNDLED / "tiny_cnn.onnx").read_bytes()
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(data[: len(data) // 2])
+    text = tmp_path / "readme.onnx"
+    text.write_text("not a model\n")
+    for path in (truncated, text):
+        r = run(cli, "inspect", path)
+        assert r.returncode == 1
+        assert str(path) in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_ops_and_info(cli):
+    r = run(cli, "ops")
+    assert r.returncode == 0 and "Conv" in r.stdout and "LayerNormalization" in r.stdout
+    r = run(cli, "info", "--json")
+    assert r.returncode == 0
+    info = json.loads(r.stdout)
+    assert {b["name"] for b in info["backends"]} == {"cpu", "cuda"}
