@@ -426,9 +426,9 @@ class Importer {
   // Concat -> Reshape and the like) that ONNX 1.12's data propagation leaves unresolved.
   void infer_shapes() {
     auto* g = model_.mutable_graph();
+    g->clear_value_info();  // stale or symbolic annotations from the exporter; inference recomputes them
     onnx::ShapeInferenceOptions options(/*check_type=*/true, /*strict=*/1, /*data_propagation=*/true);
     for (int pass = 0; pass < 32; ++pass) {
-      g->clear_value_info();  // stale or symbolic annotations; inference recomputes them
       try {
         onnx::shape_inference::InferShapes(model_, onnx::OpSchemaRegistry::Instance(), options);
       } catch (const std::exception& e) {
@@ -438,8 +438,68 @@ class Importer {
       const int folded = detail::fold_shape_computations(model_, opset_);
       for (int k = before; k < g->initializer_size(); ++k) folded_names_.insert(g->initializer(k).name());
       folded_ += folded;
-      if (folded == 0) return;
+      if (folded == 0 && complete_shapes() == 0) return;
     }
+  }
+
+  // Applies the operator table's fallback shape rules to outputs ONNX left (partly) unknown.
+  // Returns how many outputs it completed.
+  int complete_shapes() {
+    auto* g = model_.mutable_graph();
+    std::unordered_map<std::string, onnx::ValueInfoProto*> info;
+    for (auto& v : *g->mutable_input()) info[v.name()] = &v;
+    for (auto& v : *g->mutable_value_info()) info[v.name()] = &v;
+    for (auto& v : *g->mutable_output()) info[v.name()] = &v;
+    std::unordered_map<std::string, Shape> init_shapes;
+    for (const auto& t : g->initializer()) init_shapes[t.name()] = Shape(t.dims().begin(), t.dims().end());
+    auto concrete = [](const onnx::ValueInfoProto* v, Shape& out) {
+      if (!v || !v->type().has_tensor_type() || !v->type().tensor_type().has_shape()) return false;
+      out.clear();
+      for (const auto& d : v->type().tensor_type().shape().dim()) {
+        if (!d.has_dim_value()) return false;
+        out.push_back(d.dim_value());
+      }
+      return true;
+    };
+    int completed = 0;
+    for (const auto& n : g->node()) {
+      const OpDef* def = OpRegistry::instance().find(n.op_type());
+      if (!def || !def->infer_shapes || n.output_size() != 1) continue;
+      Shape have;
+      auto out_it = info.find(n.output(0));
+      if (out_it != info.end() && concrete(out_it->second, have)) continue;
+      std::vector<Shape> inputs;
+      bool known = true;
+      for (const auto& in : n.input()) {
+        Shape s;
+        if (init_shapes.count(in)) s = init_shapes[in];
+        else if (!concrete(info.count(in) ? info[in] : nullptr, s)) known = false;
+        inputs.push_back(s);
+      }
+      if (!known) continue;
+      Node node;
+      node.name = n.name();
+      node.op = n.op_type();
+      for (const auto& a : n.attribute())
+        if (a.type() != onnx::AttributeProto::TENSOR) node.attrs[a.name()] = convert_attribute(n, a);
+      std::vector<Shape> shapes;
+      try {
+        shapes = def->infer_shapes(inputs, node);
+      } catch (const Error& e) {
+        throw ShapeError(at(n), e.problem());
+      }
+      onnx::ValueInfoProto* v = out_it != info.end() ? out_it->second : g->add_value_info();
+      v->set_name(n.output(0));
+      auto* tt = v->mutable_type()->mutable_tensor_type();
+      if (!tt->has_elem_type() || tt->elem_type() == 0) {
+        const auto* first = info.count(n.input(0)) ? info[n.input(0)] : nullptr;
+        tt->set_elem_type(first ? first->type().tensor_type().elem_type() : onnx::TensorProto::FLOAT);
+      }
+      tt->mutable_shape()->clear_dim();
+      for (int64_t d : shapes.at(0)) tt->mutable_shape()->add_dim()->set_dim_value(d);
+      ++completed;
+    }
+    return completed;
   }
 
   // ---- building the Graph ---------------------------------------------------------------------

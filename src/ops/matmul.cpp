@@ -1,4 +1,7 @@
 // Operator-table entries: matrix products. A multiply-add counts as two FLOPs.
+#include <cctype>
+#include <map>
+
 #include "op_helpers.hpp"
 
 namespace bricklab::ops {
@@ -23,11 +26,116 @@ Cost matmul_cost(const Graph& g, const Node& n) {
   return streaming_cost(g, n, 2 * double(y.numel()) * k);
 }
 
+// A parsed Einsum equation: each input term's letters (with the ellipsis position) and sizes.
+struct EinsumSpec {
+  std::vector<std::string> terms;  // input terms as written ("...ij")
+  std::string output;              // output term; implicit form: sorted letters seen once
+  std::map<char, int64_t> sizes;
+  Shape ellipsis;                  // broadcast shape of the ellipsis dims
+};
+
+EinsumSpec parse_einsum(const std::vector<Shape>& inputs, const Node& n) {
+  EinsumSpec spec;
+  const std::string equation = n.attr_string("equation", "");
+  std::string lhs = equation;
+  const auto arrow = equation.find("->");
+  if (arrow != std::string::npos) lhs = equation.substr(0, arrow);
+  size_t start = 0;
+  while (true) {
+    const size_t comma = lhs.find(',', start);
+    std::string term;
+    for (char c : lhs.substr(start, comma == std::string::npos ? std::string::npos : comma - start))
+      if (c != ' ') term += c;
+    spec.terms.push_back(term);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (spec.terms.size() != inputs.size())
+    throw ShapeError({"", n.name, n.op}, "equation '" + equation + "' has " + std::to_string(spec.terms.size()) +
+                                             " terms for " + std::to_string(inputs.size()) + " inputs");
+  std::map<char, int> count;
+  for (size_t t = 0; t < spec.terms.size(); ++t) {
+    const std::string& term = spec.terms[t];
+    const Shape& shape = inputs[t];
+    const size_t dots = term.find("...");
+    std::string letters;
+    for (char c : term)
+      if (std::isalpha(static_cast<unsigned char>(c))) letters += c;
+    if (dots == std::string::npos ? letters.size() != shape.size() : letters.size() > shape.size())
+      throw ShapeError({"", n.name, n.op}, "equation term '" + term + "' does not match input rank " + std::to_string(shape.size()));
+    const size_t n_ell = shape.size() - letters.size();
+    size_t dim = 0;
+    for (size_t i = 0; i < term.size(); ++i) {
+      if (term.compare(i, 3, "...") == 0) {
+        Shape ell(shape.begin() + long(dim), shape.begin() + long(dim + n_ell));
+        // numpy-style broadcast with what other terms' ellipses gave
+        Shape merged(std::max(ell.size(), spec.ellipsis.size()), 1);
+        for (size_t k = 0; k < merged.size(); ++k) {
+          const int64_t a = k < merged.size() - ell.size() ? 1 : ell[k - (merged.size() - ell.size())];
+          const int64_t b = k < merged.size() - spec.ellipsis.size() ? 1 : spec.ellipsis[k - (merged.size() - spec.ellipsis.size())];
+          if (a != b && a != 1 && b != 1) throw ShapeError({"", n.name, n.op}, "ellipsis dimensions do not broadcast");
+          merged[k] = a == 1 ? b : a;
+        }
+        spec.ellipsis = merged;
+        dim += n_ell;
+        i += 2;
+        continue;
+      }
+      const char c = term[i];
+      if (!std::isalpha(static_cast<unsigned char>(c))) throw ShapeError({"", n.name, n.op}, "bad equation '" + equation + "'");
+      const int64_t size = shape[dim++];
+      auto it = spec.sizes.find(c);
+      if (it != spec.sizes.end() && it->second != size && it->second != 1 && size != 1)
+        throw ShapeError({"", n.name, n.op}, std::string("index '") + c + "' has sizes " + std::to_string(it->second) +
+                                                 " and " + std::to_string(size));
+      spec.sizes[c] = it == spec.sizes.end() ? size : std::max(it->second, size);
+      count[c]++;
+    }
+  }
+  if (arrow != std::string::npos) {
+    for (char c : equation.substr(arrow + 2))
+      if (c != ' ') spec.output += c;
+  } else {
+    spec.output = spec.ellipsis.empty() ? "" : "...";
+    for (const auto& [c, k] : count)
+      if (k == 1) spec.output += c;
+  }
+  return spec;
+}
+
+std::vector<Shape> einsum_shapes(const std::vector<Shape>& inputs, const Node& n) {
+  const EinsumSpec spec = parse_einsum(inputs, n);
+  Shape out;
+  for (size_t i = 0; i < spec.output.size(); ++i) {
+    if (spec.output.compare(i, 3, "...") == 0) {
+      out.insert(out.end(), spec.ellipsis.begin(), spec.ellipsis.end());
+      i += 2;
+      continue;
+    }
+    auto it = spec.sizes.find(spec.output[i]);
+    if (it == spec.sizes.end())
+      throw ShapeError({"", n.name, n.op}, std::string("output index '") + spec.output[i] + "' appears in no input");
+    out.push_back(it->second);
+  }
+  return {out};
+}
+
+// Einsum: one multiply-add per combination of all distinct indices and ellipsis positions.
+Cost einsum_cost(const Graph& g, const Node& n) {
+  std::vector<Shape> shapes;
+  for (size_t i = 0; i < n.inputs.size(); ++i) shapes.push_back(required_input(g, n, i).shape);
+  const EinsumSpec spec = parse_einsum(shapes, n);
+  double combos = double(std::max<int64_t>(1, shape_numel(spec.ellipsis)));
+  for (const auto& [c, size] : spec.sizes) combos *= double(size);
+  return streaming_cost(g, n, (shapes.size() > 1 ? 2.0 : 1.0) * combos);
+}
+
 }  // namespace
 
 void register_matmul_ops(OpRegistry& r) {
   r.add({"Gemm", OpClass::compute, gemm_cost, "general matrix multiply (transA, transB, alpha, beta)"});
   r.add({"MatMul", OpClass::compute, matmul_cost, "batched matrix product with numpy broadcasting"});
+  r.add({"Einsum", OpClass::compute, einsum_cost, "Einstein summation (contractions, batched products)", einsum_shapes});
 }
 
 }  // namespace bricklab::ops

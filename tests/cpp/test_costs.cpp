@@ -114,3 +114,23 @@ TEST_CASE("ResNet-50 at batch 1 is ~4.1 GMACs (8.2 GFLOP) within 5%", "[cost][zo
   b8.batch = 8;
   CHECK(load_onnx(testutil::repo_path("models/zoo/resnet50.onnx"), b8).total_cost().flops == Approx(8 * gflop * 1e9).epsilon(1e-6));
 }
+
+TEST_CASE("Einsum: shapes where ONNX 1.12 leaves them unknown, and FLOPs", "[cost][einsum]") {
+  auto einsum = [](const std::string& eq, const std::vector<testutil::Dim>& a, const std::vector<testutil::Dim>& b) {
+    ModelBuilder m(13);
+    m.input("a", a).input("b", b);
+    auto& n = m.node("Einsum", {"a", "b"}, {"y"}, "es");
+    ModelBuilder::attr(n, "equation", eq);
+    m.output("y");
+    return load_onnx_bytes(m.bytes());
+  };
+  Graph g = einsum("bij,bjk->bik", {int64_t(2), int64_t(3), int64_t(4)}, {int64_t(2), int64_t(4), int64_t(5)});
+  CHECK(g.value(g.outputs[0]).shape == Shape{2, 3, 5});
+  CHECK(g.nodes[0].cost.flops == 2.0 * 2 * 3 * 4 * 5);
+  g = einsum("ij,jk", {int64_t(3), int64_t(4)}, {int64_t(4), int64_t(6)});  // implicit output: "ik"
+  CHECK(g.value(g.outputs[0]).shape == Shape{3, 6});
+  g = einsum("...ij,...jk->...ik", {int64_t(7), int64_t(2), int64_t(3), int64_t(4)}, {int64_t(4), int64_t(5)});
+  CHECK(g.value(g.outputs[0]).shape == Shape{7, 2, 3, 5});
+  CHECK(g.nodes[0].cost.flops == 2.0 * 7 * 2 * 3 * 4 * 5);
+  CHECK_THROWS_AS(einsum("ij,jk->ik", {int64_t(3), int64_t(4)}, {int64_t(5), int64_t(6)}), ShapeError);
+}

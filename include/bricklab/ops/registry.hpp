@@ -22,12 +22,16 @@ enum class OpClass {
 std::string op_class_name(OpClass c);
 
 using CostFn = Cost (*)(const Graph&, const Node&);
+// Output shapes from input shapes and the node's attributes; used where ONNX's own shape
+// inference leaves dimensions unknown (e.g. Einsum in ONNX 1.12).
+using ShapeFn = std::vector<Shape> (*)(const std::vector<Shape>& inputs, const Node& node);
 
 struct OpDef {
   std::string name;      // ONNX op_type (default domain)
   OpClass cls = OpClass::elementwise;
   CostFn cost = nullptr;
   std::string summary;   // one line for `bricklab ops`
+  ShapeFn infer_shapes = nullptr;  // optional fallback shape rule
 };
 
 class OpRegistry {
