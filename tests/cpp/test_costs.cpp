@@ -129,7 +129,7 @@ TEST_CASE("Einsum: shapes where ONNX 1.12 leaves them unknown, and FLOPs", "[cos
   CHECK(g.nodes[0].cost.flops == 2.0 * 2 * 3 * 4 * 5);
   g = einsum("ij,jk", {int64_t(3), int64_t(4)}, {int64_t(4), int64_t(6)});  // implicit output: "ik"
   CHECK(g.value(g.outputs[0]).shape == Shape{3, 6});
-  g = einsum("...ij,...jk->...ik", {int64_t(7), int64_t(2), int64_t(3), int64_t(4)}, {int64_t(4), int64_t(5)});
+  g = einsum("...ij,...jk->...ik", {int64_t(7), int64_t(2), int64_t(3), int64_t(4)}, {int64_t(7), int64_t(2), int64_t(4), int64_t(5)});
   CHECK(g.value(g.outputs[0]).shape == Shape{7, 2, 3, 5});
   CHECK(g.nodes[0].cost.flops == 2.0 * 7 * 2 * 3 * 4 * 5);
   CHECK_THROWS_AS(einsum("ij,jk->ik", {int64_t(3), int64_t(4)}, {int64_t(5), int64_t(6)}), ShapeError);
