@@ -26,7 +26,7 @@ import sys
 import time
 import traceback
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -183,12 +183,11 @@ def _decorrelate_constant_tensors(model) -> None:
                 t.copy_(flat[0] * (1.0 + 0.1 * torch.randn_like(t)))
 
 
-def _seg_out_class():
+def _SegOut(inner):
+    """Wrap a torchvision segmentation model so that it returns only its "out" tensor."""
     import torch
 
     class SegOut(torch.nn.Module):
-        """Wraps a torchvision segmentation model, returning only its "out" tensor."""
-
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
@@ -196,11 +195,7 @@ def _seg_out_class():
         def forward(self, x):
             return self.inner(x)["out"]
 
-    return SegOut
-
-
-def _SegOut(inner):
-    return _seg_out_class()(inner)
+    return SegOut(inner)
 
 
 # ======================================================================================
