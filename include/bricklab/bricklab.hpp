@@ -9,3 +9,5 @@
 #include "bricklab/graph/tensor.hpp"
 #include "bricklab/ops/registry.hpp"
 #include "bricklab/backend/devices.hpp"
+#include "bricklab/engine/backend.hpp"
+#include "bricklab/engine/tensor.hpp"

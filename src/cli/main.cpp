@@ -2,6 +2,7 @@
 // operator table), info (build and machine). Errors print one line and exit non-zero:
 // 1 for a problem with the model or data, 2 for a usage error.
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bricklab/bricklab.hpp"
+#include "bricklab/core/npy.hpp"
 
 namespace {
 
@@ -26,6 +28,10 @@ const char* kUsage = R"(usage: bricklab <command> [options]
 commands:
   inspect MODEL [--batch N] [--dim NAME=N ...] [--json]
                       per-node table (name, op, output shape, FLOPs, bytes) and totals
+  run MODEL [--batch N] [--threads N] [--input NAME=FILE.npy ...] [--output-dir DIR]
+            [--repeat N] [--warmup N] [--no-fusion] [--profile] [--json]
+                      run on the CPU (random inputs unless given), write outputs as
+                      DIR/<output>.npy, print latency median / p10 / p90
   ops [--json]        the operators bricklab supports and how it counts their cost
   info [--json]       version, backends and this machine
   help                this text
@@ -48,6 +54,13 @@ struct Args {
   std::vector<std::string> positional;
   bool json = false;
   bricklab::LoadOptions load;
+  int threads = 0;
+  int repeat = 20;
+  int warmup = 3;
+  bool fusion = true;
+  bool profile = false;
+  std::string output_dir;
+  std::map<std::string, std::string> input_files;
 };
 
 Args parse_args(const std::vector<std::string>& argv) {
@@ -59,6 +72,20 @@ Args parse_args(const std::vector<std::string>& argv) {
       return argv[++i];
     };
     if (s == "--json") a.json = true;
+    else if (s == "--threads") a.threads = int(parse_positive("--threads", next("--threads")));
+    else if (s == "--repeat") a.repeat = int(parse_positive("--repeat", next("--repeat")));
+    else if (s == "--warmup") {
+      const std::string w = next("--warmup");
+      a.warmup = w == "0" ? 0 : int(parse_positive("--warmup", w));
+    } else if (s == "--no-fusion") a.fusion = false;
+    else if (s == "--profile") a.profile = true;
+    else if (s == "--output-dir") a.output_dir = next("--output-dir");
+    else if (s == "--input") {
+      const std::string spec = next("--input");
+      const auto eq = spec.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) throw UsageError("--input expects NAME=FILE.npy, got '" + spec + "'");
+      a.input_files[spec.substr(0, eq)] = spec.substr(eq + 1);
+    }
     else if (s == "--batch") a.load.batch = parse_positive("--batch", next("--batch"));
     else if (s.rfind("--batch=", 0) == 0) a.load.batch = parse_positive("--batch", s.substr(8));
     else if (s == "--dim" || s.rfind("--dim=", 0) == 0) {
@@ -178,6 +205,62 @@ int cmd_inspect(const Args& a) {
   return 0;
 }
 
+int cmd_run(const Args& a) {
+  if (a.positional.size() != 1) throw UsageError("run expects exactly one MODEL");
+  const Graph g = bricklab::load_onnx(a.positional[0], a.load);
+  bricklab::CompileOptions options;
+  options.threads = a.threads;
+  options.fusion = a.fusion;
+  auto exe = bricklab::get_backend("cpu").compile(g, options);
+  std::map<std::string, bricklab::Tensor> inputs = bricklab::random_inputs(g, 0);
+  for (const auto& [name, file] : a.input_files) {
+    if (!inputs.count(name)) throw bricklab::InvalidArgument("--input: the model has no input named '" + name + "'");
+    inputs[name] = bricklab::read_npy(file);
+  }
+  auto outputs = exe->run(inputs);
+  if (!a.output_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(a.output_dir, ec);
+    if (ec) throw bricklab::FileError({a.output_dir, "", ""}, "cannot create output directory: " + ec.message());
+    for (const auto& [name, t] : outputs) {
+      std::string file = name;
+      for (char& c : file)
+        if (c == '/' || c == '\\' || c == ':') c = '_';
+      bricklab::write_npy((std::filesystem::path(a.output_dir) / (file + ".npy")).string(), t);
+    }
+  }
+  const auto stats = bricklab::time_runs(*exe, inputs, a.warmup, a.repeat);
+  std::vector<bricklab::StepTime> profile;
+  if (a.profile) profile = exe->run_profiled(inputs);
+  if (a.json) {
+    nlohmann::json j;
+    j["model"] = g.path;
+    j["batch"] = a.load.batch > 0 ? a.load.batch : 1;
+    j["threads"] = a.threads;
+    j["fusion"] = a.fusion;
+    j["random_weights"] = exe->uses_random_weights();
+    j["latency_ms"] = {{"median", stats.median_ms}, {"p10", stats.p10_ms}, {"p90", stats.p90_ms}, {"mean", stats.mean_ms},
+                       {"min", stats.min_ms}, {"repeats", stats.repeats}, {"samples", stats.samples_ms}};
+    for (const auto& [name, t] : outputs) j["outputs"][name] = {{"shape", t.shape()}, {"dtype", bricklab::dtype_name(t.dtype())}};
+    for (const auto& p : profile) j["profile"].push_back({{"step", p.name}, {"kind", p.kind}, {"ms", p.ms}});
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << fmt::format("model {}  (batch {}, threads {}, fusion {}{})\n", g.path, a.load.batch > 0 ? a.load.batch : 1,
+                           a.threads > 0 ? std::to_string(a.threads) : "all", a.fusion ? "on" : "off",
+                           exe->uses_random_weights() ? ", random weights: the model's weights are stripped" : "");
+  for (const auto& [name, t] : outputs)
+    std::cout << fmt::format("  output {} {} {}{}\n", name, bricklab::dtype_name(t.dtype()), bricklab::shape_str(t.shape()),
+                             a.output_dir.empty() ? "" : " -> " + a.output_dir);
+  if (!profile.empty()) {
+    std::cout << fmt::format("\n{:<48} {:<28} {:>9}\n", "step", "kind", "ms");
+    for (const auto& p : profile) std::cout << fmt::format("{:<48} {:<28} {:>9.3f}\n", ellipsize(p.name, 48), ellipsize(p.kind, 28), p.ms);
+  }
+  std::cout << fmt::format("\nlatency over {} runs after {} warm-up: median {:.3f} ms, p10 {:.3f} ms, p90 {:.3f} ms\n", stats.repeats,
+                           a.warmup, stats.median_ms, stats.p10_ms, stats.p90_ms);
+  return 0;
+}
+
 int cmd_ops(const Args& a) {
   const auto& all = bricklab::OpRegistry::instance().all();
   if (a.json) {
@@ -227,6 +310,7 @@ int main(int argc, char** argv) {
   try {
     const Args a = parse_args({args.begin() + 1, args.end()});
     if (command == "inspect") return cmd_inspect(a);
+    if (command == "run") return cmd_run(a);
     if (command == "ops") return cmd_ops(a);
     if (command == "info") return cmd_info(a);
     throw UsageError("unknown command '" + command + "' (see `bricklab help`)");

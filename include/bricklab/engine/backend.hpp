@@ -1,0 +1,85 @@
+// The backend interface: the one way analysis code (bricks, lower bound) and users compile and
+// run a graph, a subgraph or a single node on a device, enumerate a node's equivalent variants,
+// and time them. Backends (CPU: oneDNN, GPU: cuda/) live behind it; no backend header leaks here.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bricklab/engine/tensor.hpp"
+#include "bricklab/graph/graph.hpp"
+
+namespace bricklab {
+
+struct CompileOptions {
+  int threads = 0;      // 0: all cores
+  bool fusion = true;   // BN folded into Conv; conv/gemm + bias + activation (+ residual add) fused
+  // Per-node variant by node name (see Backend::variants); unnamed nodes use the default.
+  std::map<std::string, std::string> variants;
+  uint64_t weight_seed = 0;  // seed of the random values used for stripped weights
+};
+
+// One semantically equivalent way of running a node (algorithm, layout, precision, fusion).
+struct Variant {
+  std::string name;         // e.g. "direct", "winograd", "bf16"
+  std::string description;
+  bool is_default = false;  // what the library's heuristic picks
+};
+
+struct TimingStats {
+  int repeats = 0;
+  double median_ms = 0, p10_ms = 0, p90_ms = 0, mean_ms = 0, min_ms = 0;
+  std::vector<double> samples_ms;
+};
+
+// Time of one plan step (a node or a fused group of nodes) within a run.
+struct StepTime {
+  std::string name;              // the step's node names joined by '+'
+  std::vector<std::string> nodes;
+  std::string kind;              // e.g. "conv+relu", "reorder", "pool"
+  double ms = 0;
+};
+
+class Executable {
+ public:
+  virtual ~Executable() = default;
+  virtual const std::vector<std::string>& input_names() const = 0;
+  virtual const std::vector<std::string>& output_names() const = 0;
+  // Runs once. Inputs by name (float32, the graph's shapes); outputs as new host tensors.
+  virtual std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& inputs) = 0;
+  // Runs once, timing every step.
+  virtual std::vector<StepTime> run_profiled(const std::map<std::string, Tensor>& inputs) = 0;
+  // The plan: steps, fusions, layouts, variants; one line per step.
+  virtual std::string describe() const = 0;
+  // True when some weights were absent (stripped) and random values stand in for them.
+  virtual bool uses_random_weights() const = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual bool available() const = 0;
+  // Compiles the whole graph.
+  virtual std::unique_ptr<Executable> compile(const Graph& graph, const CompileOptions& options) const = 0;
+  // The node's equivalent variants on this backend; the first default one is the heuristic's.
+  virtual std::vector<Variant> variants(const Graph& graph, int node) const = 0;
+};
+
+// "cpu" (oneDNN) or "cuda"; throws UnsupportedError when the backend is not built or usable.
+const Backend& get_backend(const std::string& name);
+
+// A graph holding only `nodes` (indices into `graph`): its inputs are the values those nodes read
+// but do not produce, its outputs the values they produce that are used outside or are graph
+// outputs. Compiling it runs the nodes through the same code path as the whole model.
+Graph extract_subgraph(const Graph& graph, const std::vector<int>& nodes);
+
+// Deterministic random float32 inputs for every graph input (normal(0, 1)).
+std::map<std::string, Tensor> random_inputs(const Graph& graph, uint64_t seed = 0);
+
+// Warm-up runs, then `repeats` timed runs: median, p10, p90 of the wall time.
+TimingStats time_runs(Executable& exe, const std::map<std::string, Tensor>& inputs, int warmup, int repeats);
+
+}  // namespace bricklab

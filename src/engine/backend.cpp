@@ -1,0 +1,130 @@
+// Backend registry and backend-independent helpers: subgraph extraction, random inputs, timing.
+#include "bricklab/engine/backend.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <set>
+
+#include "bricklab/backend/devices.hpp"
+
+namespace bricklab {
+
+#ifdef BRICKLAB_WITH_DNNL
+namespace cpu {
+const Backend& backend();
+}
+#endif
+
+const Backend& get_backend(const std::string& name) {
+  if (name == "cpu") {
+#ifdef BRICKLAB_WITH_DNNL
+    return cpu::backend();
+#else
+    throw UnsupportedError("the CPU backend needs oneDNN; this build has BRICKLAB_WITH_DNNL=OFF");
+#endif
+  }
+  if (name == "cuda")
+    throw UnsupportedError("the CUDA backend has no kernels yet" +
+                           (cuda::is_available() ? std::string() : " (and " + cuda::unavailable_reason() + ")"));
+  throw InvalidArgument("unknown backend '" + name + "' (known: cpu, cuda)");
+}
+
+Graph extract_subgraph(const Graph& graph, const std::vector<int>& nodes) {
+  if (nodes.empty()) throw InvalidArgument("extract_subgraph: no nodes given");
+  std::vector<int> sorted = nodes;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  std::set<int> inside(sorted.begin(), sorted.end());
+  for (int n : sorted)
+    if (n < 0 || n >= int(graph.nodes.size())) throw InvalidArgument("extract_subgraph: node index " + std::to_string(n) + " out of range");
+  Graph sub;
+  sub.name = graph.name + (sorted.size() == 1 ? ":" + graph.nodes[size_t(sorted[0])].name : ":subgraph");
+  sub.path = graph.path;
+  sub.ir_version = graph.ir_version;
+  sub.opset = graph.opset;
+  std::map<int, int> remap;
+  auto map_value = [&](int v, bool as_input) {
+    auto it = remap.find(v);
+    if (it != remap.end()) return it->second;
+    Value copy = graph.values[size_t(v)];
+    copy.consumers.clear();
+    copy.producer = -1;
+    copy.is_graph_output = false;
+    if (as_input && !copy.is_constant()) copy.kind = ValueKind::input;
+    sub.values.push_back(copy);
+    const int id = int(sub.values.size()) - 1;
+    remap[v] = id;
+    if (as_input && !copy.is_constant()) sub.inputs.push_back(id);
+    if (copy.data && !copy.data->has_values()) sub.weights_stripped = true;
+    return id;
+  };
+  for (int n : sorted) {
+    Node copy = graph.nodes[size_t(n)];
+    for (int& v : copy.inputs)
+      if (v >= 0) {
+        const int producer = graph.values[size_t(v)].producer;
+        v = map_value(v, producer < 0 || !inside.count(producer));
+      }
+    for (int& v : copy.outputs)
+      if (v >= 0) v = map_value(v, false);
+    sub.nodes.push_back(std::move(copy));
+  }
+  for (int n : sorted)
+    for (int v : graph.nodes[size_t(n)].outputs) {
+      if (v < 0) continue;
+      bool used_outside = graph.values[size_t(v)].is_graph_output;
+      for (int c : graph.values[size_t(v)].consumers) used_outside = used_outside || !inside.count(c);
+      if (used_outside) sub.outputs.push_back(remap.at(v));
+    }
+  if (sub.outputs.empty()) sub.outputs.push_back(sub.nodes.back().outputs.at(0));
+  sub.rebuild_links();
+  return sub;
+}
+
+std::map<std::string, Tensor> random_inputs(const Graph& graph, uint64_t seed) {
+  std::map<std::string, Tensor> out;
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (int v : graph.inputs) {
+    const Value& value = graph.values[size_t(v)];
+    if (value.dtype != DType::float32)
+      throw UnsupportedError("random_inputs: input '" + value.name + "' is " + dtype_name(value.dtype) +
+                             "; only float32 inputs can be generated");
+    Tensor t(DType::float32, value.shape);
+    float* p = t.data_as<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = normal(rng);
+    out[value.name] = std::move(t);
+  }
+  return out;
+}
+
+TimingStats time_runs(Executable& exe, const std::map<std::string, Tensor>& inputs, int warmup, int repeats) {
+  if (repeats < 1) throw InvalidArgument("time_runs: repeats must be >= 1");
+  for (int i = 0; i < warmup; ++i) exe.run(inputs);
+  TimingStats s;
+  s.repeats = repeats;
+  for (int i = 0; i < repeats; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    exe.run(inputs);
+    s.samples_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::vector<double> sorted = s.samples_ms;
+  std::sort(sorted.begin(), sorted.end());
+  auto quantile = [&](double q) {
+    const double pos = q * double(sorted.size() - 1);
+    const size_t lo = size_t(pos);
+    const size_t hi = std::min(lo + 1, sorted.size() - 1);
+    return sorted[lo] + (pos - double(lo)) * (sorted[hi] - sorted[lo]);
+  };
+  s.median_ms = quantile(0.5);
+  s.p10_ms = quantile(0.1);
+  s.p90_ms = quantile(0.9);
+  s.min_ms = sorted.front();
+  double sum = 0;
+  for (double x : sorted) sum += x;
+  s.mean_ms = sum / double(sorted.size());
+  return s;
+}
+
+}  // namespace bricklab

@@ -1,0 +1,389 @@
+// The oneDNN CPU backend: plan building (lowering, layouts), static memory planning with buffer
+// reuse by liveness, and execution with zero-copy inputs.
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <sstream>
+
+#include "cpu_internal.hpp"
+
+namespace bricklab::cpu {
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+memory::data_type dnnl_type(DType t) {
+  switch (t) {
+    case DType::float32: return memory::data_type::f32;
+    case DType::bfloat16: return memory::data_type::bf16;
+    case DType::float16: return memory::data_type::f16;
+    case DType::int32: return memory::data_type::s32;
+    case DType::int8: return memory::data_type::s8;
+    case DType::uint8:
+    case DType::boolean: return memory::data_type::u8;
+    default: return memory::data_type::undef;
+  }
+}
+
+memory::desc plain_md(DType t, const Shape& shape) {
+  // oneDNN has no 0-d tensors and no int64: such values are plain byte buffers of the same size.
+  dims d = shape.empty() ? dims{1} : dims(shape.begin(), shape.end());
+  for (auto& x : d)
+    if (x == 0) x = 1;  // empty tensors still get a (tiny) buffer
+  memory::data_type dt = dnnl_type(t);
+  if (dt == memory::data_type::undef) {
+    const int64_t es = dtype_size(t);
+    dt = memory::data_type::u8;
+    d.back() *= es;
+  }
+  dims strides(d.size(), 1);
+  for (size_t i = d.size() - 1; i-- > 0;) strides[i] = strides[i + 1] * d[i + 1];
+  return memory::desc(d, dt, strides);
+}
+
+PlanBuilder::PlanBuilder(const Graph& g, const CompileOptions& opts)
+    : graph(g), options(opts), done_(g.nodes.size(), false) {}
+
+int PlanBuilder::new_slot(const std::string& name, DType dtype, const Shape& shape, const memory::desc& md) {
+  Slot s;
+  s.name = name;
+  s.dtype = dtype;
+  s.shape = shape;
+  s.md = md;
+  s.blocked = md != plain_md(dtype, shape);
+  slots.push_back(std::move(s));
+  return int(slots.size()) - 1;
+}
+
+std::vector<float> PlanBuilder::constant_floats(int value) {
+  const Value& v = graph.values[size_t(value)];
+  if (!v.data) throw Error("internal: value '" + v.name + "' is not a constant");
+  const int64_t n = v.numel();
+  if (v.data->has_values()) {
+    std::vector<double> d = v.data->as_double();
+    return std::vector<float>(d.begin(), d.end());
+  }
+  // Stripped weights: deterministic random values shaped like a trained network's.
+  random_weights = true;
+  std::mt19937_64 rng(options.weight_seed ^ std::hash<std::string>()(v.name));
+  bool positive = false, unit_scale = false;
+  for (int c : v.consumers) {
+    const Node& node = graph.nodes[size_t(c)];
+    if (node.op == "BatchNormalization") {
+      positive = positive || (node.inputs.size() > 4 && node.inputs[4] == value);
+      unit_scale = unit_scale || (node.inputs.size() > 1 && node.inputs[1] == value);
+    }
+    if (node.op == "LayerNormalization" && node.inputs.size() > 1 && node.inputs[1] == value) unit_scale = true;
+  }
+  std::vector<float> out(size_t(std::max<int64_t>(n, 0)));
+  if (positive || unit_scale) {
+    std::uniform_real_distribution<float> u(0.5f, 1.5f);
+    for (auto& x : out) x = u(rng);
+  } else {
+    double fan_in = 1;
+    for (size_t i = 1; i < v.shape.size(); ++i) fan_in *= double(v.shape[i]);
+    std::normal_distribution<float> normal(0.0f, v.shape.size() >= 2 ? float(1.0 / std::sqrt(fan_in)) : 0.05f);
+    for (auto& x : out) x = normal(rng);
+  }
+  return out;
+}
+
+int PlanBuilder::slot_of(int value) {
+  auto it = value_slot_.find(value);
+  if (it != value_slot_.end()) return it->second;
+  const Value& v = graph.values[size_t(value)];
+  if (!v.is_constant())
+    throw Error({graph.path, "", ""}, "internal: value '" + v.name + "' is used before any step produced it");
+  const int slot = new_slot(v.name, v.dtype, v.shape, plain_md(v.dtype, v.shape));
+  Slot& s = slots[size_t(slot)];
+  s.storage = Slot::Storage::constant;
+  const size_t bytes = std::max<size_t>(s.md.get_size(), 64);
+  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  std::memset(p, 0, (bytes + 63) / 64 * 64);
+  s.constant = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  const size_t nbytes = size_t(v.numel()) * size_t(dtype_size(v.dtype));
+  if (v.data->kind() == TensorData::Kind::bytes) {
+    std::memcpy(p, v.data->buffer()->data(), std::min(nbytes, v.data->buffer()->size()));
+  } else if (v.dtype == DType::float32) {
+    auto f = constant_floats(value);
+    std::memcpy(p, f.data(), f.size() * sizeof(float));
+  } else if (v.data->kind() == TensorData::Kind::fill && (v.dtype == DType::int64 || v.dtype == DType::int32)) {
+    for (int64_t i = 0; i < v.numel(); ++i) {
+      if (v.dtype == DType::int64) static_cast<int64_t*>(p)[i] = int64_t(v.data->fill_value());
+      else static_cast<int32_t*>(p)[i] = int32_t(v.data->fill_value());
+    }
+  } else {
+    throw UnsupportedError({graph.path, "", ""}, "constant '" + v.name + "' of type " + dtype_name(v.dtype) +
+                                                     " has no values (stripped) and cannot be synthesised");
+  }
+  value_slot_[value] = slot;
+  return slot;
+}
+
+int PlanBuilder::as_layout(int slot, const memory::desc& md, const std::string& why) {
+  if (slots[size_t(slot)].md == md) return slot;
+  const Slot src = slots[size_t(slot)];
+  const DType dt = md.data_type() == memory::data_type::bf16 ? DType::bfloat16 : src.dtype;
+  const int out = new_slot(src.name + "@" + why, dt, src.shape, md);
+  auto step = std::make_unique<PrimitiveStep>();
+  step->kind = "reorder";
+  step->nodes = {src.name + "@" + why};
+  step->prim = dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), src.md, cpu_engine(), md));
+  step->slot_args = {{DNNL_ARG_FROM, slot}, {DNNL_ARG_TO, out}};
+  step->reads = {slot};
+  step->writes = {out};
+  add_step(std::move(step));
+  return out;
+}
+
+int PlanBuilder::plain(int slot) {
+  if (!slots[size_t(slot)].blocked) return slot;
+  auto it = plain_cache_.find(slot);
+  if (it != plain_cache_.end()) return it->second;
+  const Slot& s = slots[size_t(slot)];
+  const int out = as_layout(slot, plain_md(s.dtype == DType::bfloat16 ? DType::float32 : s.dtype, s.shape), "plain");
+  plain_cache_[slot] = out;
+  return out;
+}
+
+int PlanBuilder::sole_consumer(int value) const {
+  const Value& v = graph.values[size_t(value)];
+  if (v.is_graph_output || v.consumers.size() != 1) return -1;
+  const int c = v.consumers[0];
+  // The consumer must read the value exactly once.
+  int reads = 0;
+  for (int in : graph.nodes[size_t(c)].inputs) reads += in == value;
+  return reads == 1 ? c : -1;
+}
+
+namespace {
+
+// Static memory plan: arena buffers shared by slots whose lifetimes do not overlap.
+class CpuExecutable : public Executable {
+ public:
+  CpuExecutable(const Graph& graph, const CompileOptions& options) : options_(options) {
+    PlanBuilder b(graph, options);
+    for (int v : graph.inputs) {
+      const Value& value = graph.values[size_t(v)];
+      const int slot = b.new_slot(value.name, value.dtype, value.shape, plain_md(value.dtype, value.shape));
+      b.slots[size_t(slot)].storage = Slot::Storage::input;
+      b.bind(v, slot);
+      input_names_.push_back(value.name);
+      input_slots_.push_back(slot);
+      input_shapes_.push_back(value.shape);
+      input_types_.push_back(value.dtype);
+    }
+    for (size_t i = 0; i < graph.nodes.size(); ++i)
+      if (!b.done(int(i))) lower_node(b, int(i));
+    for (int v : graph.outputs) {
+      const int slot = b.plain(b.slot_of(v));
+      b.slots[size_t(slot)].is_output = true;
+      output_names_.push_back(graph.values[size_t(v)].name);
+      output_slots_.push_back(slot);
+    }
+    random_weights_ = b.random_weights;
+    slots_ = std::move(b.slots);
+    steps_ = std::move(b.steps);
+    plan_memory();
+  }
+
+  const std::vector<std::string>& input_names() const override { return input_names_; }
+  const std::vector<std::string>& output_names() const override { return output_names_; }
+  bool uses_random_weights() const override { return random_weights_; }
+
+  std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& inputs) override {
+    bind_inputs(inputs);
+    for (auto& s : steps_) s->execute(rt_);
+    rt_.stream.wait();
+    return collect_outputs();
+  }
+
+  std::vector<StepTime> run_profiled(const std::map<std::string, Tensor>& inputs) override {
+    bind_inputs(inputs);
+    std::vector<StepTime> times;
+    for (auto& s : steps_) {
+      const auto t0 = std::chrono::steady_clock::now();
+      s->execute(rt_);
+      rt_.stream.wait();
+      StepTime t;
+      t.nodes = s->nodes;
+      for (const auto& n : s->nodes) t.name += (t.name.empty() ? "" : "+") + n;
+      t.kind = s->kind;
+      t.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      times.push_back(std::move(t));
+    }
+    collect_outputs();
+    return times;
+  }
+
+  std::string describe() const override {
+    std::ostringstream os;
+    size_t arena = 0;
+    for (auto& b : buffers_) arena += b.second;
+    os << steps_.size() << " steps, " << buffers_.size() << " arena buffers (" << arena / 1024 << " KiB), threads "
+       << threads() << "\n";
+    for (const auto& s : steps_) {
+      std::string names;
+      for (const auto& n : s->nodes) names += (names.empty() ? "" : "+") + n;
+      os << "  " << s->kind << "  " << names;
+      for (int w : s->writes)
+        if (slots_[size_t(w)].blocked) os << "  [blocked layout]";
+      os << "\n";
+    }
+    return os.str();
+  }
+
+ private:
+  CompileOptions options_;
+  std::vector<Slot> slots_;
+  std::vector<std::unique_ptr<Step>> steps_;
+  std::vector<std::pair<std::shared_ptr<void>, size_t>> buffers_;
+  Runtime rt_;
+  std::vector<std::string> input_names_, output_names_;
+  std::vector<int> input_slots_, output_slots_;
+  std::vector<Shape> input_shapes_;
+  std::vector<DType> input_types_;
+  bool random_weights_ = false;
+
+  int threads() const { return options_.threads > 0 ? options_.threads : omp_get_num_procs(); }
+
+  int root(int s) const {
+    while (slots_[size_t(s)].alias_of >= 0) s = slots_[size_t(s)].alias_of;
+    return s;
+  }
+
+  void plan_memory() {
+    const size_t n = slots_.size();
+    std::vector<int> first(n, -1), last(n, -1);
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      for (int s : steps_[i]->writes) {
+        const int r = root(s);
+        if (first[size_t(r)] < 0) first[size_t(r)] = int(i);
+        last[size_t(r)] = std::max(last[size_t(r)], int(i));
+      }
+      for (int s : steps_[i]->reads) last[size_t(root(s))] = std::max(last[size_t(root(s))], int(i));
+    }
+    for (int s : output_slots_) last[size_t(root(s))] = int(steps_.size());  // read after the last step
+    // Greedy: walk steps, give each new root a free buffer (best fit), free roots after last use.
+    std::vector<int> buffer_of(n, -1);
+    std::vector<size_t> sizes;
+    std::vector<bool> busy;
+    for (size_t i = 0; i <= steps_.size(); ++i) {
+      for (size_t s = 0; s < n; ++s) {
+        if (slots_[s].alias_of >= 0 || slots_[s].storage != Slot::Storage::arena || first[s] != int(i)) continue;
+        const size_t need = std::max<size_t>(slots_[s].md.get_size(), 64);
+        int best = -1;
+        for (size_t b = 0; b < sizes.size(); ++b)
+          if (!busy[b] && (best < 0 || (sizes[b] >= need && (sizes[size_t(best)] < need || sizes[b] < sizes[size_t(best)])) ||
+                           (sizes[size_t(best)] < need && sizes[b] > sizes[size_t(best)])))
+            best = int(b);
+        if (best < 0) {
+          sizes.push_back(need);
+          busy.push_back(false);
+          best = int(sizes.size()) - 1;
+        }
+        sizes[size_t(best)] = std::max(sizes[size_t(best)], need);
+        busy[size_t(best)] = true;
+        buffer_of[s] = best;
+      }
+      for (size_t s = 0; s < n; ++s)
+        if (slots_[s].alias_of < 0 && buffer_of[s] >= 0 && last[s] == int(i)) busy[size_t(buffer_of[s])] = false;
+    }
+    for (size_t b = 0; b < sizes.size(); ++b) {
+      const size_t bytes = (sizes[b] + 63) / 64 * 64;
+      void* p = std::aligned_alloc(64, bytes);
+      if (!p) throw Error("out of memory allocating a " + std::to_string(bytes) + "-byte activation buffer");
+      std::memset(p, 0, bytes);
+      buffers_.emplace_back(std::shared_ptr<void>(p, [](void* q) { std::free(q); }), bytes);
+    }
+    rt_.stream = dnnl::stream(cpu_engine());
+    rt_.slots = &slots_;
+    rt_.mems.clear();
+    for (size_t s = 0; s < n; ++s) {
+      const int r = root(int(s));
+      void* handle = nullptr;
+      const Slot& rs = slots_[size_t(r)];
+      if (rs.storage == Slot::Storage::constant) handle = rs.constant.get();
+      else if (rs.storage == Slot::Storage::arena) handle = buffer_of[size_t(r)] >= 0 ? buffers_[size_t(buffer_of[size_t(r)])].first.get() : nullptr;
+      if (!handle && rs.storage == Slot::Storage::arena) {
+        // A slot no step writes (e.g. an unused output of a multi-output node): give it its own buffer.
+        const size_t bytes = (std::max<size_t>(rs.md.get_size(), 64) + 63) / 64 * 64;
+        void* p = std::aligned_alloc(64, bytes);
+        std::memset(p, 0, bytes);
+        buffers_.emplace_back(std::shared_ptr<void>(p, [](void* q) { std::free(q); }), bytes);
+        handle = p;
+      }
+      rt_.mems.emplace_back(slots_[s].md, cpu_engine(), handle ? handle : DNNL_MEMORY_NONE);
+    }
+    for (auto& st : steps_) st->prepare(rt_);
+  }
+
+  void bind_inputs(const std::map<std::string, Tensor>& inputs) {
+    omp_set_num_threads(threads());
+    for (const auto& [name, t] : inputs)
+      if (std::find(input_names_.begin(), input_names_.end(), name) == input_names_.end())
+        throw InvalidArgument("unknown input '" + name + "' (model inputs: " + join(input_names_) + ")");
+    for (size_t i = 0; i < input_names_.size(); ++i) {
+      auto it = inputs.find(input_names_[i]);
+      if (it == inputs.end()) throw InvalidArgument("missing input '" + input_names_[i] + "'");
+      const Tensor& t = it->second;
+      if (t.dtype() != input_types_[i])
+        throw InvalidArgument("input '" + input_names_[i] + "' must be " + dtype_name(input_types_[i]) + ", got " +
+                              dtype_name(t.dtype()));
+      if (t.shape() != input_shapes_[i])
+        throw InvalidArgument("input '" + input_names_[i] + "' must have shape " + shape_str(input_shapes_[i]) + ", got " +
+                              shape_str(t.shape()) + " (load the model with the matching batch / dims)");
+      // Zero-copy: steps only read input slots.
+      const int slot = input_slots_[i];
+      rt_.mems[size_t(slot)].set_data_handle(const_cast<void*>(t.data()));
+      for (size_t s = 0; s < slots_.size(); ++s)
+        if (slots_[s].alias_of >= 0 && root(int(s)) == slot) rt_.mems[s].set_data_handle(const_cast<void*>(t.data()));
+    }
+  }
+
+  std::map<std::string, Tensor> collect_outputs() {
+    std::map<std::string, Tensor> out;
+    for (size_t i = 0; i < output_names_.size(); ++i) {
+      const Slot& s = slots_[size_t(output_slots_[i])];
+      Tensor t(s.dtype, s.shape);
+      std::memcpy(t.data(), rt_.ptr(output_slots_[i]), t.nbytes());
+      out[output_names_[i]] = std::move(t);
+    }
+    return out;
+  }
+
+  static std::string join(const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+    return s;
+  }
+};
+
+class CpuBackend : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+  bool available() const override { return true; }
+  std::unique_ptr<Executable> compile(const Graph& graph, const CompileOptions& options) const override {
+    try {
+      return std::make_unique<CpuExecutable>(graph, options);
+    } catch (const dnnl::error& e) {
+      throw Error({graph.path, "", ""}, std::string("oneDNN could not build the plan: ") + e.what());
+    }
+  }
+  std::vector<Variant> variants(const Graph& graph, int node) const override { return node_variants(graph, node); }
+};
+
+}  // namespace
+
+const Backend& backend() {
+  static CpuBackend instance;
+  return instance;
+}
+
+}  // namespace bricklab::cpu

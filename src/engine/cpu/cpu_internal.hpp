@@ -1,0 +1,123 @@
+// Internals of the oneDNN CPU backend: the plan (slots = values at run time, steps = kernels),
+// the builder that lowers graph nodes into steps, and the runtime. Private to src/engine/cpu/.
+#pragma once
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "bricklab/core/error.hpp"
+#include "bricklab/engine/backend.hpp"
+#include "bricklab/graph/graph.hpp"
+
+namespace bricklab::cpu {
+
+using dnnl::memory;
+using dims = memory::dims;
+
+dnnl::engine& cpu_engine();
+memory::data_type dnnl_type(DType t);
+memory::desc plain_md(DType t, const Shape& shape);
+
+// A value as it exists at run time: a logical shape plus a physical layout.
+struct Slot {
+  std::string name;
+  DType dtype = DType::float32;
+  Shape shape;
+  memory::desc md;      // physical layout (plain row-major unless `blocked`)
+  bool blocked = false;
+  enum class Storage { arena, constant, input } storage = Storage::arena;
+  int alias_of = -1;    // views share the storage of this slot
+  std::shared_ptr<void> constant;  // constant data (plain), for Storage::constant
+  bool is_output = false;
+};
+
+struct Runtime {
+  dnnl::stream stream;
+  std::vector<Slot>* slots = nullptr;
+  std::vector<memory> mems;  // one per slot, bound to its storage
+  void* ptr(int slot) const { return mems[size_t(slot)].get_data_handle(); }
+  template <typename T> T* data(int slot) const { return static_cast<T*>(ptr(slot)); }
+};
+
+struct Step {
+  std::vector<std::string> nodes;
+  std::string kind;
+  std::vector<int> reads, writes;  // slot ids, for liveness
+  virtual ~Step() = default;
+  virtual void prepare(Runtime&) {}
+  virtual void execute(Runtime& rt) = 0;
+};
+
+// A oneDNN primitive with its arguments: slot ids bound at prepare(), plus owned memories
+// (prepacked weights, bias, ...).
+struct PrimitiveStep : Step {
+  dnnl::primitive prim;
+  std::vector<std::pair<int, int>> slot_args;     // (DNNL_ARG_*, slot)
+  std::vector<std::pair<int, memory>> own_args;   // (DNNL_ARG_*, memory)
+  std::unordered_map<int, memory> args;
+  void prepare(Runtime& rt) override {
+    args.clear();
+    for (auto [arg, slot] : slot_args) args[arg] = rt.mems[size_t(slot)];
+    for (auto& [arg, mem] : own_args) args[arg] = mem;
+  }
+  void execute(Runtime& rt) override { prim.execute(rt.stream, args); }
+};
+
+// A plain C++ kernel over plain row-major slots.
+struct FunctionStep : Step {
+  std::function<void(Runtime&)> fn;
+  void execute(Runtime& rt) override { fn(rt); }
+};
+
+class PlanBuilder {
+ public:
+  PlanBuilder(const Graph& graph, const CompileOptions& options);
+
+  const Graph& graph;
+  CompileOptions options;
+  std::vector<Slot> slots;
+  std::vector<std::unique_ptr<Step>> steps;
+  bool random_weights = false;
+
+  // The slot that currently holds a graph value (constants get a slot on first use).
+  int slot_of(int value);
+  // A plain-layout slot with the same contents (adds a reorder step for blocked slots).
+  int plain(int slot);
+  // A slot with the given layout and contents of `slot` (reorder when different).
+  int as_layout(int slot, const memory::desc& md, const std::string& why);
+  int new_slot(const std::string& name, DType dtype, const Shape& shape, const memory::desc& md);
+  void bind(int value, int slot) { value_slot_[value] = slot; }
+  // True when the value exists at this point of the plan (computed already, an input or a constant).
+  bool ready(int value) const { return value_slot_.count(value) || is_constant(value); }
+  // Float values of a constant graph value (weights); random when stripped.
+  std::vector<float> constant_floats(int value);
+  bool is_constant(int value) const { return value >= 0 && graph.values[size_t(value)].is_constant(); }
+  // The node that alone consumes `value` (and value is not a graph output), or -1.
+  int sole_consumer(int value) const;
+  bool done(int node) const { return done_[size_t(node)]; }
+  void mark_done(int node) { done_[size_t(node)] = true; }
+  ErrorContext where(const Node& n) const { return {graph.path, n.name, n.op}; }
+  std::string variant_for(const Node& n) const {
+    auto it = options.variants.find(n.name);
+    return it == options.variants.end() ? std::string() : it->second;
+  }
+  void add_step(std::unique_ptr<Step> step) { steps.push_back(std::move(step)); }
+
+ private:
+  std::unordered_map<int, int> value_slot_;
+  std::unordered_map<int, int> plain_cache_;
+  std::vector<bool> done_;
+};
+
+// Lowers node `index` (and whatever the fusion rules absorb) into steps. Defined in kernels.cpp.
+void lower_node(PlanBuilder& b, int index);
+// The variants the CPU backend offers for a node.
+std::vector<Variant> node_variants(const Graph& graph, int index);
+
+}  // namespace bricklab::cpu

@@ -1,0 +1,842 @@
+// Lowering of graph nodes to CPU steps: oneDNN primitives for the compute-heavy operators
+// (with fusions: BN folded into Conv, bias + activation + residual add as post-ops), plain C++
+// kernels for data movement. Each lowering keeps full ONNX semantics or refuses the node with an
+// UnsupportedError that names it.
+#include <omp.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "cpu_internal.hpp"
+
+namespace bricklab::cpu {
+namespace {
+
+using alg = dnnl::algorithm;
+constexpr auto kInference = dnnl::prop_kind::forward_inference;
+
+const Value& val(PlanBuilder& b, int v) { return b.graph.values[size_t(v)]; }
+const Node& node_at(PlanBuilder& b, int i) { return b.graph.nodes[size_t(i)]; }
+
+[[noreturn]] void unsupported(PlanBuilder& b, const Node& n, const std::string& why) {
+  throw UnsupportedError(b.where(n), why);
+}
+
+int input_or_none(const Node& n, size_t i) { return i < n.inputs.size() ? n.inputs[i] : -1; }
+
+std::vector<int64_t> const_ints(PlanBuilder& b, const Node& n, int value, const char* what) {
+  if (value < 0) return {};
+  if (!b.is_constant(value)) unsupported(b, n, std::string(what) + " must be a constant");
+  return val(b, value).data->as_int64();
+}
+
+// ---- padding ------------------------------------------------------------------------------------
+
+struct Window {
+  dims kernel, strides, dilation /* oneDNN: onnx - 1 */, pad_l, pad_r;
+};
+
+// Pads from auto_pad or pads; pad_r is then set so that the window produces exactly the
+// inferred output size (this is how ceil_mode is honoured).
+Window make_window(PlanBuilder& b, const Node& n, const Shape& in, const Shape& out, const dims& kernel) {
+  const size_t sp = kernel.size();
+  Window w;
+  w.kernel = kernel;
+  auto strides = n.attr_ints("strides", std::vector<int64_t>(sp, 1));
+  auto dil = n.attr_ints("dilations", std::vector<int64_t>(sp, 1));
+  auto pads = n.attr_ints("pads", std::vector<int64_t>(2 * sp, 0));
+  if (strides.size() != sp || dil.size() != sp || pads.size() != 2 * sp) unsupported(b, n, "strides/dilations/pads do not match the kernel rank");
+  const std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
+  for (size_t i = 0; i < sp; ++i) {
+    const int64_t in_i = in[in.size() - sp + i], out_i = out[out.size() - sp + i];
+    const int64_t eff = (kernel[i] - 1) * dil[i] + 1;
+    int64_t l = pads[i];
+    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      const int64_t total = std::max<int64_t>(0, (out_i - 1) * strides[i] + eff - in_i);
+      l = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+    } else if (auto_pad == "VALID") {
+      l = 0;
+    }
+    const int64_t r = (out_i - 1) * strides[i] + eff - in_i - l;
+    w.strides.push_back(strides[i]);
+    w.dilation.push_back(dil[i] - 1);
+    w.pad_l.push_back(l);
+    w.pad_r.push_back(r);
+  }
+  return w;
+}
+
+// ---- fusable activations ------------------------------------------------------------------------
+
+struct EltOp {
+  alg algorithm;
+  float alpha = 0, beta = 0;
+};
+
+// The oneDNN eltwise ops equivalent to an ONNX activation node; empty when there is none.
+std::vector<EltOp> eltwise_of(PlanBuilder& b, const Node& n) {
+  const std::string& op = n.op;
+  if (op == "Relu") return {{alg::eltwise_relu, 0, 0}};
+  if (op == "LeakyRelu") return {{alg::eltwise_relu, float(n.attr_float("alpha", 0.01)), 0}};
+  if (op == "Sigmoid") return {{alg::eltwise_logistic, 0, 0}};
+  if (op == "Tanh") return {{alg::eltwise_tanh, 0, 0}};
+  if (op == "HardSwish") return {{alg::eltwise_hardswish, 0, 0}};
+  if (op == "Elu") return {{alg::eltwise_elu, float(n.attr_float("alpha", 1.0)), 0}};
+  if (op == "Abs") return {{alg::eltwise_abs, 0, 0}};
+  if (op == "Sqrt") return {{alg::eltwise_sqrt, 0, 0}};
+  if (op == "Exp") return {{alg::eltwise_exp, 0, 0}};
+  if (op == "Log") return {{alg::eltwise_log, 0, 0}};
+  if (op == "Neg") return {{alg::eltwise_linear, -1, 0}};
+  if (op == "Reciprocal") return {{alg::eltwise_pow, 1, -1}};
+  if (op == "Softplus") return {{alg::eltwise_soft_relu, 0, 0}};
+  if (op == "HardSigmoid")
+    return {{alg::eltwise_linear, float(n.attr_float("alpha", 0.2)), float(n.attr_float("beta", 0.5))},
+            {alg::eltwise_clip, 0, 1}};
+  if (op == "Clip") {
+    float lo = -FLT_MAX, hi = FLT_MAX;
+    if (n.opset < 11) {
+      lo = float(n.attr_float("min", -FLT_MAX));
+      hi = float(n.attr_float("max", FLT_MAX));
+    } else {
+      for (size_t i = 1; i <= 2; ++i) {
+        const int v = input_or_none(n, i);
+        if (v < 0) continue;
+        if (!b.is_constant(v)) return {};
+        const double x = val(b, v).data->as_double().at(0);
+        (i == 1 ? lo : hi) = float(x);
+      }
+    }
+    return {{alg::eltwise_clip, lo, hi}};
+  }
+  if (op == "Pow") {
+    const int e = input_or_none(n, 1);
+    if (e >= 0 && b.is_constant(e) && val(b, e).numel() == 1) return {{alg::eltwise_pow, 1, float(val(b, e).data->as_double()[0])}};
+    return {};
+  }
+  return {};
+}
+
+// Absorbs the chain of activations that alone consume `value` into post-ops. Returns the value
+// the fused step finally produces.
+int absorb_activations(PlanBuilder& b, int value, dnnl::post_ops& po, std::vector<std::string>& names, std::string& kind) {
+  if (!b.options.fusion) return value;
+  while (true) {
+    const int c = b.sole_consumer(value);
+    if (c < 0 || b.done(c)) return value;
+    const Node& n = node_at(b, c);
+    if (n.inputs.empty() || n.inputs[0] != value) return value;
+    auto ops = eltwise_of(b, n);
+    if (ops.empty()) return value;
+    for (const auto& e : ops) po.append_eltwise(1.f, e.algorithm, e.alpha, e.beta);
+    b.mark_done(c);
+    names.push_back(n.name);
+    kind += "+" + n.op;
+    value = n.outputs.at(0);
+  }
+}
+
+std::unique_ptr<PrimitiveStep> primitive_step(const std::vector<std::string>& names, const std::string& kind) {
+  auto s = std::make_unique<PrimitiveStep>();
+  s->nodes = names;
+  s->kind = kind;
+  return s;
+}
+
+memory prepack(const memory::desc& from_md, const void* data, const memory::desc& to_md) {
+  memory src(from_md, cpu_engine(), const_cast<void*>(data));
+  memory dst(to_md, cpu_engine());
+  dnnl::stream s(cpu_engine());
+  dnnl::reorder(src, dst).execute(s, src, dst);
+  s.wait();
+  return dst;
+}
+
+memory vector_memory(const std::vector<float>& v) {
+  memory m(memory::desc({dims::value_type(v.size())}, memory::data_type::f32, memory::format_tag::a), cpu_engine());
+  std::memcpy(m.get_data_handle(), v.data(), v.size() * sizeof(float));
+  return m;
+}
+
+// Copies `from` into `to` (any layouts, same logical shape): used to seed a sum post-op's dst.
+void add_copy(PlanBuilder& b, int from, int to, const std::string& name) {
+  auto step = primitive_step({name}, "copy-residual");
+  step->prim = dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), b.slots[size_t(from)].md, cpu_engine(), b.slots[size_t(to)].md));
+  step->slot_args = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+  step->reads = {from};
+  step->writes = {to};
+  b.add_step(std::move(step));
+}
+
+// ---- Conv ---------------------------------------------------------------------------------------
+
+void lower_conv(PlanBuilder& b, int index) {
+  const Node& n = node_at(b, index);
+  const int x = n.inputs.at(0), w = n.inputs.at(1), bias_v = input_or_none(n, 2);
+  if (!b.is_constant(w)) unsupported(b, n, "Conv with weights computed at run time is not supported");
+  if (bias_v >= 0 && !b.is_constant(bias_v)) unsupported(b, n, "Conv with a bias computed at run time is not supported");
+  const Value& xv = val(b, x);
+  const Value& wv = val(b, w);
+  const int64_t group = n.attr_int("group", 1);
+  const int64_t M = wv.shape[0];
+  const size_t sp = wv.shape.size() - 2;
+  if (sp < 1 || sp > 3) unsupported(b, n, "only 1-D, 2-D and 3-D convolutions are supported");
+  std::vector<float> weights = b.constant_floats(w);
+  std::vector<float> bias = bias_v >= 0 ? b.constant_floats(bias_v) : std::vector<float>(size_t(M), 0.f);
+  std::vector<std::string> names = {n.name};
+  std::string kind = "conv";
+  int out_value = n.outputs.at(0);
+
+  // BatchNormalization folded into the weights and bias.
+  if (b.options.fusion) {
+    const int c = b.sole_consumer(out_value);
+    if (c >= 0 && !b.done(c) && node_at(b, c).op == "BatchNormalization") {
+      const Node& bn = node_at(b, c);
+      bool constant = bn.inputs.size() >= 5 && bn.outputs.size() >= 1;
+      for (size_t i = 1; constant && i < 5; ++i) constant = b.is_constant(bn.inputs[i]);
+      bool extra_outputs = false;
+      for (size_t i = 1; i < bn.outputs.size(); ++i) extra_outputs = extra_outputs || bn.outputs[i] >= 0;
+      if (constant && !extra_outputs && bn.inputs[0] == out_value) {
+        auto scale = b.constant_floats(bn.inputs[1]), shift = b.constant_floats(bn.inputs[2]),
+             mean = b.constant_floats(bn.inputs[3]), var = b.constant_floats(bn.inputs[4]);
+        const double eps = bn.attr_float("epsilon", 1e-5);
+        const size_t per_out = weights.size() / size_t(M);
+        for (int64_t o = 0; o < M; ++o) {
+          const double a = double(scale[size_t(o)]) / std::sqrt(double(var[size_t(o)]) + eps);
+          for (size_t k = 0; k < per_out; ++k) weights[size_t(o) * per_out + k] = float(weights[size_t(o) * per_out + k] * a);
+          bias[size_t(o)] = float((double(bias[size_t(o)]) - double(mean[size_t(o)])) * a + double(shift[size_t(o)]));
+        }
+        b.mark_done(c);
+        names.push_back(bn.name);
+        kind += "+BatchNormalization";
+        out_value = bn.outputs[0];
+      }
+    }
+  }
+  // Residual add as a sum post-op: the conv accumulates into a copy of the other operand.
+  dnnl::post_ops po;
+  int residual = -1;
+  if (b.options.fusion) {
+    const int c = b.sole_consumer(out_value);
+    if (c >= 0 && !b.done(c) && node_at(b, c).op == "Add") {
+      const Node& add = node_at(b, c);
+      const int other = add.inputs[0] == out_value ? add.inputs[1] : add.inputs[0];
+      if (!b.is_constant(other) && b.ready(other) && val(b, other).shape == val(b, out_value).shape &&
+          val(b, other).dtype == DType::float32) {
+        residual = other;
+        po.append_sum(1.f);
+        b.mark_done(c);
+        names.push_back(add.name);
+        kind += "+Add";
+        out_value = add.outputs[0];
+      }
+    }
+  }
+  out_value = absorb_activations(b, out_value, po, names, kind);
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(po);
+
+  const Value& yv = val(b, n.outputs.at(0));
+  dims kernel(wv.shape.begin() + 2, wv.shape.end());
+  Window win = make_window(b, n, xv.shape, yv.shape, kernel);
+  const std::string variant = b.variant_for(n);
+  alg algorithm = alg::convolution_direct;
+  if (variant == "winograd") algorithm = alg::convolution_winograd;
+  else if (variant.empty() || variant == "auto" || variant == "bf16") algorithm = variant == "bf16" ? alg::convolution_direct : alg::convolution_auto;
+  else if (variant != "direct") unsupported(b, n, "unknown Conv variant '" + variant + "'");
+  const auto compute_t = variant == "bf16" ? memory::data_type::bf16 : memory::data_type::f32;
+  auto any = [](const Shape& s, memory::data_type t) { return memory::desc(dims(s.begin(), s.end()), t, memory::format_tag::any); };
+  dims wdims;
+  if (group > 1) {
+    wdims = {group, M / group};
+    wdims.insert(wdims.end(), wv.shape.begin() + 1, wv.shape.end());
+  } else {
+    wdims = dims(wv.shape.begin(), wv.shape.end());
+  }
+  const memory::desc w_any(wdims, compute_t, memory::format_tag::any);
+  const memory::desc b_md({M}, memory::data_type::f32, memory::format_tag::a);
+  dnnl::convolution_forward::primitive_desc pd;
+  try {
+    pd = dnnl::convolution_forward::primitive_desc(
+        dnnl::convolution_forward::desc(kInference, algorithm, any(xv.shape, compute_t), w_any, b_md,
+                                        any(yv.shape, memory::data_type::f32), win.strides, win.dilation, win.pad_l, win.pad_r),
+        attr, cpu_engine());
+  } catch (const dnnl::error& e) {
+    unsupported(b, n, "oneDNN has no convolution for this configuration (variant '" + (variant.empty() ? "auto" : variant) + "'): " + e.what());
+  }
+  const int src = b.as_layout(b.slot_of(x), pd.src_desc(), compute_t == memory::data_type::bf16 ? "bf16" : "conv");
+  const int out = b.new_slot(val(b, out_value).name, DType::float32, val(b, out_value).shape, pd.dst_desc());
+  if (residual >= 0) add_copy(b, b.slot_of(residual), out, names.back());
+  auto step = primitive_step(names, kind);
+  step->prim = dnnl::convolution_forward(pd);
+  const memory::desc w_plain = plain_md(DType::float32, Shape(wdims.begin(), wdims.end()));
+  step->own_args = {{DNNL_ARG_WEIGHTS, prepack(w_plain, weights.data(), pd.weights_desc())}, {DNNL_ARG_BIAS, vector_memory(bias)}};
+  step->slot_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
+  step->reads = {src};
+  if (residual >= 0) step->reads.push_back(out);
+  step->writes = {out};
+  b.add_step(std::move(step));
+  b.bind(out_value, out);
+}
+
+// ---- ConvTranspose ------------------------------------------------------------------------------
+
+void lower_conv_transpose(PlanBuilder& b, int index) {
+  const Node& n = node_at(b, index);
+  const int x = n.inputs.at(0), w = n.inputs.at(1), bias_v = input_or_none(n, 2);
+  if (!b.is_constant(w) || (bias_v >= 0 && !b.is_constant(bias_v))) unsupported(b, n, "ConvTranspose needs constant weights and bias");
+  const Value& xv = val(b, x);
+  const Value& wv = val(b, w);
+  const Value& yv = val(b, n.outputs.at(0));
+  const int64_t group = n.attr_int("group", 1);
+  const int64_t C = wv.shape[0], Mg = wv.shape[1];
+  dims kernel(wv.shape.begin() + 2, wv.shape.end());
+  const size_t sp = kernel.size();
+  auto strides = n.attr_ints("strides", std::vector<int64_t>(sp, 1));
+  auto dil = n.attr_ints("dilations", std::vector<int64_t>(sp, 1));
+  auto pads = n.attr_ints("pads", std::vector<int64_t>(2 * sp, 0));
+  if (n.attr_string("auto_pad", "NOTSET") != "NOTSET") unsupported(b, n, "ConvTranspose with auto_pad is not supported yet");
+  dims pl, pr, dd;
+  for (size_t i = 0; i < sp; ++i) {
+    const int64_t in_i = xv.shape[2 + i], out_i = yv.shape[2 + i];
+    pl.push_back(pads[i]);
+    // out = (in-1)*s - pl - pr + (k-1)*d + 1  (output_padding shows up as a smaller pr)
+    pr.push_back((in_i - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - out_i - pads[i]);
+    dd.push_back(dil[i] - 1);
+  }
+  auto weights = b.constant_floats(w);
+  auto bias = bias_v >= 0 ? b.constant_floats(bias_v) : std::vector<float>(size_t(Mg * group), 0.f);
+  // ONNX W is [C, M/g, k...]: oneDNN's (g)iohw layout.
+  dims wdims = group > 1 ? dims{group, Mg, C / group} : dims{Mg, C};
+  wdims.insert(wdims.end(), kernel.begin(), kernel.end());
+  dims plain_strides(wdims.size());
+  {
+    // strides of [g][i][o][k...] storage for dims [g][o][i][k...]
+    int64_t kprod = 1;
+    for (auto k : kernel) kprod *= k;
+    size_t o_pos = group > 1 ? 1 : 0, i_pos = o_pos + 1;
+    int64_t s = 1;
+    for (size_t d = wdims.size(); d-- > i_pos + 1;) {
+      plain_strides[d] = s;
+      s *= wdims[d];
+    }
+    plain_strides[o_pos] = kprod;
+    plain_strides[i_pos] = kprod * wdims[o_pos];
+    if (group > 1) plain_strides[0] = kprod * wdims[1] * wdims[2];
+  }
+  dnnl::post_ops po;
+  std::vector<std::string> names = {n.name};
+  std::string kind = "deconv";
+  const int out_value = absorb_activations(b, n.outputs[0], po, names, kind);
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(po);
+  auto any = [](const Shape& s) { return memory::desc(dims(s.begin(), s.end()), memory::data_type::f32, memory::format_tag::any); };
+  dnnl::deconvolution_forward::primitive_desc pd;
+  try {
+    pd = dnnl::deconvolution_forward::primitive_desc(
+        dnnl::deconvolution_forward::desc(kInference, alg::deconvolution_direct, any(xv.shape),
+                                          memory::desc(wdims, memory::data_type::f32, memory::format_tag::any),
+                                          memory::desc({Mg * group}, memory::data_type::f32, memory::format_tag::a), any(yv.shape),
+                                          dims(strides.begin(), strides.end()), dd, pl, pr),
+        attr, cpu_engine());
+  } catch (const dnnl::error& e) {
+    unsupported(b, n, std::string("oneDNN has no deconvolution for this configuration: ") + e.what());
+  }
+  const int src = b.as_layout(b.slot_of(x), pd.src_desc(), "deconv");
+  const int out = b.new_slot(val(b, out_value).name, DType::float32, val(b, out_value).shape, pd.dst_desc());
+  auto step = primitive_step(names, kind);
+  step->prim = dnnl::deconvolution_forward(pd);
+  step->own_args = {{DNNL_ARG_WEIGHTS, prepack(memory::desc(wdims, memory::data_type::f32, plain_strides), weights.data(), pd.weights_desc())},
+                    {DNNL_ARG_BIAS, vector_memory(bias)}};
+  step->slot_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
+  step->reads = {src};
+  step->writes = {out};
+  b.add_step(std::move(step));
+  b.bind(out_value, out);
+}
+
+// ---- Gemm / MatMul ------------------------------------------------------------------------------
+
+void lower_matmul(PlanBuilder& b, int index) {
+  const Node& n = node_at(b, index);
+  const bool gemm = n.op == "Gemm";
+  const int a = n.inputs.at(0), bw = n.inputs.at(1);
+  const Value& av = val(b, a);
+  const Value& bv = val(b, bw);
+  if (av.dtype != DType::float32 || bv.dtype != DType::float32) unsupported(b, n, "only float32 matrix products are supported");
+  // Logical shapes with the rank-1 cases made 2-D and batch ranks aligned.
+  Shape as = av.shape, bs = bv.shape;
+  if (as.size() == 1) as.insert(as.begin(), 1);
+  if (bs.size() == 1) bs.push_back(1);
+  const bool trans_a = gemm && n.attr_int("transA", 0), trans_b = gemm && n.attr_int("transB", 0);
+  const size_t rank = std::max(as.size(), bs.size());
+  while (as.size() < rank) as.insert(as.begin(), 1);
+  while (bs.size() < rank) bs.insert(bs.begin(), 1);
+  auto swap_last = [](Shape s) { std::swap(s[s.size() - 1], s[s.size() - 2]); return s; };
+  auto strides_of = [](const Shape& s, bool transposed) {
+    // row-major strides of the stored tensor; for a transposed operand, swap the last two.
+    Shape stored = s;
+    if (transposed) std::swap(stored[stored.size() - 1], stored[stored.size() - 2]);
+    dims st(stored.size(), 1);
+    for (size_t i = stored.size() - 1; i-- > 0;) st[i] = st[i + 1] * stored[i + 1];
+    if (transposed) std::swap(st[st.size() - 1], st[st.size() - 2]);
+    return st;
+  };
+  const Shape a_logical = trans_a ? swap_last(as) : as;
+  const Shape b_logical = trans_b ? swap_last(bs) : bs;
+  Shape y_logical = a_logical;
+  y_logical.back() = b_logical.back();
+  for (size_t i = 0; i + 2 < rank; ++i) y_logical[i] = std::max(a_logical[i], b_logical[i]);
+  const memory::desc a_md(dims(a_logical.begin(), a_logical.end()), memory::data_type::f32, strides_of(a_logical, trans_a));
+  const memory::desc y_md = plain_md(DType::float32, y_logical);
+
+  std::vector<std::string> names = {n.name};
+  std::string kind = gemm ? "gemm" : "matmul";
+  int out_value = n.outputs[0];
+  // Bias: Gemm's C (times beta), or a following Add of a constant row vector.
+  std::vector<float> bias;
+  Shape bias_shape;
+  const float alpha = gemm ? float(n.attr_float("alpha", 1.0)) : 1.f;
+  if (gemm && input_or_none(n, 2) >= 0) {
+    const int c = n.inputs[2];
+    if (!b.is_constant(c)) unsupported(b, n, "Gemm with a C computed at run time is not supported");
+    bias = b.constant_floats(c);
+    const float beta = float(n.attr_float("beta", 1.0));
+    for (auto& x : bias) x *= beta;
+    bias_shape = val(b, c).shape;
+  } else if (b.options.fusion) {
+    const int c = b.sole_consumer(out_value);
+    if (c >= 0 && !b.done(c) && node_at(b, c).op == "Add") {
+      const Node& add = node_at(b, c);
+      const int other = add.inputs[0] == out_value ? add.inputs[1] : add.inputs[0];
+      if (b.is_constant(other) && val(b, other).shape.size() <= 1 && val(b, out_value).shape == val(b, add.outputs[0]).shape) {
+        bias = b.constant_floats(other);
+        bias_shape = val(b, other).shape;
+        b.mark_done(c);
+        names.push_back(add.name);
+        kind += "+Add";
+        out_value = add.outputs[0];
+      }
+    }
+  }
+  memory::desc bias_md;
+  if (!bias.empty()) {
+    // Broadcast the bias (scalar, [N], [1,N] or [M,N]) against the rank-aligned output.
+    Shape bshape(rank, 1);
+    for (size_t i = 0; i < bias_shape.size(); ++i) bshape[rank - bias_shape.size() + i] = bias_shape[i];
+    for (size_t i = 0; i < rank; ++i)
+      if (bshape[i] != 1 && bshape[i] != y_logical[i]) unsupported(b, n, "bias shape " + shape_str(bias_shape) + " does not broadcast");
+    bias_md = plain_md(DType::float32, bshape);
+  }
+  dnnl::post_ops po;
+  out_value = absorb_activations(b, out_value, po, names, kind);
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(po);
+  if (alpha != 1.f) attr.set_output_scales(0, {alpha});
+  const bool const_b = b.is_constant(bw);
+  const memory::desc b_md = const_b ? memory::desc(dims(b_logical.begin(), b_logical.end()), memory::data_type::f32, memory::format_tag::any)
+                                    : memory::desc(dims(b_logical.begin(), b_logical.end()), memory::data_type::f32, strides_of(b_logical, trans_b));
+  dnnl::matmul::primitive_desc pd;
+  try {
+    pd = bias.empty() ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, y_md), attr, cpu_engine())
+                      : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, bias_md, y_md), attr, cpu_engine());
+  } catch (const dnnl::error& e) {
+    unsupported(b, n, std::string("oneDNN has no matmul for these shapes: ") + e.what());
+  }
+  const int a_slot = b.plain(b.slot_of(a));
+  // The A operand is read through its own (possibly transposed) view of the plain buffer.
+  const int a_view = b.new_slot(val(b, a).name + "@view", DType::float32, a_logical, a_md);
+  b.slots[size_t(a_view)].alias_of = a_slot;
+  const Value& ov = val(b, out_value);
+  const int out = b.new_slot(ov.name, DType::float32, ov.shape, plain_md(DType::float32, ov.shape));
+  int out_view = out;
+  if (ov.shape != y_logical) {  // rank-1 operands: the primitive writes a rank-aligned view
+    out_view = b.new_slot(ov.name + "@view", DType::float32, y_logical, y_md);
+    b.slots[size_t(out_view)].alias_of = out;
+  }
+  auto step = primitive_step(names, kind);
+  step->prim = dnnl::matmul(pd);
+  step->slot_args = {{DNNL_ARG_SRC, a_view}, {DNNL_ARG_DST, out_view}};
+  if (const_b) {
+    auto wf = b.constant_floats(bw);
+    step->own_args.push_back({DNNL_ARG_WEIGHTS, prepack(memory::desc(dims(b_logical.begin(), b_logical.end()), memory::data_type::f32,
+                                                                     strides_of(b_logical, trans_b)),
+                                                        wf.data(), pd.weights_desc())});
+    step->reads = {a_view};
+  } else {
+    const int b_slot = b.plain(b.slot_of(bw));
+    const int b_view = b.new_slot(val(b, bw).name + "@view", DType::float32, b_logical, b_md);
+    b.slots[size_t(b_view)].alias_of = b_slot;
+    step->slot_args.push_back({DNNL_ARG_WEIGHTS, b_view});
+    step->reads = {a_view, b_view};
+  }
+  if (!bias.empty()) step->own_args.push_back({DNNL_ARG_BIAS, [&] {
+    memory m(bias_md, cpu_engine());
+    std::memcpy(m.get_data_handle(), bias.data(), bias.size() * sizeof(float));
+    return m;
+  }()});
+  step->writes = {out_view};
+  b.add_step(std::move(step));
+  b.bind(out_value, out);
+}
+
+// ---- pooling, normalisation, eltwise, binary, softmax, concat, reductions -----------------------
+
+void lower_pool(PlanBuilder& b, int index) {
+  const Node& n = node_at(b, index);
+  const int x = n.inputs.at(0);
+  const Value& xv = val(b, x);
+  const Value& yv = val(b, n.outputs.at(0));
+  if (n.outputs.size() > 1 && n.outputs[1] >= 0) unsupported(b, n, "MaxPool's Indices output is not supported");
+  const bool global = n.op == "GlobalAveragePool" || n.op == "GlobalMaxPool";
+  const bool is_max = n.op == "MaxPool" || n.op == "GlobalMaxPool";
+  dims kernel = global ? dims(xv.shape.begin() + 2, xv.shape.end()) : [&] {
+    auto k = n.attr_ints("kernel_shape");
+    return dims(k.begin(), k.end());
+  }();
+  if (kernel.size() + 2 != xv.shape.size()) unsupported(b, n, "kernel rank does not match the input");
+  Window w = global ? Window{kernel, dims(kernel.size(), 1), dims(kernel.size(), 0), dims(kernel.size(), 0), dims(kernel.size(), 0)}
+                    : make_window(b, n, xv.shape, yv.shape, kernel);
+  alg a = alg::pooling_max;
+  if (!is_max) {
+    const bool include = n.attr_int("count_include_pad", 0) != 0;
+    const bool extra_pad = std::any_of(w.pad_r.begin(), w.pad_r.end(), [&](int64_t r) { return r > 0; }) &&
+                           n.attr_int("ceil_mode", 0) != 0;
+    if (include && extra_pad) unsupported(b, n, "AveragePool with ceil_mode and count_include_pad is not supported yet");
+    a = include ? alg::pooling_avg_include_padding : alg::pooling_avg_exclude_padding;
+  }
+  const int src = b.slot_of(x);
+  dnnl::pooling_v2_forward::primitive_desc pd;
+  try {
+    pd = dnnl::pooling_v2_forward::primitive_desc(
+        dnnl::pooling_v2_forward::desc(kInference, a, b.slots[size_t(src)].md,
+                                       memory::desc(dims(yv.shape.begin(), yv.shape.end()), memory::data_type::f32, memory::format_tag::any),
+                                       w.strides, w.kernel, w.dilation, w.pad_l, w.pad_r),
+        cpu_engine());
+  } catch (const dnnl::error& e) {
+    unsupported(b, n, std::string("oneDNN has no pooling for this configuration: ") + e.what());
+  }
+  const int out = b.new_slot(yv.name, DType::float32, yv.shape, pd.dst_desc());
+  auto step = primitive_step({n.name}, "pool");
+  step->prim = dnnl::pooling_v2_forward(pd);
+  step->slot_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
+  step->reads = {src};
+  step->writes = {out};
+  b.add_step(std::move(step));
+  b.bind(n.outputs[0], out);
+}
+
+void lower_batchnorm(PlanBuilder& b, int index) {
+  const Node& n = node_at(b, index);
+  for (size_t i = 1; i < 5; ++i)
+    if (!b.is_constant(input_or_none(n, i))) unsupported(b, n, "BatchNormalization needs constant scale, bias, mean and variance");
+  for (size_t i = 1; i < n.outputs.size(); ++i)
+    if (n.outputs[i] >= 0) unsupported(b, n, "training-mode BatchNormalization outputs are not supported");
+  const int src = b.slot_of(n.inputs[0]);
+  const auto flags = dnnl::normalization_flags::use_global_stats | dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+  dnnl::batch_normalization_forward::primitive_desc pd(
+      dnnl::batch_normalization_forward::desc(kInference, b.slots[size_t(src)].md, float(n.attr_float("epsilon", 1e-5)), flags), cpu_engine());
+  const Value& yv = val(b, n.outputs[0]);
+  const int out = b.new_slot(yv.name, DType::float32, yv.shape, pd.dst_desc());
+  auto step = primitive_step({n.name}, "batchnorm");
+  step->prim = dnnl::batch_normalization_forward(pd);
+  step->own_args = {{DNNL_ARG_SCALE, vector_memory(b.constant_floats(n.inputs[1]))},
+                    {DNNL_ARG_SHIFT, vector_memory(b.constant_floats(n.inputs[2]))},
+                    {DNNL_ARG_MEAN, vector_memory(b.constant_floats(n.inputs[3]))},
+                    {DNNL_ARG_VARIANCE, vector_memory(b.constant_floats(n.inputs[4]))}};
+  step->slot_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
+  step->reads = {src};
+  step->writes = {out};
+  b.add_step(std::move(step));
+  b.bind(n.outputs[0], out);
+}
+
+bool lower_eltwise(PlanBuilder& b, int index) {
+  const Node& n = node_at(b, index);
+  auto ops = eltwise_of(b, n);
+  if (ops.empty() || val(b, n.inputs[0]).dtype != DType::float32) return false;
+  const int src = b.slot_of(n.inputs[0]);
+  std::vector<std::string> names = {n.name};
+  std::string kind = n.op;
+  dnnl::post_ops po;
+  for (size_t i = 1; i < ops.size(); ++i) po.append_eltwise(1.f, ops[i].algorithm, ops[i].alpha, ops[i].beta);
+  const int out_value = absorb_activations(b, n.outputs[0], po, names, kind);
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(po);
+  dnnl::eltwise_forward::primitive_desc pd(
+      dnnl::eltwise_forward::desc(kInference, ops[0].algorithm, b.slots[size_t(src)].md, ops[0].alpha, ops[0].beta), attr, cpu_engine());
+  const Value& yv = val(b, out_value);
+  const int out = b.new_slot(yv.name, DType::float32, yv.shape, pd.dst_desc());
+  auto step = primitive_step(names, kind);
+  step->prim = dnnl::eltwise_forward(pd);
+  step->slot_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
+  step->reads = {src};
+  step->writes = {out};
+  b.add_step(std::move(step));
+  b.bind(out_value, out);
+  return true;
+}
+
+bool lower_binary(PlanBuilder& b, int index) {
+  const Node& n = node_at(b, index);
+  static const std::map<std::string, alg> table = {{"Add", alg::binary_add}, {"Sub", alg::binary_sub}, {"Mul", alg::binary_mul},
+                                                   {"Div", alg::binary_div}, {"Max", alg::binary_max}, {"Min", alg::binary_min}};
+  auto it = table.find(n.op);
+  if (it == table.end() || n.inputs.size() != 2) return false;
+  int a = n.inputs[0], c = n.inputs[1];
+  const Value& yv = val(b, n.outputs[0]);
+  if (val(b, a).dtype != DType::float32 || val(b, c).dtype != DType::float32) return false;
+  const bool commutative = n.op == "Add" || n.op == "Mul" || n.op == "Max" || n.op == "Min";
+  if (val(b, a).shape != yv.shape) {
+    if (!commutative || val(b, c).shape != yv.shape) return false;  // both broadcast, or src0 broadcast: plain kernel
+    std::swap(a, c);
+  }
+  Shape cs = val(b, c).shape;
+  while (cs.size() < yv.shape.size()) cs.insert(cs.begin(), 1);
+  int src0 = b.slot_of(a);
+  int src1;
+  if (val(b, c).shape == yv.shape) {
+    src1 = b.as_layout(b.slot_of(c), b.slots[size_t(src0)].md, "binary");
+  } else {
+    // A broadcast operand is read as a plain tensor of the aligned rank.
+    const int p = b.plain(b.slot_of(c));
+    src1 = b.new_slot(val(b, c).name + "@bcast", DType::float32, cs, plain_md(DType::float32, cs));
+    b.slots[size_t(src1)].alias_of = p;
+  }
+  std::vector<std::string> names = {n.name};
+  std::string kind = n.op;
+  dnnl::post_ops po;
+  const int out_value = absorb_activations(b, n.outputs[0], po, names, kind);
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(po);
+  dnnl::binary::primitive_desc pd;
+  try {
+    pd = dnnl::binary::primitive_desc(dnnl::binary::desc(it->second, b.slots[size_t(src0)].md, b.slots[size_t(src1)].md, b.slots[size_t(src0)].md),
+                                      attr, cpu_engine());
+  } catch (const dnnl::error&) {
+    src0 = b.plain(src0);  // some blocked + broadcast combinations have no kernel: use plain
+    pd = dnnl::binary::primitive_desc(dnnl::binary::desc(it->second, b.slots[size_t(src0)].md, b.slots[size_t(src1)].md, b.slots[size_t(src0)].md),
+                                      attr, cpu_engine());
+  }
+  const Value& ov = val(b, out_value);
+  const int out = b.new_slot(ov.name, DType::float32, ov.shape, pd.dst_desc());
+  auto step = primitive_step(names, kind);
+  step->prim = dnnl::binary(pd);
+  step->slot_args = {{DNNL_ARG_SRC_0, src0}, {DNNL_ARG_SRC_1, src1}, {DNNL_ARG_DST, out}};
+  step->reads = {src0, src1};
+  step->writes = {out};
+  b.add_step(std::move(step));
+  b.bind(out_value, out);
+  return true;
+}
+
+// Softmax / LayerNormalization over trailing axes of a plain tensor viewed as [outer, inner].
+void lower_softmax_or_layernorm(PlanBuilder& b, int index) {
+  const Node& n = node_at(b, index);
+  const Value& xv = val(b, n.inputs[0]);
+  const Value& yv = val(b, n.outputs[0]);
+  const int64_t rank = int64_t(xv.shape.size());
+  int64_t axis = n.attr_int("axis", n.op == "Softmax" && n.opset < 13 ? 1 : -1);
+  if (axis < 0) axis += rank;
+  if (axis < 0 || axis >= std::max<int64_t>(rank, 1)) unsupported(b, n, "axis out of range");
+  const int src = b.plain(b.slot_of(n.inputs[0]));
+  auto step = primitive_step({n.name}, n.op);
+  int out;
+  if (n.op == "Softmax" && n.opset >= 13 && axis != rank - 1) {
+    // Single-axis softmax on the tensor as it is.
+    dnnl::softmax_forward::primitive_desc pd(dnnl::softmax_forward::desc(kInference, b.slots[size_t(src)].md, int(axis)), cpu_engine());
+    out = b.new_slot(yv.name, DType::float32, yv.shape, pd.dst_desc());
+    step->prim = dnnl::softmax_forward(pd);
+    step->slot_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
+  } else {
+    int64_t outer = 1, inner = 1;
+    for (int64_t i = 0; i < rank; ++i) (i < axis ? outer : inner) *= xv.shape[size_t(i)];
+    const memory::desc md2({outer, inner}, memory::data_type::f32, memory::format_tag::ab);
+    const int view = b.new_slot(xv.name + "@2d", DType::float32, {outer, inner}, md2);
+    b.slots[size_t(view)].alias_of = src;
+    out = b.new_slot(yv.name, DType::float32, yv.shape, plain_md(DType::float32, yv.shape));
+    const int out2 = b.new_slot(yv.name + "@2d", DType::float32, {outer, inner}, md2);
+    b.slots[size_t(out2)].alias_of = out;
+    if (n.op == "Softmax" || n.op == "LogSoftmax") {
+      const auto a = n.op == "Softmax" ? alg::softmax_accurate : alg::softmax_log;
+      (void)a;
+      if (n.op == "LogSoftmax") {
+        dnnl::logsoftmax_forward::primitive_desc pd(dnnl::logsoftmax_forward::desc(kInference, md2, 1), cpu_engine());
+        step->prim = dnnl::logsoftmax_forward(pd);
+      } else {
+        dnnl::softmax_forward::primitive_desc pd(dnnl::softmax_forward::desc(kInference, md2, 1), cpu_engine());
+        step->prim = dnnl::softmax_forward(pd);
+      }
+    } else {
+      for (size_t i = 1; i < n.outputs.size(); ++i)
+        if (n.outputs[i] >= 0) unsupported(b, n, "LayerNormalization's Mean / InvStdDev outputs are not supported");
+      const int gamma = input_or_none(n, 1), beta = input_or_none(n, 2);
+      if (!b.is_constant(gamma) || (beta >= 0 && !b.is_constant(beta))) unsupported(b, n, "LayerNormalization needs constant scale and bias");
+      auto scale = b.constant_floats(gamma);
+      auto shift = beta >= 0 ? b.constant_floats(beta) : std::vector<float>(size_t(inner), 0.f);
+      if (int64_t(scale.size()) != inner || int64_t(shift.size()) != inner)
+        unsupported(b, n, "scale/bias must cover exactly the normalised axes");
+      dnnl::layer_normalization_forward::primitive_desc pd(
+          dnnl::layer_normalization_forward::desc(kInference, md2, float(n.attr_float("epsilon", 1e-5)),
+                                                  dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift),
+          cpu_engine());
+      step->prim = dnnl::layer_normalization_forward(pd);
+      step->own_args = {{DNNL_ARG_SCALE, vector_memory(scale)}, {DNNL_ARG_SHIFT, vector_memory(shift)}};
+    }
+    step->slot_args = {{DNNL_ARG_SRC, view}, {DNNL_ARG_DST, out2}};
+    step->reads = {view};
+    step->writes = {out2};
+    b.add_step(std::move(step));
+    b.bind(n.outputs[0], out);
+    return;
+  }
+  step->reads = {src};
+  step->writes = {out};
+  b.add_step(std::move(step));
+  b.bind(n.outputs[0], out);
+}
+
+void lower_lrn(PlanBuilder& b, int index) {
+  const Node& n = node_at(b, index);
+  const int src = b.slot_of(n.inputs[0]);
+  dnnl::lrn_forward::primitive_desc pd(
+      dnnl::lrn_forward::desc(kInference, alg::lrn_across_channels, b.slots[size_t(src)].md, n.attr_int("size", 1),
+                              float(n.attr_float("alpha", 1e-4)), float(n.attr_float("beta", 0.75)), float(n.attr_float("bias", 1.0))),
+      cpu_engine());
+  const Value& yv = val(b, n.outputs[0]);
+  const int out = b.new_slot(yv.name, DType::float32, yv.shape, pd.dst_desc());
+  auto step = primitive_step({n.name}, "lrn");
+  step->prim = dnnl::lrn_forward(pd);
+  step->slot_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
+  step->reads = {src};
+  step->writes = {out};
+  b.add_step(std::move(step));
+  b.bind(n.outputs[0], out);
+}
+
+bool lower_concat(PlanBuilder& b, int index) {
+  const Node& n = node_at(b, index);
+  const Value& yv = val(b, n.outputs[0]);
+  if (yv.dtype != DType::float32 || yv.shape.empty()) return false;
+  int64_t axis = n.attr_int("axis", 0);
+  if (axis < 0) axis += int64_t(yv.shape.size());
+  std::vector<memory::desc> mds;
+  std::vector<int> srcs;
+  for (int v : n.inputs) {
+    if (v < 0 || val(b, v).numel() == 0) continue;
+    int s = b.slot_of(v);
+    if (b.slots[size_t(s)].blocked && b.slots[size_t(s)].md.dims().size() != yv.shape.size()) s = b.plain(s);
+    srcs.push_back(s);
+    mds.push_back(b.slots[size_t(s)].md);
+  }
+  dnnl::concat::primitive_desc pd;
+  try {
+    pd = dnnl::concat::primitive_desc(int(axis), mds, cpu_engine());
+  } catch (const dnnl::error&) {
+    return false;
+  }
+  const int out = b.new_slot(yv.name, DType::float32, yv.shape, pd.dst_desc());
+  auto step = primitive_step({n.name}, "concat");
+  step->prim = dnnl::concat(pd);
+  for (size_t i = 0; i < srcs.size(); ++i) step->slot_args.push_back({DNNL_ARG_MULTIPLE_SRC + int(i), srcs[i]});
+  step->slot_args.push_back({DNNL_ARG_DST, out});
+  step->reads = srcs;
+  step->writes = {out};
+  b.add_step(std::move(step));
+  b.bind(n.outputs[0], out);
+  return true;
+}
+
+bool lower_reduce(PlanBuilder& b, int index) {
+  const Node& n = node_at(b, index);
+  static const std::map<std::string, alg> table = {{"ReduceMean", alg::reduction_mean}, {"ReduceSum", alg::reduction_sum},
+                                                   {"ReduceMax", alg::reduction_max}, {"ReduceMin", alg::reduction_min}};
+  auto it = table.find(n.op);
+  const Value& xv = val(b, n.inputs[0]);
+  if (it == table.end() || xv.dtype != DType::float32) return false;
+  std::vector<int64_t> axes = n.attr_ints("axes");
+  if (n.inputs.size() > 1 && n.inputs[1] >= 0) axes = const_ints(b, n, n.inputs[1], "axes");
+  const int64_t rank = int64_t(xv.shape.size());
+  Shape kept = xv.shape;
+  if (axes.empty()) {
+    if (n.attr_int("noop_with_empty_axes", 0)) return false;
+    for (auto& d : kept) d = 1;
+  }
+  for (auto a : axes) kept[size_t(a < 0 ? a + rank : a)] = 1;
+  const int src = b.plain(b.slot_of(n.inputs[0]));
+  const Value& yv = val(b, n.outputs[0]);
+  const int out = b.new_slot(yv.name, DType::float32, yv.shape, plain_md(DType::float32, yv.shape));
+  const int out_kept = b.new_slot(yv.name + "@keepdims", DType::float32, kept, plain_md(DType::float32, kept));
+  b.slots[size_t(out_kept)].alias_of = out;
+  dnnl::reduction::primitive_desc pd(dnnl::reduction::desc(it->second, b.slots[size_t(src)].md, b.slots[size_t(out_kept)].md, 0.f, 0.f),
+                                     cpu_engine());
+  auto step = primitive_step({n.name}, "reduce");
+  step->prim = dnnl::reduction(pd);
+  step->slot_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out_kept}};
+  step->reads = {src};
+  step->writes = {out_kept};
+  b.add_step(std::move(step));
+  b.bind(n.outputs[0], out);
+  return true;
+}
+
+}  // namespace
+
+void lower_plain(PlanBuilder& b, int index);  // plain_kernels.cpp
+
+void lower_node(PlanBuilder& b, int index) {
+  const Node& n = node_at(b, index);
+  b.mark_done(index);
+  try {
+    if (n.op == "Conv") return lower_conv(b, index);
+    if (n.op == "ConvTranspose") return lower_conv_transpose(b, index);
+    if (n.op == "Gemm" || n.op == "MatMul") return lower_matmul(b, index);
+    if (n.op == "MaxPool" || n.op == "AveragePool" || n.op == "GlobalAveragePool" || n.op == "GlobalMaxPool") return lower_pool(b, index);
+    if (n.op == "BatchNormalization") return lower_batchnorm(b, index);
+    if (n.op == "Softmax" || n.op == "LogSoftmax" || n.op == "LayerNormalization") return lower_softmax_or_layernorm(b, index);
+    if (n.op == "LRN") return lower_lrn(b, index);
+    if (lower_eltwise(b, index)) return;
+    if (lower_binary(b, index)) return;
+    if (n.op == "Concat" && lower_concat(b, index)) return;
+    if (lower_reduce(b, index)) return;
+    lower_plain(b, index);
+  } catch (const dnnl::error& e) {
+    throw UnsupportedError(b.where(n), std::string("oneDNN rejected the node: ") + e.what());
+  }
+}
+
+std::vector<Variant> node_variants(const Graph& graph, int index) {
+  const Node& n = graph.nodes.at(size_t(index));
+  std::vector<Variant> out;
+  if (n.op == "Conv") {
+    // Offer each algorithm / precision oneDNN accepts for this exact convolution.
+    for (const auto& [name, desc] : std::vector<std::pair<std::string, std::string>>{
+             {"auto", "oneDNN's own choice (direct or Winograd), float32"},
+             {"direct", "direct convolution, float32"},
+             {"winograd", "Winograd convolution, float32"},
+             {"bf16", "direct convolution in bfloat16 (float32 in and out)"}}) {
+      CompileOptions probe;
+      probe.fusion = false;
+      probe.variants[n.name] = name;
+      try {
+        Graph sub = extract_subgraph(graph, {index});
+        PlanBuilder b(sub, probe);
+        for (int v : sub.inputs) {
+          const Value& value = sub.values[size_t(v)];
+          b.bind(v, b.new_slot(value.name, value.dtype, value.shape, plain_md(value.dtype, value.shape)));
+        }
+        lower_node(b, 0);
+        out.push_back({name, desc, name == "auto"});
+      } catch (const Error&) {
+        // not available for this shape on this CPU
+      }
+    }
+  } else {
+    out.push_back({"default", "the only implementation", true});
+  }
+  return out;
+}
+
+}  // namespace bricklab::cpu

@@ -1,0 +1,599 @@
+// Plain C++ kernels for operators that move data or that oneDNN has no primitive for (views,
+// Transpose, Slice, Gather, Split, Pad, Expand, Tile, Resize, Erf, Cast, Where, comparisons,
+// broadcasting fallbacks). They read and write plain row-major slots.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "cpu_internal.hpp"
+
+namespace bricklab::cpu {
+namespace {
+
+const Value& val(PlanBuilder& b, int v) { return b.graph.values[size_t(v)]; }
+
+[[noreturn]] void unsupported(PlanBuilder& b, const Node& n, const std::string& why) { throw UnsupportedError(b.where(n), why); }
+
+std::vector<int64_t> row_strides(const Shape& s) {
+  std::vector<int64_t> st(s.size(), 1);
+  for (size_t i = s.size(); i-- > 1;) st[i - 1] = st[i] * s[i];
+  return st;
+}
+
+// Strides of `in` read as if broadcast to `out` (0 on broadcast axes), right-aligned.
+std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out) {
+  std::vector<int64_t> st(out.size(), 0);
+  const auto rs = row_strides(in);
+  const size_t off = out.size() - in.size();
+  for (size_t i = 0; i < in.size(); ++i) st[off + i] = in[i] == 1 && out[off + i] != 1 ? 0 : rs[i];
+  return st;
+}
+
+// Calls fn(out_flat, src_offset) for every output element, where src_offset follows `strides`.
+template <typename Fn>
+void for_each_offset(const Shape& out, const std::vector<int64_t>& strides, int64_t base, Fn&& fn) {
+  const int64_t total = shape_numel(out);
+  if (total <= 0) return;
+  if (out.empty()) {
+    fn(0, base);
+    return;
+  }
+  const size_t rank = out.size();
+  const int64_t inner = out.back();
+  const int64_t outer = total / inner;
+#pragma omp parallel for schedule(static) if (total > 65536)
+  for (int64_t o = 0; o < outer; ++o) {
+    int64_t rem = o, off = base;
+    for (size_t d = rank - 1; d-- > 0;) {
+      const int64_t idx = rem % out[d];
+      rem /= out[d];
+      off += idx * strides[d];
+    }
+    for (int64_t i = 0; i < inner; ++i) fn(o * inner + i, off + i * strides[rank - 1]);
+  }
+}
+
+FunctionStep* add_fn(PlanBuilder& b, const Node& n, const std::string& kind, std::vector<int> reads, std::vector<int> writes) {
+  auto step = std::make_unique<FunctionStep>();
+  step->nodes = {n.name};
+  step->kind = kind;
+  step->reads = std::move(reads);
+  step->writes = std::move(writes);
+  FunctionStep* raw = step.get();
+  b.add_step(std::move(step));
+  return raw;
+}
+
+int output_slot(PlanBuilder& b, int value) {
+  const Value& v = val(b, value);
+  const int s = b.new_slot(v.name, v.dtype, v.shape, plain_md(v.dtype, v.shape));
+  b.bind(value, s);
+  return s;
+}
+
+// Copies element-size chunks: out[i] = in[offset(i)].
+void gather_elements(const char* in, char* out, const Shape& out_shape, const std::vector<int64_t>& strides, int64_t base, size_t es) {
+  if (es == 4)
+    for_each_offset(out_shape, strides, base, [&](int64_t o, int64_t i) { std::memcpy(out + o * 4, in + i * 4, 4); });
+  else
+    for_each_offset(out_shape, strides, base, [&](int64_t o, int64_t i) { std::memcpy(out + o * es, in + i * es, es); });
+}
+
+std::vector<int64_t> ints_of(PlanBuilder& b, const Node& n, int value, const char* what) {
+  if (value < 0) return {};
+  if (!b.is_constant(value)) unsupported(b, n, std::string(what) + " computed at run time is not supported");
+  return val(b, value).data->as_int64();
+}
+
+void lower_view(PlanBuilder& b, const Node& n) {
+  const int src = b.plain(b.slot_of(n.inputs.at(0)));
+  const Value& yv = val(b, n.outputs.at(0));
+  if (val(b, n.inputs[0]).numel() != yv.numel()) unsupported(b, n, "view changes the element count");
+  const int out = b.new_slot(yv.name, yv.dtype, yv.shape, plain_md(yv.dtype, yv.shape));
+  b.slots[size_t(out)].alias_of = src;
+  b.bind(n.outputs[0], out);
+  for (size_t i = 1; i < n.outputs.size(); ++i)  // Dropout's mask output
+    if (n.outputs[i] >= 0) unsupported(b, n, "Dropout's mask output is not supported");
+}
+
+void lower_transpose(PlanBuilder& b, const Node& n) {
+  const Value& xv = val(b, n.inputs[0]);
+  const Value& yv = val(b, n.outputs[0]);
+  std::vector<int64_t> perm = n.attr_ints("perm");
+  if (perm.empty())
+    for (size_t d = xv.shape.size(); d-- > 0;) perm.push_back(int64_t(d));
+  const auto in_st = row_strides(xv.shape);
+  std::vector<int64_t> st;
+  for (auto p : perm) st.push_back(in_st.at(size_t(p)));
+  const int src = b.plain(b.slot_of(n.inputs[0]));
+  const int out = output_slot(b, n.outputs[0]);
+  const size_t es = size_t(dtype_size(xv.dtype));
+  const Shape shape = yv.shape;
+  add_fn(b, n, "transpose", {src}, {out})->fn = [=](Runtime& rt) {
+    gather_elements(static_cast<const char*>(rt.ptr(src)), static_cast<char*>(rt.ptr(out)), shape, st, 0, es);
+  };
+}
+
+void lower_slice(PlanBuilder& b, const Node& n) {
+  const Value& xv = val(b, n.inputs[0]);
+  const Value& yv = val(b, n.outputs[0]);
+  const int64_t rank = int64_t(xv.shape.size());
+  std::vector<int64_t> starts, ends, axes, steps;
+  if (n.opset < 10) {
+    starts = n.attr_ints("starts");
+    ends = n.attr_ints("ends");
+    axes = n.attr_ints("axes");
+  } else {
+    starts = ints_of(b, n, n.inputs.at(1), "Slice starts");
+    ends = ints_of(b, n, n.inputs.at(2), "Slice ends");
+    if (n.inputs.size() > 3) axes = ints_of(b, n, n.inputs[3], "Slice axes");
+    if (n.inputs.size() > 4) steps = ints_of(b, n, n.inputs[4], "Slice steps");
+  }
+  if (axes.empty())
+    for (size_t i = 0; i < starts.size(); ++i) axes.push_back(int64_t(i));
+  if (steps.empty()) steps.assign(starts.size(), 1);
+  const auto in_st = row_strides(xv.shape);
+  std::vector<int64_t> st = in_st;
+  int64_t base = 0;
+  for (size_t k = 0; k < axes.size(); ++k) {
+    const int64_t axis = axes[k] < 0 ? axes[k] + rank : axes[k];
+    const int64_t dim = xv.shape[size_t(axis)];
+    int64_t start = starts[k], step = steps[k];
+    if (step == 0) unsupported(b, n, "Slice step 0");
+    if (start < 0) start += dim;
+    start = step > 0 ? std::clamp<int64_t>(start, 0, dim) : std::clamp<int64_t>(start, 0, dim - 1);
+    base += start * in_st[size_t(axis)];
+    st[size_t(axis)] = in_st[size_t(axis)] * step;
+  }
+  const int src = b.plain(b.slot_of(n.inputs[0]));
+  const int out = output_slot(b, n.outputs[0]);
+  const size_t es = size_t(dtype_size(xv.dtype));
+  const Shape shape = yv.shape;
+  add_fn(b, n, "slice", {src}, {out})->fn = [=](Runtime& rt) {
+    gather_elements(static_cast<const char*>(rt.ptr(src)), static_cast<char*>(rt.ptr(out)), shape, st, base, es);
+  };
+}
+
+void lower_split(PlanBuilder& b, const Node& n) {
+  const Value& xv = val(b, n.inputs[0]);
+  const int64_t rank = int64_t(xv.shape.size());
+  int64_t axis = n.attr_int("axis", 0);
+  if (axis < 0) axis += rank;
+  const auto in_st = row_strides(xv.shape);
+  const int src = b.plain(b.slot_of(n.inputs[0]));
+  int64_t offset = 0;
+  const size_t es = size_t(dtype_size(xv.dtype));
+  for (int o : n.outputs) {
+    if (o < 0) continue;
+    const Value& yv = val(b, o);
+    const int out = output_slot(b, o);
+    const int64_t base = offset * in_st[size_t(axis)];
+    const Shape shape = yv.shape;
+    add_fn(b, n, "split", {src}, {out})->fn = [=](Runtime& rt) {
+      gather_elements(static_cast<const char*>(rt.ptr(src)), static_cast<char*>(rt.ptr(out)), shape, in_st, base, es);
+    };
+    offset += yv.shape[size_t(axis)];
+  }
+}
+
+void lower_gather(PlanBuilder& b, const Node& n) {
+  const Value& xv = val(b, n.inputs[0]);
+  const Value& iv = val(b, n.inputs[1]);
+  const Value& yv = val(b, n.outputs[0]);
+  const int64_t rank = int64_t(xv.shape.size());
+  int64_t axis = n.attr_int("axis", 0);
+  if (axis < 0) axis += rank;
+  if (iv.dtype != DType::int64 && iv.dtype != DType::int32) unsupported(b, n, "Gather indices must be int32 or int64");
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < rank; ++d) (d < axis ? outer : d > axis ? inner : outer) *= d == axis ? 1 : xv.shape[size_t(d)];
+  const int64_t dim = xv.shape[size_t(axis)];
+  const int64_t count = iv.numel();
+  const int src = b.plain(b.slot_of(n.inputs[0]));
+  const int idx = b.slot_of(n.inputs[1]);
+  const int out = output_slot(b, n.outputs[0]);
+  const size_t es = size_t(dtype_size(xv.dtype));
+  const bool i64 = iv.dtype == DType::int64;
+  const std::string name = n.name;
+  (void)yv;
+  add_fn(b, n, "gather", {src, idx}, {out})->fn = [=](Runtime& rt) {
+    const char* x = static_cast<const char*>(rt.ptr(src));
+    char* y = static_cast<char*>(rt.ptr(out));
+    for (int64_t k = 0; k < count; ++k) {
+      int64_t i = i64 ? rt.data<int64_t>(idx)[k] : rt.data<int32_t>(idx)[k];
+      if (i < 0) i += dim;
+      if (i < 0 || i >= dim) throw InvalidArgument("node '" + name + "' (Gather): index " + std::to_string(i) + " out of range [0, " + std::to_string(dim) + ")");
+      for (int64_t o = 0; o < outer; ++o)
+        std::memcpy(y + size_t((o * count + k) * inner) * es, x + size_t((o * dim + i) * inner) * es, size_t(inner) * es);
+    }
+  };
+}
+
+void lower_expand_tile(PlanBuilder& b, const Node& n) {
+  const Value& xv = val(b, n.inputs[0]);
+  const Value& yv = val(b, n.outputs[0]);
+  const int src = b.plain(b.slot_of(n.inputs[0]));
+  const int out = output_slot(b, n.outputs[0]);
+  const size_t es = size_t(dtype_size(xv.dtype));
+  const Shape shape = yv.shape;
+  if (n.op == "Expand") {
+    const auto st = broadcast_strides(xv.shape, yv.shape);
+    add_fn(b, n, "expand", {src}, {out})->fn = [=](Runtime& rt) {
+      gather_elements(static_cast<const char*>(rt.ptr(src)), static_cast<char*>(rt.ptr(out)), shape, st, 0, es);
+    };
+    return;
+  }
+  const Shape in_shape = xv.shape;
+  const auto in_st = row_strides(xv.shape);
+  add_fn(b, n, "tile", {src}, {out})->fn = [=](Runtime& rt) {
+    const char* x = static_cast<const char*>(rt.ptr(src));
+    char* y = static_cast<char*>(rt.ptr(out));
+    const int64_t total = shape_numel(shape);
+    for (int64_t o = 0; o < total; ++o) {
+      int64_t rem = o, off = 0;
+      for (size_t d = shape.size(); d-- > 0;) {
+        off += ((rem % shape[d]) % in_shape[d]) * in_st[d];
+        rem /= shape[d];
+      }
+      std::memcpy(y + size_t(o) * es, x + size_t(off) * es, es);
+    }
+  };
+}
+
+void lower_pad(PlanBuilder& b, const Node& n) {
+  const Value& xv = val(b, n.inputs[0]);
+  const Value& yv = val(b, n.outputs[0]);
+  if (xv.dtype != DType::float32) unsupported(b, n, "only float32 Pad is supported");
+  const std::vector<int64_t> pads = n.opset < 11 ? n.attr_ints("pads") : ints_of(b, n, n.inputs.at(1), "Pad pads");
+  float value = float(n.attr_float("value", 0.0));
+  if (n.opset >= 11 && n.inputs.size() > 2 && n.inputs[2] >= 0) {
+    if (!b.is_constant(n.inputs[2])) unsupported(b, n, "Pad value computed at run time is not supported");
+    value = float(val(b, n.inputs[2]).data->as_double().at(0));
+  }
+  const std::string mode = n.attr_string("mode", "constant");
+  if (mode != "constant" && mode != "reflect" && mode != "edge") unsupported(b, n, "Pad mode '" + mode + "' is not supported");
+  const size_t rank = xv.shape.size();
+  if (pads.size() != 2 * rank) unsupported(b, n, "pads must have 2 x rank entries");
+  const int src = b.plain(b.slot_of(n.inputs[0]));
+  const int out = output_slot(b, n.outputs[0]);
+  const Shape in = xv.shape, shape = yv.shape;
+  const auto in_st = row_strides(in);
+  add_fn(b, n, "pad", {src}, {out})->fn = [=](Runtime& rt) {
+    const float* x = rt.data<float>(src);
+    float* y = rt.data<float>(out);
+    const int64_t total = shape_numel(shape);
+#pragma omp parallel for schedule(static) if (total > 65536)
+    for (int64_t o = 0; o < total; ++o) {
+      int64_t rem = o, off = 0;
+      bool outside = false;
+      for (size_t d = rank; d-- > 0;) {
+        int64_t i = rem % shape[d] - pads[d];
+        rem /= shape[d];
+        const int64_t len = in[d];
+        if (i < 0 || i >= len) {
+          if (mode == "constant") { outside = true; break; }
+          if (mode == "edge") i = std::clamp<int64_t>(i, 0, len - 1);
+          else {  // reflect
+            const int64_t period = 2 * (len - 1);
+            i = period > 0 ? std::abs(i) % period : 0;
+            if (i >= len) i = period - i;
+          }
+        }
+        off += i * in_st[d];
+      }
+      y[o] = outside ? value : x[off];
+    }
+  };
+}
+
+// Resize (opset 10+) / Upsample: nearest and linear over any axes, with ONNX's coordinate modes.
+void lower_resize(PlanBuilder& b, const Node& n) {
+  const Value& xv = val(b, n.inputs[0]);
+  const Value& yv = val(b, n.outputs[0]);
+  if (xv.dtype != DType::float32) unsupported(b, n, "only float32 Resize is supported");
+  const std::string mode = n.attr_string("mode", "nearest");
+  const std::string coord = n.attr_string("coordinate_transformation_mode", n.opset >= 11 ? "half_pixel" : "asymmetric");
+  const std::string nearest_mode = n.attr_string("nearest_mode", "round_prefer_floor");
+  if (mode != "nearest" && mode != "linear" && mode != "bilinear") unsupported(b, n, "Resize mode '" + mode + "' is not supported");
+  if (coord == "tf_crop_and_resize") unsupported(b, n, "tf_crop_and_resize is not supported");
+  const size_t rank = xv.shape.size();
+  // Scales as ONNX defines them: given scales, else output / input.
+  std::vector<double> scales(rank);
+  std::vector<double> given;
+  const int scales_input = n.op == "Upsample" ? 1 : (n.opset >= 11 ? 2 : 1);
+  if (int(n.inputs.size()) > scales_input && n.inputs[size_t(scales_input)] >= 0 && b.is_constant(n.inputs[size_t(scales_input)]))
+    given = val(b, n.inputs[size_t(scales_input)]).data->as_double();
+  for (size_t d = 0; d < rank; ++d)
+    scales[d] = given.size() == rank ? given[d] : double(yv.shape[d]) / double(xv.shape[d]);
+  const int src = b.plain(b.slot_of(n.inputs[0]));
+  const int out = output_slot(b, n.outputs[0]);
+  const Shape in = xv.shape, shape = yv.shape;
+  const auto in_st = row_strides(in);
+  auto source_coord = [=](size_t d, int64_t o) {
+    const double s = scales[d];
+    const double len_in = double(in[d]), len_out = double(shape[d]);
+    if (coord == "asymmetric") return double(o) / s;
+    if (coord == "align_corners") return len_out > 1 ? double(o) * (len_in - 1) / (len_out - 1) : 0.0;
+    if (coord == "pytorch_half_pixel") return len_out > 1 ? (double(o) + 0.5) / s - 0.5 : 0.0;
+    return (double(o) + 0.5) / s - 0.5;  // half_pixel
+  };
+  const bool linear = mode != "nearest";
+  add_fn(b, n, "resize", {src}, {out})->fn = [=](Runtime& rt) {
+    const float* x = rt.data<float>(src);
+    float* y = rt.data<float>(out);
+    const int64_t total = shape_numel(shape);
+#pragma omp parallel for schedule(static) if (total > 16384)
+    for (int64_t o = 0; o < total; ++o) {
+      int64_t rem = o;
+      std::vector<int64_t> lo(rank), hi(rank);
+      std::vector<double> frac(rank, 0.0);
+      for (size_t d = rank; d-- > 0;) {
+        const int64_t i = rem % shape[d];
+        rem /= shape[d];
+        if (shape[d] == in[d]) {
+          lo[d] = hi[d] = i;
+          continue;
+        }
+        const double c = source_coord(d, i);
+        if (linear) {
+          const double cc = std::clamp(c, 0.0, double(in[d] - 1));
+          lo[d] = int64_t(std::floor(cc));
+          hi[d] = std::min<int64_t>(lo[d] + 1, in[d] - 1);
+          frac[d] = cc - double(lo[d]);
+        } else {
+          double r;
+          if (nearest_mode == "floor") r = std::floor(c);
+          else if (nearest_mode == "ceil") r = std::ceil(c);
+          else if (nearest_mode == "round_prefer_ceil") r = std::floor(c + 0.5);
+          else r = (c - std::floor(c) == 0.5) ? std::floor(c) : std::round(c);
+          lo[d] = hi[d] = std::clamp<int64_t>(int64_t(r), 0, in[d] - 1);
+        }
+      }
+      // Sum over the 2^k corners of the interpolation cell.
+      double acc = 0;
+      const size_t corners = size_t(1) << rank;
+      for (size_t m = 0; m < corners; ++m) {
+        double w = 1;
+        int64_t off = 0;
+        bool skip = false;
+        for (size_t d = 0; d < rank && !skip; ++d) {
+          const bool up = (m >> d) & 1;
+          if (up && hi[d] == lo[d]) { skip = true; break; }
+          w *= up ? frac[d] : (hi[d] == lo[d] ? 1.0 : 1.0 - frac[d]);
+          off += (up ? hi[d] : lo[d]) * in_st[d];
+        }
+        if (!skip) acc += w * double(x[off]);
+      }
+      y[o] = float(acc);
+    }
+  };
+}
+
+// Elementwise ops with numpy broadcasting, for what oneDNN does not cover.
+void lower_elementwise(PlanBuilder& b, const Node& n) {
+  const Value& yv = val(b, n.outputs.at(0));
+  std::vector<int> srcs;
+  std::vector<std::vector<int64_t>> strides;
+  std::vector<DType> types;
+  for (int v : n.inputs) {
+    if (v < 0) continue;
+    srcs.push_back(b.plain(b.slot_of(v)));
+    strides.push_back(broadcast_strides(val(b, v).shape, yv.shape));
+    types.push_back(val(b, v).dtype);
+  }
+  const int out = output_slot(b, n.outputs[0]);
+  const Shape shape = yv.shape;
+  const std::string op = n.op;
+  const DType out_t = yv.dtype;
+  auto get = [](const Runtime& rt, int slot, DType t, int64_t i) -> double {
+    switch (t) {
+      case DType::float32: return rt.data<float>(slot)[i];
+      case DType::int64: return double(rt.data<int64_t>(slot)[i]);
+      case DType::int32: return rt.data<int32_t>(slot)[i];
+      case DType::boolean:
+      case DType::uint8: return rt.data<uint8_t>(slot)[i];
+      case DType::float64: return rt.data<double>(slot)[i];
+      default: return 0;
+    }
+  };
+  for (DType t : types)
+    if (t != DType::float32 && t != DType::int64 && t != DType::int32 && t != DType::boolean && t != DType::uint8 && t != DType::float64)
+      unsupported(b, n, "element type " + dtype_name(t) + " is not supported");
+  const float alpha = float(n.attr_float("alpha", op == "Selu" ? 1.67326319217681884765625 : 1.0));
+  const float gamma = float(n.attr_float("gamma", 1.05070102214813232421875));
+  static const std::vector<std::string> known = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mod", "Sum", "Mean", "Erf", "Floor",
+                                                 "Ceil", "Round", "Sign", "Sin", "Cos", "Selu", "Softsign", "Cast", "Where", "Equal",
+                                                 "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor",
+                                                 "Relu", "Sigmoid", "Tanh", "Abs", "Neg", "Sqrt", "Exp", "Log", "Reciprocal",
+                                                 "LeakyRelu", "Clip", "HardSigmoid", "HardSwish", "Elu", "Softplus", "PRelu", "Identity"};
+  if (std::find(known.begin(), known.end(), op) == known.end()) unsupported(b, n, "operator '" + op + "' has no CPU kernel yet");
+  double clip_lo = -INFINITY, clip_hi = INFINITY;
+  if (op == "Clip") {
+    if (n.opset < 11) {
+      clip_lo = n.attr_float("min", -INFINITY);
+      clip_hi = n.attr_float("max", INFINITY);
+    } else {
+      if (n.inputs.size() > 1 && n.inputs[1] >= 0) clip_lo = val(b, n.inputs[1]).data->as_double().at(0);
+      if (n.inputs.size() > 2 && n.inputs[2] >= 0) clip_hi = val(b, n.inputs[2]).data->as_double().at(0);
+      srcs.resize(1);
+    }
+  }
+  const double hs_alpha = n.attr_float("alpha", 0.2), hs_beta = n.attr_float("beta", 0.5);
+  const int64_t fmod_attr = n.attr_int("fmod", 0);
+  add_fn(b, n, "elementwise", srcs, {out})->fn = [=](Runtime& rt) {
+    const int64_t total = shape_numel(shape);
+    const size_t k = srcs.size();
+#pragma omp parallel for schedule(static) if (total > 65536)
+    for (int64_t o = 0; o < total; ++o) {
+      double a[3] = {0, 0, 0};
+      for (size_t j = 0; j < k && j < 3; ++j) {
+        int64_t rem = o, off = 0;
+        for (size_t d = shape.size(); d-- > 0;) {
+          off += (rem % shape[d]) * strides[j][d];
+          rem /= shape[d];
+        }
+        a[j] = get(rt, srcs[j], types[j], off);
+      }
+      double r = 0;
+      if (op == "Add" || op == "Sum" || op == "Mean") {
+        r = 0;
+        for (size_t j = 0; j < k; ++j) {
+          int64_t rem = o, off = 0;
+          for (size_t d = shape.size(); d-- > 0;) {
+            off += (rem % shape[d]) * strides[j][d];
+            rem /= shape[d];
+          }
+          r += get(rt, srcs[j], types[j], off);
+        }
+        if (op == "Mean") r /= double(k);
+      } else if (op == "Sub") r = a[0] - a[1];
+      else if (op == "Mul") r = a[0] * a[1];
+      else if (op == "Div") r = out_t == DType::float32 || out_t == DType::float64 ? a[0] / a[1] : std::trunc(a[0] / a[1]);
+      else if (op == "Pow") r = std::pow(a[0], a[1]);
+      else if (op == "Max") r = std::max(a[0], a[1]);
+      else if (op == "Min") r = std::min(a[0], a[1]);
+      else if (op == "Mod") { r = std::fmod(a[0], a[1]); if (!fmod_attr && r != 0 && ((r < 0) != (a[1] < 0))) r += a[1]; }
+      else if (op == "Erf") r = std::erf(a[0]);
+      else if (op == "Floor") r = std::floor(a[0]);
+      else if (op == "Ceil") r = std::ceil(a[0]);
+      else if (op == "Round") r = std::nearbyint(a[0]);
+      else if (op == "Sign") r = (a[0] > 0) - (a[0] < 0);
+      else if (op == "Sin") r = std::sin(a[0]);
+      else if (op == "Cos") r = std::cos(a[0]);
+      else if (op == "Selu") r = a[0] > 0 ? gamma * a[0] : gamma * alpha * (std::exp(a[0]) - 1);
+      else if (op == "Softsign") r = a[0] / (1 + std::fabs(a[0]));
+      else if (op == "Cast" || op == "Identity") r = a[0];
+      else if (op == "Where") r = a[0] != 0 ? a[1] : a[2];
+      else if (op == "Equal") r = a[0] == a[1];
+      else if (op == "Less") r = a[0] < a[1];
+      else if (op == "Greater") r = a[0] > a[1];
+      else if (op == "LessOrEqual") r = a[0] <= a[1];
+      else if (op == "GreaterOrEqual") r = a[0] >= a[1];
+      else if (op == "Not") r = a[0] == 0;
+      else if (op == "And") r = (a[0] != 0) && (a[1] != 0);
+      else if (op == "Or") r = (a[0] != 0) || (a[1] != 0);
+      else if (op == "Xor") r = (a[0] != 0) != (a[1] != 0);
+      else if (op == "Relu") r = std::max(a[0], 0.0);
+      else if (op == "Sigmoid") r = 1 / (1 + std::exp(-a[0]));
+      else if (op == "Tanh") r = std::tanh(a[0]);
+      else if (op == "Abs") r = std::fabs(a[0]);
+      else if (op == "Neg") r = -a[0];
+      else if (op == "Sqrt") r = std::sqrt(a[0]);
+      else if (op == "Exp") r = std::exp(a[0]);
+      else if (op == "Log") r = std::log(a[0]);
+      else if (op == "Reciprocal") r = 1 / a[0];
+      else if (op == "LeakyRelu") r = a[0] >= 0 ? a[0] : alpha * a[0];
+      else if (op == "PRelu") r = a[0] >= 0 ? a[0] : a[1] * a[0];
+      else if (op == "Clip") r = std::min(std::max(a[0], clip_lo), clip_hi);
+      else if (op == "HardSigmoid") r = std::clamp(hs_alpha * a[0] + hs_beta, 0.0, 1.0);
+      else if (op == "HardSwish") r = a[0] * std::clamp(a[0] / 6 + 0.5, 0.0, 1.0);
+      else if (op == "Elu") r = a[0] >= 0 ? a[0] : alpha * (std::exp(a[0]) - 1);
+      else if (op == "Softplus") r = std::log1p(std::exp(a[0]));
+      switch (out_t) {
+        case DType::float32: rt.data<float>(out)[o] = float(r); break;
+        case DType::float64: rt.data<double>(out)[o] = r; break;
+        case DType::int64: rt.data<int64_t>(out)[o] = int64_t(r); break;
+        case DType::int32: rt.data<int32_t>(out)[o] = int32_t(r); break;
+        case DType::boolean:
+        case DType::uint8: rt.data<uint8_t>(out)[o] = uint8_t(r != 0 && out_t == DType::boolean ? 1 : r); break;
+        default: break;
+      }
+    }
+  };
+}
+
+void lower_concat_plain(PlanBuilder& b, const Node& n) {
+  const Value& yv = val(b, n.outputs[0]);
+  int64_t axis = n.attr_int("axis", 0);
+  if (axis < 0) axis += int64_t(yv.shape.size());
+  const int out = output_slot(b, n.outputs[0]);
+  const size_t es = size_t(dtype_size(yv.dtype));
+  int64_t outer = 1;
+  for (int64_t d = 0; d < axis; ++d) outer *= yv.shape[size_t(d)];
+  int64_t out_row = 1;
+  for (size_t d = size_t(axis); d < yv.shape.size(); ++d) out_row *= yv.shape[d];
+  std::vector<int> srcs;
+  std::vector<int64_t> rows;
+  for (int v : n.inputs) {
+    if (v < 0) continue;
+    srcs.push_back(b.plain(b.slot_of(v)));
+    int64_t r = 1;
+    for (size_t d = size_t(axis); d < val(b, v).shape.size(); ++d) r *= val(b, v).shape[d];
+    rows.push_back(r);
+  }
+  add_fn(b, n, "concat", srcs, {out})->fn = [=](Runtime& rt) {
+    char* y = static_cast<char*>(rt.ptr(out));
+    for (int64_t o = 0; o < outer; ++o) {
+      int64_t at = 0;
+      for (size_t j = 0; j < srcs.size(); ++j) {
+        std::memcpy(y + size_t(o * out_row + at) * es, static_cast<const char*>(rt.ptr(srcs[j])) + size_t(o * rows[j]) * es, size_t(rows[j]) * es);
+        at += rows[j];
+      }
+    }
+  };
+}
+
+// Shape / Size / ConstantOfShape / Range produce values known at compile time (all dims are bound).
+void lower_static(PlanBuilder& b, const Node& n) {
+  const Value& yv = val(b, n.outputs[0]);
+  std::vector<int64_t> values;
+  if (n.op == "Shape") {
+    const Shape& s = val(b, n.inputs[0]).shape;
+    const int64_t rank = int64_t(s.size());
+    int64_t start = n.attr_int("start", 0), end = n.attr_int("end", rank);
+    if (start < 0) start += rank;
+    if (end < 0) end += rank;
+    start = std::clamp<int64_t>(start, 0, rank);
+    end = std::clamp<int64_t>(end, 0, rank);
+    values.assign(s.begin() + start, s.begin() + std::max(start, end));
+  } else if (n.op == "Size") {
+    values = {val(b, n.inputs[0]).numel()};
+  }
+  const int out = output_slot(b, n.outputs[0]);
+  double fill = 0;
+  if (n.op == "ConstantOfShape") {
+    auto it = n.attrs.find("value");
+    if (it != n.attrs.end())
+      if (auto* t = std::get_if<TensorData>(&it->second)) fill = t->has_values() ? t->as_double().at(0) : 0.0;
+  } else if (n.op != "Shape" && n.op != "Size") {
+    unsupported(b, n, "operator '" + n.op + "' has no CPU kernel yet");
+  }
+  const DType t = yv.dtype;
+  const int64_t total = yv.numel();
+  add_fn(b, n, "static", {}, {out})->fn = [=](Runtime& rt) {
+    for (int64_t i = 0; i < total; ++i) {
+      const double v = values.empty() ? fill : double(values[size_t(i)]);
+      switch (t) {
+        case DType::float32: rt.data<float>(out)[i] = float(v); break;
+        case DType::int64: rt.data<int64_t>(out)[i] = int64_t(v); break;
+        case DType::int32: rt.data<int32_t>(out)[i] = int32_t(v); break;
+        default: rt.data<uint8_t>(out)[i] = uint8_t(v); break;
+      }
+    }
+  };
+}
+
+}  // namespace
+
+void lower_plain(PlanBuilder& b, int index) {
+  const Node& n = b.graph.nodes[size_t(index)];
+  const std::string& op = n.op;
+  if (op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" || op == "Identity" || op == "Dropout") return lower_view(b, n);
+  if (op == "Transpose") return lower_transpose(b, n);
+  if (op == "Slice") return lower_slice(b, n);
+  if (op == "Split") return lower_split(b, n);
+  if (op == "Gather") return lower_gather(b, n);
+  if (op == "Expand" || op == "Tile") return lower_expand_tile(b, n);
+  if (op == "Pad") return lower_pad(b, n);
+  if (op == "Resize" || op == "Upsample") return lower_resize(b, n);
+  if (op == "Concat") return lower_concat_plain(b, n);
+  if (op == "Shape" || op == "Size" || op == "ConstantOfShape") return lower_static(b, n);
+  if (op == "Constant") {
+    b.bind(n.outputs[0], b.slot_of(n.outputs[0]));
+    return;
+  }
+  return lower_elementwise(b, n);
+}
+
+}  // namespace bricklab::cpu
