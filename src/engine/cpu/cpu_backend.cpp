@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 #include "cpu_internal.hpp"
@@ -294,6 +296,11 @@ class CpuExecutable : public Executable {
       }
       for (size_t s = 0; s < n; ++s)
         if (slots_[s].alias_of < 0 && buffer_of[s] >= 0 && last[s] == int(i)) busy[size_t(buffer_of[s])] = false;
+    }
+    if (std::getenv("BRICKLAB_DEBUG_PLAN")) {
+      for (size_t s = 0; s < n; ++s)
+        std::fprintf(stderr, "slot %zu %-40s root %d first %d last %d buffer %d bytes %zu blocked %d\n", s, slots_[s].name.c_str(),
+                     root(int(s)), first[s], last[s], buffer_of[s], slots_[s].md.get_size(), int(slots_[s].blocked));
     }
     for (size_t b = 0; b < sizes.size(); ++b) {
       const size_t bytes = (sizes[b] + 63) / 64 * 64;
