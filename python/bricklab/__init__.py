@@ -16,6 +16,7 @@ from ._core import (  # noqa: F401
     Model,
     ModelFormatError,
     Node,
+    Session,
     ShapeError,
     UnsupportedError,
     Value,
@@ -23,10 +24,11 @@ from ._core import (  # noqa: F401
     backends,
     load,
     supported_ops,
+    variants,
 )
 
 __all__ = [
-    "load", "Model", "Node", "Value", "supported_ops", "backends",
+    "load", "Model", "Node", "Value", "Session", "variants", "supported_ops", "backends",
     "Error", "FileError", "ModelFormatError", "UnsupportedError", "ShapeError", "ExternalDataError",
     "InvalidArgument", "__version__",
 ]

@@ -11,6 +11,8 @@
 namespace py = pybind11;
 using namespace bricklab;
 
+void bind_engine(pybind11::module_& m);  // bind_engine.cpp
+
 namespace {
 
 using GraphPtr = std::shared_ptr<const Graph>;
@@ -312,4 +314,5 @@ PYBIND11_MODULE(_core, m) {
     }
     return out;
   });
+  bind_engine(m);
 }

@@ -89,8 +89,8 @@ double objective_u16(Loss loss, double sigma, const std::vector<double>& w, cons
   if (grad_w) grad_w->assign(km1, 0.0);
   // Per-thread partial sums over a static partition, added in thread order: the result does
   // not depend on scheduling, so objective comparisons are reproducible.
-  std::vector<double> partial(size_t(nt), 0.0);
-  std::vector<std::vector<double>> partial_w(size_t(nt));
+  std::vector<double> partial(static_cast<size_t>(nt), 0.0);
+  std::vector<std::vector<double>> partial_w(static_cast<size_t>(nt));
   const int64_t n = int64_t(count);
 #pragma omp parallel num_threads(nt)
   {

@@ -514,7 +514,6 @@ Recovery CpSolver::run(std::vector<double> w) {
 }  // namespace
 
 namespace internal {
-Recovery run_cp(const ObservationIndex& idx, const RecoverOptions& o, Loss loss, std::vector<double> w, bool estimate_w);
 Recovery run_cp(const ObservationIndex& idx, const RecoverOptions& o, Loss loss, std::vector<double> w, bool estimate_w) {
   CpSolver solver(idx, o, loss, estimate_w);
   return solver.run(std::move(w));

@@ -82,6 +82,11 @@ void validate_options(const RecoverOptions& options, bool quantized);
 // the largest observed level.
 int resolve_num_levels(const ObservationView& obs, const RecoverOptions& options);
 
+// The CP solver on a built index (recover_cp and the baselines call this). w: the boundaries
+// (initial values when estimate_w).
+Recovery run_cp(const ObservationIndex& idx, const RecoverOptions& options, Loss loss, std::vector<double> w,
+                bool estimate_w);
+
 // Wall clock in seconds.
 double now_seconds();
 

@@ -1,0 +1,179 @@
+// Python bindings for running models: bricklab.Session (compile once, run many times, time,
+// profile) and bricklab.variants. Inputs are read in place (C-contiguous float32 arrays);
+// outputs are numpy arrays that own the C++ buffers (no copies). The GIL is released while
+// the engine runs.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "bricklab/bricklab.hpp"
+
+namespace py = pybind11;
+using namespace bricklab;
+
+namespace {
+
+DType dtype_of(const py::array& a) {
+  const char kind = a.dtype().kind();
+  const auto size = a.dtype().itemsize();
+  if (kind == 'f' && size == 4) return DType::float32;
+  if (kind == 'f' && size == 8) return DType::float64;
+  if (kind == 'i' && size == 8) return DType::int64;
+  if (kind == 'i' && size == 4) return DType::int32;
+  if (kind == 'u' && size == 1) return DType::uint8;
+  if (kind == 'b') return DType::boolean;
+  throw InvalidArgument("unsupported numpy dtype '" + std::string(py::str(a.dtype())) + "'");
+}
+
+py::array to_numpy(const Tensor& t) {
+  static const std::map<DType, const char*> names = {{DType::float32, "float32"}, {DType::float64, "float64"}, {DType::int64, "int64"},
+                                                     {DType::int32, "int32"}, {DType::uint8, "uint8"}, {DType::boolean, "bool"}};
+  auto it = names.find(t.dtype());
+  if (it == names.end()) throw UnsupportedError("no numpy type for output of type " + dtype_name(t.dtype()));
+  auto* keep = new std::shared_ptr<void>(t.owner());
+  py::capsule owner(keep, [](void* p) { delete static_cast<std::shared_ptr<void>*>(p); });
+  std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
+  return py::array(py::dtype(it->second), shape, {}, const_cast<void*>(t.data()), owner);
+}
+
+class Session {
+ public:
+  Session(std::shared_ptr<Graph> graph, int threads, bool fusion, std::map<std::string, std::string> variants)
+      : graph_(std::move(graph)) {
+    if (threads < 0) throw InvalidArgument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+    CompileOptions o;
+    o.threads = threads;
+    o.fusion = fusion;
+    o.variants = std::move(variants);
+    for (const auto& [node, v] : o.variants)
+      if (graph_->find_node(node) < 0) throw InvalidArgument("variants: no node named '" + node + "'");
+    py::gil_scoped_release release;
+    exe_ = get_backend("cpu").compile(*graph_, o);
+  }
+
+  py::dict run(const py::dict& inputs) {
+    std::vector<py::array> keep;
+    auto tensors = convert(inputs, keep);
+    std::map<std::string, Tensor> outputs;
+    {
+      py::gil_scoped_release release;
+      outputs = exe_->run(tensors);
+    }
+    py::dict out;
+    for (auto& [name, t] : outputs) out[py::str(name)] = to_numpy(t);
+    return out;
+  }
+
+  py::dict time(const py::object& inputs, int warmup, int repeats) {
+    if (warmup < 0 || repeats < 1) throw InvalidArgument("time: need warmup >= 0 and repeats >= 1");
+    std::vector<py::array> keep;
+    auto tensors = inputs.is_none() ? random_inputs(*graph_, 0) : convert(inputs.cast<py::dict>(), keep);
+    TimingStats s;
+    {
+      py::gil_scoped_release release;
+      s = time_runs(*exe_, tensors, warmup, repeats);
+    }
+    py::dict d;
+    d["median_ms"] = s.median_ms;
+    d["p10_ms"] = s.p10_ms;
+    d["p90_ms"] = s.p90_ms;
+    d["mean_ms"] = s.mean_ms;
+    d["min_ms"] = s.min_ms;
+    d["repeats"] = s.repeats;
+    d["samples_ms"] = s.samples_ms;
+    return d;
+  }
+
+  py::list profile(const py::object& inputs) {
+    std::vector<py::array> keep;
+    auto tensors = inputs.is_none() ? random_inputs(*graph_, 0) : convert(inputs.cast<py::dict>(), keep);
+    std::vector<StepTime> steps;
+    {
+      py::gil_scoped_release release;
+      steps = exe_->run_profiled(tensors);
+    }
+    py::list out;
+    for (const auto& s : steps) {
+      py::dict d;
+      d["step"] = s.name;
+      d["nodes"] = s.nodes;
+      d["kind"] = s.kind;
+      d["ms"] = s.ms;
+      out.append(d);
+    }
+    return out;
+  }
+
+  const Executable& exe() const { return *exe_; }
+
+ private:
+  std::shared_ptr<Graph> graph_;
+  std::unique_ptr<Executable> exe_;
+
+  std::map<std::string, Tensor> convert(const py::dict& inputs, std::vector<py::array>& keep) {
+    std::map<std::string, Tensor> tensors;
+    for (auto item : inputs) {
+      const std::string name = py::str(item.first);
+      py::array a = py::array::ensure(item.second, py::array::c_style);
+      if (!a) throw InvalidArgument("input '" + name + "' is not convertible to a numpy array");
+      const DType t = dtype_of(a);
+      for (py::ssize_t i = 0; i < a.ndim(); ++i)
+        if (a.shape(i) < 0) throw InvalidArgument("input '" + name + "' has a negative dimension");
+      if (t == DType::float32 || t == DType::float64) {
+        // NaN/Inf are legal data for a network; nothing to check here.
+      }
+      Shape shape(a.shape(), a.shape() + a.ndim());
+      keep.push_back(a);  // keeps the buffer alive (and contiguous) during the call
+      tensors[name] = Tensor::wrap(t, shape, const_cast<void*>(a.data()), nullptr);
+    }
+    return tensors;
+  }
+};
+
+std::shared_ptr<Graph> model_from(const py::object& model, const py::object& batch) {
+  if (py::isinstance<Graph>(model)) {
+    if (!batch.is_none()) throw InvalidArgument("batch applies when a path is given; load the model with bricklab.load(path, batch=...)");
+    return model.cast<std::shared_ptr<Graph>>();
+  }
+  LoadOptions opts;
+  if (!batch.is_none()) opts.batch = batch.cast<int64_t>();
+  const std::string path = py::str(model);
+  py::gil_scoped_release release;
+  return std::make_shared<Graph>(load_onnx(path, opts));
+}
+
+}  // namespace
+
+void bind_engine(py::module_& m) {
+  py::class_<Session>(m, "Session",
+                      "A model compiled for the CPU (oneDNN). Session(model, threads=0, fusion=True, batch=None, variants=None): "
+                      "model is a bricklab.Model or a path; threads 0 = all cores; variants maps node names to a variant "
+                      "from bricklab.variants().")
+      .def(py::init([](const py::object& model, int threads, bool fusion, const py::object& batch,
+                       std::optional<std::map<std::string, std::string>> variants) {
+             return std::make_unique<Session>(model_from(model, batch), threads, fusion, variants.value_or(std::map<std::string, std::string>{}));
+           }),
+           py::arg("model"), py::arg("threads") = 0, py::arg("fusion") = true, py::arg("batch") = py::none(), py::arg("variants") = py::none())
+      .def("run", &Session::run, py::arg("inputs"), "Run once: {input name: array} -> {output name: array}.")
+      .def("time", &Session::time, py::arg("inputs") = py::none(), py::arg("warmup") = 3, py::arg("repeats") = 20,
+           "Wall-clock latency over repeats after warm-up (random inputs when none are given): median_ms, p10_ms, p90_ms, ...")
+      .def("profile", &Session::profile, py::arg("inputs") = py::none(), "Time of every plan step (a node or a fused group).")
+      .def("describe", [](const Session& s) { return s.exe().describe(); }, "The execution plan, one step per line.")
+      .def_property_readonly("input_names", [](const Session& s) { return s.exe().input_names(); })
+      .def_property_readonly("output_names", [](const Session& s) { return s.exe().output_names(); })
+      .def_property_readonly("uses_random_weights", [](const Session& s) { return s.exe().uses_random_weights(); });
+
+  m.def("variants", [](const std::shared_ptr<Graph>& graph, const std::string& node) {
+    const int index = graph->find_node(node);
+    if (index < 0) throw InvalidArgument("no node named '" + node + "'");
+    py::list out;
+    for (const auto& v : get_backend("cpu").variants(*graph, index)) {
+      py::dict d;
+      d["name"] = v.name;
+      d["description"] = v.description;
+      d["is_default"] = v.is_default;
+      out.append(d);
+    }
+    return out;
+  }, py::arg("model"), py::arg("node"), "The equivalent ways the CPU backend can run a node.");
+}
