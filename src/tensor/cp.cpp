@@ -121,6 +121,7 @@ struct PassSpec {
   const double* point = nullptr; // n_mode x r: where the gradient is taken
   double* out = nullptr;         // n_mode x r: the new rows
   double* x_out = nullptr;       // optional: x at the point, in list order
+  double* grad_out = nullptr;    // optional: the gradient rows at the point (then no step is taken)
   std::vector<double>* row_lipschitz = nullptr;  // backtracking state per row
 };
 
@@ -154,7 +155,8 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
       const int64_t m = e - b;
       const Eigen::Map<const Vec> p(spec.point + size_t(i) * size_t(r), r);
       if (m == 0) {
-        if (spec.write_step) Eigen::Map<Vec>(spec.out + size_t(i) * size_t(r), r) = p;
+        if (spec.grad_out) Eigen::Map<Vec>(spec.grad_out + size_t(i) * size_t(r), r).setZero();
+        else if (spec.write_step) Eigen::Map<Vec>(spec.out + size_t(i) * size_t(r), r) = p;
         continue;
       }
       hbuf.resize(size_t(m) * size_t(r));
@@ -189,6 +191,10 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
       for (int64_t j = 0; j < m; ++j) fp += labels.value_grad(size_t(b + j), xbuf[size_t(j)], dbuf[size_t(j)]);
       f_point[size_t(i)] = fp;
       g.noalias() = hm.transpose() * dv;
+      if (spec.grad_out) {
+        Eigen::Map<Vec>(spec.grad_out + size_t(i) * size_t(r), r) = g;
+        continue;
+      }
 
       // KKT residual at the point: the gradient minus its outward radial part on the sphere.
       {
@@ -539,6 +545,50 @@ Recovery recover_cp(const ObservationView& obs, const RecoverOptions& options) {
   Recovery rec = internal::run_cp(idx, options, options.loss, std::move(w), estimate);
   rec.setup_seconds = t1 - t0;
   return rec;
+}
+
+CpGradient cp_objective_gradient(const ObservationView& obs, const RecoverOptions& options,
+                                 const std::vector<std::vector<double>>& factors) {
+  const bool quantized = options.loss != Loss::squared;
+  internal::validate_options(options, quantized);
+  if (quantized && options.boundaries.empty())
+    throw InvalidArgument("cp_objective_gradient: the boundaries must be given");
+  if (quantized && !obs.levels) throw InvalidArgument("cp_objective_gradient: the quantized losses need levels");
+  if (!quantized && !obs.values) throw InvalidArgument("cp_objective_gradient: the squared loss needs values");
+  const int k = quantized ? int(options.boundaries.size()) + 1 : 0;
+  const internal::ObservationIndex idx = internal::build_index(obs, k, options.threads, true);
+  const size_t n = obs.shape.size();
+  if (factors.size() != n) throw InvalidArgument("cp_objective_gradient: need one factor per mode");
+  for (size_t m = 0; m < n; ++m) {
+    if (factors[m].size() != size_t(obs.shape[m]) * size_t(options.rank))
+      throw InvalidArgument("cp_objective_gradient: factor " + std::to_string(m) + " must be " +
+                            std::to_string(obs.shape[m]) + " x " + std::to_string(options.rank));
+    for (double v : factors[m])
+      if (!std::isfinite(v)) throw InvalidArgument("cp_objective_gradient: factor " + std::to_string(m) + " is not finite");
+  }
+  const int threads = internal::resolve_threads(options.threads);
+  const internal::ScaledBounds sb(options.boundaries, options.sigma);
+  CpGradient out;
+  out.factor_grads.resize(n);
+  std::vector<double> x(obs.count);
+  for (size_t m = 0; m < n; ++m) {
+    const ModeLists& ml = idx.modes[m];
+    PassSpec spec;
+    spec.mode = int(m);
+    spec.point = factors[m].data();
+    out.factor_grads[m].assign(factors[m].size(), 0.0);
+    spec.grad_out = out.factor_grads[m].data();
+    if (m == 0) spec.x_out = x.data();
+    const PassResult pr =
+        quantized ? factor_pass(ml, QuantizedLabels{sb.loss(options.loss, options.sigma), ml.levels.data()}, factors,
+                                options.rank, spec, threads)
+                  : factor_pass(ml, SquaredLabels{ml.values.data()}, factors, options.rank, spec, threads);
+    if (m == 0) out.objective = pr.f_point;
+  }
+  if (quantized)
+    internal::objective_u16(options.loss, options.sigma, options.boundaries, idx.modes[0].levels.data(), x.data(),
+                            obs.count, threads, nullptr, &out.boundary_grad);
+  return out;
 }
 
 const char* step_rule_name(StepRule rule) {

@@ -113,6 +113,16 @@ double quantized_objective(Loss loss, double sigma, const std::vector<double>& b
                            const double* x, size_t count, std::vector<double>* grad_x = nullptr,
                            std::vector<double>* grad_boundaries = nullptr, int threads = 0);
 
+// F at given CP factors and its gradient with respect to every factor (the sparse MTTKRPs) and
+// to the boundaries, computed by the solver's own kernels (exposed for finite-difference tests).
+struct CpGradient {
+  double objective = 0;
+  std::vector<std::vector<double>> factor_grads;  // n_k x rank each
+  std::vector<double> boundary_grad;              // K - 1 (quantized losses)
+};
+CpGradient cp_objective_gradient(const ObservationView& obs, const RecoverOptions& options,
+                                 const std::vector<std::vector<double>>& factors);
+
 // Check an observation set (shape, indices in range, levels in 1..num_levels or finite values,
 // no duplicates); throws InvalidArgument naming the first offending observation.
 void validate_observations(const ObservationView& obs, int num_levels);

@@ -434,8 +434,14 @@ void lower_matmul(PlanBuilder& b, int index) {
   out_value = absorb_activations(b, out_value, po, names, kind);
   dnnl::primitive_attr attr;
   attr.set_post_ops(po);
-  if (alpha != 1.f) attr.set_output_scales(0, {alpha});
   const bool const_b = b.is_constant(bw);
+  // alpha: folded into constant weights; otherwise an output scale, which oneDNN applies to
+  // (A.B + bias), so the bias is pre-divided by it.
+  if (alpha != 1.f && !const_b) {
+    if (alpha == 0.f) unsupported(b, n, "Gemm with alpha = 0 and a run-time B is not supported");
+    attr.set_output_scales(0, {alpha});
+    for (auto& x : bias) x /= alpha;
+  }
   const memory::desc b_md = const_b ? memory::desc(dims(b_logical.begin(), b_logical.end()), memory::data_type::f32, memory::format_tag::any)
                                     : memory::desc(dims(b_logical.begin(), b_logical.end()), memory::data_type::f32, strides_of(b_logical, trans_b));
   dnnl::matmul::primitive_desc pd;
@@ -461,6 +467,8 @@ void lower_matmul(PlanBuilder& b, int index) {
   step->slot_args = {{DNNL_ARG_SRC, a_view}, {DNNL_ARG_DST, out_view}};
   if (const_b) {
     auto wf = b.constant_floats(bw);
+    if (alpha != 1.f)
+      for (auto& x : wf) x *= alpha;
     step->own_args.push_back({DNNL_ARG_WEIGHTS, prepack(memory::desc(dims(b_logical.begin(), b_logical.end()), memory::data_type::f32,
                                                                      strides_of(b_logical, trans_b)),
                                                         wf.data(), pd.weights_desc())});

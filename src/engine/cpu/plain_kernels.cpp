@@ -24,6 +24,7 @@ std::vector<int64_t> row_strides(const Shape& s) {
 
 // Strides of `in` read as if broadcast to `out` (0 on broadcast axes), right-aligned.
 std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out) {
+  if (in.size() > out.size()) throw ShapeError("cannot broadcast " + shape_str(in) + " to " + shape_str(out));
   std::vector<int64_t> st(out.size(), 0);
   const auto rs = row_strides(in);
   const size_t off = out.size() - in.size();
@@ -372,6 +373,13 @@ void lower_resize(PlanBuilder& b, const Node& n) {
 
 // Elementwise ops with numpy broadcasting, for what oneDNN does not cover.
 void lower_elementwise(PlanBuilder& b, const Node& n) {
+  const std::string& op_name = n.op;
+  static const std::vector<std::string> known = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mod", "Sum", "Mean", "Erf", "Floor",
+                                                 "Ceil", "Round", "Sign", "Sin", "Cos", "Selu", "Softsign", "Cast", "Where", "Equal",
+                                                 "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor",
+                                                 "Relu", "Sigmoid", "Tanh", "Abs", "Neg", "Sqrt", "Exp", "Log", "Reciprocal",
+                                                 "LeakyRelu", "Clip", "HardSigmoid", "HardSwish", "Elu", "Softplus", "PRelu", "Identity"};
+  if (std::find(known.begin(), known.end(), op_name) == known.end()) unsupported(b, n, "operator '" + op_name + "' has no CPU kernel yet");
   const Value& yv = val(b, n.outputs.at(0));
   std::vector<int> srcs;
   std::vector<std::vector<int64_t>> strides;
@@ -402,12 +410,6 @@ void lower_elementwise(PlanBuilder& b, const Node& n) {
       unsupported(b, n, "element type " + dtype_name(t) + " is not supported");
   const float alpha = float(n.attr_float("alpha", op == "Selu" ? 1.67326319217681884765625 : 1.0));
   const float gamma = float(n.attr_float("gamma", 1.05070102214813232421875));
-  static const std::vector<std::string> known = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mod", "Sum", "Mean", "Erf", "Floor",
-                                                 "Ceil", "Round", "Sign", "Sin", "Cos", "Selu", "Softsign", "Cast", "Where", "Equal",
-                                                 "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor",
-                                                 "Relu", "Sigmoid", "Tanh", "Abs", "Neg", "Sqrt", "Exp", "Log", "Reciprocal",
-                                                 "LeakyRelu", "Clip", "HardSigmoid", "HardSwish", "Elu", "Softplus", "PRelu", "Identity"};
-  if (std::find(known.begin(), known.end(), op) == known.end()) unsupported(b, n, "operator '" + op + "' has no CPU kernel yet");
   double clip_lo = -INFINITY, clip_hi = INFINITY;
   if (op == "Clip") {
     if (n.opset < 11) {
