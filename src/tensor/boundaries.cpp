@@ -92,25 +92,37 @@ double objective_u16(Loss loss, double sigma, const std::vector<double>& w, cons
   std::vector<double> partial(static_cast<size_t>(nt), 0.0);
   std::vector<std::vector<double>> partial_w(static_cast<size_t>(nt));
   const int64_t n = int64_t(count);
+  if (!grad_w) {
+    // Value (and x gradient) only: vectorised batches over fixed chunks.
+    constexpr int64_t kChunk = 4096;
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+    std::vector<double> part(size_t(chunks), 0.0);
+#pragma omp parallel num_threads(nt)
+    {
+      std::vector<double> scratch(size_t(kChunk));
+#pragma omp for schedule(static)
+      for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t b = c * kChunk, e = std::min(n, b + kChunk);
+        part[size_t(c)] = quantized_batch(q, levels + b, x + b, grad_x ? grad_x + b : nullptr, scratch.data(), size_t(e - b));
+      }
+    }
+    double total = 0;
+    for (double v : part) total += v;
+    return total;
+  }
 #pragma omp parallel num_threads(nt)
   {
     const int tid = omp_get_thread_num();
-    std::vector<double> gw(grad_w ? km1 : 0, 0.0);
+    std::vector<double> gw(km1, 0.0);
     double local = 0;
 #pragma omp for schedule(static)
     for (int64_t j = 0; j < n; ++j) {
       const int l = levels[j];
-      if (!grad_x && !grad_w) {
-        local += q.value(l, x[j]);
-        continue;
-      }
       const LevelTerms t = q.terms<true>(l, x[j]);
       local += t.nll;
       if (grad_x) grad_x[j] = t.dxs * q.inv_sigma;
-      if (grad_w) {
-        if (l >= 2) gw[size_t(l - 2)] += t.du * q.inv_sigma;           // lower bound is w_{l-1}
-        if (l <= int(km1)) gw[size_t(l - 1)] += t.dv * q.inv_sigma;    // upper bound is w_l
-      }
+      if (l >= 2) gw[size_t(l - 2)] += t.du * q.inv_sigma;           // lower bound is w_{l-1}
+      if (l <= int(km1)) gw[size_t(l - 1)] += t.dv * q.inv_sigma;    // upper bound is w_l
     }
     partial[size_t(tid)] = local;
     partial_w[size_t(tid)] = std::move(gw);
@@ -118,8 +130,7 @@ double objective_u16(Loss loss, double sigma, const std::vector<double>& w, cons
   double total = 0;
   for (int t = 0; t < nt; ++t) {
     total += partial[size_t(t)];
-    if (grad_w)
-      for (size_t l = 0; l < km1; ++l) (*grad_w)[l] += partial_w[size_t(t)][l];
+    for (size_t l = 0; l < km1; ++l) (*grad_w)[l] += partial_w[size_t(t)][l];
   }
   return total;
 }

@@ -41,22 +41,26 @@ using Mat = Eigen::MatrixXd;
 using Vec = Eigen::VectorXd;
 
 // Per-observation labels of one mode's list.
+// Per-observation labels of one mode's list. batch(pos, x, d, scratch, m): the loss of the m
+// observations starting at list position pos, at x; d nll/dx into d when d is not null.
 struct QuantizedLabels {
   QuantizedLoss q;
   const uint16_t* levels;
-  double value_grad(size_t pos, double x, double& d) const { return q.value_grad(levels[pos], x, d); }
-  double value(size_t pos, double x) const { return q.value(levels[pos], x); }
+  double batch(size_t pos, const double* x, double* d, double* scratch, size_t m) const {
+    return internal::quantized_batch(q, levels + pos, x, d, scratch, m);
+  }
 };
 
 struct SquaredLabels {
   const double* values;
-  double value_grad(size_t pos, double x, double& d) const {
-    d = x - values[pos];
-    return 0.5 * d * d;
-  }
-  double value(size_t pos, double x) const {
-    const double d = x - values[pos];
-    return 0.5 * d * d;
+  double batch(size_t pos, const double* x, double* d, double*, size_t m) const {
+    double s = 0;
+    for (size_t j = 0; j < m; ++j) {
+      const double e = x[j] - values[pos + j];
+      if (d) d[j] = e;
+      s += 0.5 * e * e;
+    }
+    return s;
   }
 };
 
@@ -146,7 +150,7 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
 
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<double> hbuf, xbuf, dbuf;
+    std::vector<double> hbuf, xbuf, dbuf, sbuf;
     Mat gram(r, r), metric(r, r);
     Vec g(r), a(r);
 #pragma omp for schedule(dynamic, 8)
@@ -162,6 +166,7 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
       hbuf.resize(size_t(m) * size_t(r));
       xbuf.resize(size_t(m));
       dbuf.resize(size_t(m));
+      sbuf.resize(size_t(m));
       // Khatri-Rao rows of the other factors (the gathers).
       for (int64_t j = 0; j < m; ++j) {
         const int32_t* oth = ml.others.data() + size_t(b + j) * m1;
@@ -182,13 +187,11 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
       Eigen::Map<Vec> xv(xbuf.data(), m), dv(dbuf.data(), m);
       xv.noalias() = hm * p;
       if (spec.x_out) std::copy(xbuf.begin(), xbuf.end(), spec.x_out + b);
-      double fp = 0;
       if (!spec.write_step) {
-        for (int64_t j = 0; j < m; ++j) fp += labels.value(size_t(b + j), xbuf[size_t(j)]);
-        f_point[size_t(i)] = fp;
+        f_point[size_t(i)] = labels.batch(size_t(b), xbuf.data(), nullptr, sbuf.data(), size_t(m));
         continue;
       }
-      for (int64_t j = 0; j < m; ++j) fp += labels.value_grad(size_t(b + j), xbuf[size_t(j)], dbuf[size_t(j)]);
+      const double fp = labels.batch(size_t(b), xbuf.data(), dbuf.data(), sbuf.data(), size_t(m));
       f_point[size_t(i)] = fp;
       g.noalias() = hm.transpose() * dv;
       if (spec.grad_out) {
@@ -217,8 +220,7 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
           clip_norm(cand, spec.radius);
           const Vec step = cand - p;
           xv.noalias() = hm * cand;
-          double ft = 0;
-          for (int64_t j = 0; j < m; ++j) ft += labels.value(size_t(b + j), xbuf[size_t(j)]);
+          const double ft = labels.batch(size_t(b), xbuf.data(), nullptr, sbuf.data(), size_t(m));
           if (ft <= fp + g.dot(step) + 0.5 * lcur * step.squaredNorm()) {
             a = cand;
             fa = ft;
@@ -232,7 +234,9 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
         continue;
       }
 
-      gram.noalias() = hm.transpose() * hm;
+      gram.setZero();
+      gram.selfadjointView<Eigen::Lower>().rankUpdate(hm.transpose());
+      gram.triangularView<Eigen::StrictlyUpper>() = gram.transpose();
       const double trace = gram.trace();
       const double rho = 1e-9 * c * trace / r + 1e-12 * c;
       if (spec.rule == StepRule::curvature) {
@@ -247,8 +251,7 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
       }
       if (spec.immediate) {
         xv.noalias() = hm * a;
-        double fa = 0;
-        for (int64_t j = 0; j < m; ++j) fa += labels.value(size_t(b + j), xbuf[size_t(j)]);
+        double fa = labels.batch(size_t(b), xbuf.data(), nullptr, sbuf.data(), size_t(m));
         if (spec.per_row_accept && !(fa <= fp)) {
           a = p;  // rounding-level increase: keep the row
           fa = fp;

@@ -70,6 +70,10 @@ BoundaryStepResult boundary_step(Loss loss, double sigma, double min_gap, std::v
                                  const std::vector<int64_t>& level_counts, const uint16_t* levels, const double* x,
                                  size_t count, int threads);
 
+// Loss of `count` observations at x (levels lev): nll[j] for each, d[j] = d nll/dx when d is
+// not null; returns the sum. Vectorised over observations (see batch.cpp).
+double quantized_batch(const QuantizedLoss& q, const uint16_t* lev, const double* x, double* d, double* nll, size_t count);
+
 // Sum of per-observation losses (and optionally the x gradient / boundary gradient) for levels
 // stored as uint16 (the solvers' layout).
 double objective_u16(Loss loss, double sigma, const std::vector<double>& w, const uint16_t* levels, const double* x,

@@ -1,0 +1,94 @@
+"""Whole models on the CPU engine against PyTorch: each torchvision module (random weights,
+seeded) is exported to ONNX with its weights, run by bricklab.Session at batch 1 and 4, and
+compared with the module's own forward pass (float32, max error relative to the output's scale
+<= 1e-4), with fusion on and off."""
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+import bricklab
+
+MODELS = [
+    ("resnet18", {}, (3, 224, 224)),
+    ("resnext50_32x4d", {}, (3, 224, 224)),
+    ("mobilenet_v2", {}, (3, 224, 224)),
+    ("mobilenet_v3_small", {}, (3, 224, 224)),
+    ("mobilenet_v3_large", {}, (3, 224, 224)),
+    ("squeezenet1_1", {}, (3, 224, 224)),
+    ("shufflenet_v2_x0_5", {}, (3, 224, 224)),
+    ("mnasnet0_5", {}, (3, 224, 224)),
+    ("efficientnet_b0", {}, (3, 224, 224)),
+    ("densenet121", {}, (3, 224, 224)),
+    ("googlenet", {"aux_logits": False, "init_weights": True}, (3, 224, 224)),
+    ("inception_v3", {"aux_logits": False, "init_weights": True}, (3, 299, 299)),
+    ("regnet_y_400mf", {}, (3, 224, 224)),
+    ("alexnet", {}, (3, 224, 224)),
+    ("convnext_tiny", {}, (3, 224, 224)),
+    ("vit_b_32", {}, (3, 224, 224)),
+    ("segmentation.lraspp_mobilenet_v3_large", {"weights_backbone": None}, (3, 224, 224)),
+    ("video.r3d_18", {}, (3, 8, 112, 112)),
+]
+
+
+class OutOnly(torch.nn.Module):
+    """Segmentation models return a dict; keep the main output."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        out = self.inner(x)
+        return out["out"] if isinstance(out, dict) else out
+
+
+def build(name, kwargs):
+    module = torchvision.models
+    for part in name.split(".")[:-1]:
+        module = getattr(module, part)
+    torch.manual_seed(0)
+    model = getattr(module, name.split(".")[-1])(weights=None, **kwargs)
+    # Non-trivial BatchNorm statistics, so that folding them is actually exercised.
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return OutOnly(model).eval()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    cache = {}
+
+    def get(name, kwargs, shape):
+        if name not in cache:
+            model = build(name, kwargs)
+            path = tmp_path_factory.mktemp("models") / (name.replace(".", "_") + ".onnx")
+            x = torch.randn(1, *shape)
+            opset = 17 if "vit" in name or "convnext" in name else 13
+            torch.onnx.export(model, x, str(path), opset_version=opset, input_names=["input"], output_names=["output"],
+                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, do_constant_folding=True)
+            cache[name] = (model, str(path))
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name, kwargs, shape", MODELS, ids=[m[0] for m in MODELS])
+def test_model_matches_pytorch(exported, name, kwargs, shape):
+    model, path = exported(name, kwargs, shape)
+    for batch in (1, 4):
+        x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            want = model(x).numpy()
+        for fusion in (True, False) if batch == 1 else (True,):
+            session = bricklab.Session(path, batch=batch, fusion=fusion, threads=2)
+            assert not session.uses_random_weights
+            got = session.run({"input": x.numpy()})["output"]
+            assert got.shape == want.shape
+            err = np.abs(got - want).max() / max(np.abs(want).max(), 1e-6)
+            assert err <= 1e-4, f"{name} batch {batch} fusion {fusion}: relative error {err:.2e}"

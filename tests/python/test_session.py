@@ -1,0 +1,73 @@
+"""bricklab.Session: inputs and outputs, zero-copy outputs, timing and profiling API, errors."""
+import numpy as np
+import pytest
+
+import bricklab
+from conftest import BUNDLED
+
+
+def test_run_matches_pytorch_reference_outputs():
+    ref = np.load(BUNDLED / "tiny_cnn_ref.npz")
+    session = bricklab.Session(str(BUNDLED / "tiny_cnn.onnx"), threads=1)
+    assert session.input_names == ["input"] and session.output_names == ["logits"]
+    out = session.run({"input": ref["input"]})["logits"]
+    np.testing.assert_allclose(out, ref["output"], rtol=1e-4, atol=1e-5)
+    session2 = bricklab.Session(bricklab.load(str(BUNDLED / "tiny_cnn.onnx"), batch=2))
+    out2 = session2.run({"input": ref["input_b2"]})["logits"]
+    np.testing.assert_allclose(out2, ref["output_b2"], rtol=1e-4, atol=1e-5)
+    # Outputs own their C++ buffer: a second run does not overwrite the first result.
+    first = session.run({"input": ref["input"]})["logits"]
+    session.run({"input": np.zeros_like(ref["input"])})
+    np.testing.assert_allclose(first, ref["output"], rtol=1e-4, atol=1e-5)
+
+
+def test_fusion_changes_the_plan_not_the_result():
+    ref = np.load(BUNDLED / "tiny_cnn_ref.npz")
+    fused = bricklab.Session(str(BUNDLED / "tiny_cnn.onnx"), fusion=True)
+    plain = bricklab.Session(str(BUNDLED / "tiny_cnn.onnx"), fusion=False)
+    assert "BatchNormalization" in fused.describe() and len(fused.profile()) < len(plain.profile())
+    np.testing.assert_allclose(fused.run({"input": ref["input"]})["logits"], plain.run({"input": ref["input"]})["logits"], rtol=1e-5, atol=1e-6)
+
+
+def test_time_and_profile():
+    session = bricklab.Session(str(BUNDLED / "squeezenet1_1.onnx"), threads=2)
+    assert session.uses_random_weights  # stripped model: random weights stand in
+    stats = session.time(warmup=1, repeats=5)
+    assert stats["repeats"] == 5 and len(stats["samples_ms"]) == 5
+    assert 0 < stats["p10_ms"] <= stats["median_ms"] <= stats["p90_ms"]
+    steps = session.profile()
+    assert all(s["ms"] >= 0 for s in steps)
+    covered = {n for s in steps for n in s["nodes"]}
+    model = bricklab.load(str(BUNDLED / "squeezenet1_1.onnx"))
+    views = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}  # no data moves: no step
+    assert {n.name for n in model.nodes if n.op not in views} <= covered  # every other node runs in some step
+
+
+def test_variants_run_and_agree():
+    model = bricklab.load(str(BUNDLED / "resnet18.onnx"))
+    conv = next(n for n in model.nodes if n.op == "Conv" and n.attrs["kernel_shape"] == [3, 3] and n.attrs["strides"] == [1, 1])
+    names = [v["name"] for v in bricklab.variants(model, conv.name)]
+    assert names[0] == "auto" and "direct" in names
+    x = {"input": np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)}
+    outs = {}
+    for v in names:
+        s = bricklab.Session(model, variants={conv.name: v})
+        outs[v] = next(iter(s.run(x).values()))
+    for v, out in outs.items():
+        tol = 2e-2 if v == "bf16" else 1e-4
+        err = np.abs(out - outs["direct"]).max() / np.abs(outs["direct"]).max()
+        assert err <= tol, f"variant {v}: {err}"
+
+
+def test_bad_inputs():
+    session = bricklab.Session(str(BUNDLED / "tiny_cnn.onnx"))
+    with pytest.raises(bricklab.InvalidArgument, match="missing input"):
+        session.run({})
+    with pytest.raises(bricklab.InvalidArgument, match="shape"):
+        session.run({"input": np.zeros((1, 3, 31, 32), np.float32)})
+    with pytest.raises(bricklab.InvalidArgument, match="float32"):
+        session.run({"input": np.zeros((1, 3, 32, 32), np.float64)})
+    with pytest.raises(ValueError):
+        bricklab.Session(str(BUNDLED / "tiny_cnn.onnx"), threads=-1)
+    with pytest.raises(bricklab.InvalidArgument, match="no node named"):
+        bricklab.Session(str(BUNDLED / "tiny_cnn.onnx"), variants={"nope": "direct"})
