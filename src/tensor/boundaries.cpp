@@ -99,7 +99,7 @@ double objective_u16(Loss loss, double sigma, const std::vector<double>& w, cons
     std::vector<double> part(size_t(chunks), 0.0);
 #pragma omp parallel num_threads(nt)
     {
-      std::vector<double> scratch(size_t(kChunk));
+      std::vector<double> scratch(static_cast<size_t>(kChunk));
 #pragma omp for schedule(static)
       for (int64_t c = 0; c < chunks; ++c) {
         const int64_t b = c * kChunk, e = std::min(n, b + kChunk);
