@@ -116,15 +116,15 @@ double quantized_batch(const QuantizedLoss& q, const uint16_t* lev, const double
   if (q.loss == Loss::probit) {
     if (d) probit_grad_simd(q.lower, q.upper, q.inv_sigma, lev, x, d, nll, m);
     else probit_value_simd(q.lower, q.upper, q.inv_sigma, lev, x, nll, m);
+    // Both cases that need the scalar kernel have P < 1e-6 (nll > 13.8) or give inf/NaN, so a
+    // cheap test on the result finds the candidates.
     for (int64_t j = 0; j < m; ++j) {
+      if (nll[j] <= 13.8) continue;
       const double xs = x[j] * q.inv_sigma;
       const double u = q.lower[lev[j] - 1] - xs, v = q.upper[lev[j] - 1] - xs;
       if (!probit_needs_scalar(u, v)) continue;
-      if (d) {
-        nll[j] = q.value_grad(lev[j], x[j], d[j]);
-      } else {
-        nll[j] = q.value(lev[j], x[j]);
-      }
+      if (d) nll[j] = q.value_grad(lev[j], x[j], d[j]);
+      else nll[j] = q.value(lev[j], x[j]);
     }
   } else {
     if (d) logistic_grad_simd(q.lower, q.upper, q.inv_sigma, lev, x, d, nll, m);
@@ -133,6 +133,19 @@ double quantized_batch(const QuantizedLoss& q, const uint16_t* lev, const double
   double s = 0;
   for (int64_t j = 0; j < m; ++j) s += nll[j];
   return s;
+}
+
+BRICKLAB_CLONES
+void gram_accumulate(const double* h, int64_t m, int r, double* gram) {
+  for (int64_t j = 0; j < m; ++j) {
+    const double* hj = h + j * r;
+    for (int a = 0; a < r; ++a) {
+      const double ha = hj[a];
+      double* ga = gram + a * r;
+#pragma omp simd
+      for (int b = 0; b < r; ++b) ga[b] += ha * hj[b];
+    }
+  }
 }
 
 }  // namespace bricklab::tensor::internal

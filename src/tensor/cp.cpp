@@ -235,8 +235,7 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
       }
 
       gram.setZero();
-      gram.selfadjointView<Eigen::Lower>().rankUpdate(hm.transpose());
-      gram.triangularView<Eigen::StrictlyUpper>() = gram.transpose();
+      internal::gram_accumulate(hbuf.data(), m, r, gram.data());  // symmetric, so layout does not matter
       const double trace = gram.trace();
       const double rho = 1e-9 * c * trace / r + 1e-12 * c;
       if (spec.rule == StepRule::curvature) {

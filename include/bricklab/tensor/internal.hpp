@@ -74,6 +74,9 @@ BoundaryStepResult boundary_step(Loss loss, double sigma, double min_gap, std::v
 // not null; returns the sum. Vectorised over observations (see batch.cpp).
 double quantized_batch(const QuantizedLoss& q, const uint16_t* lev, const double* x, double* d, double* nll, size_t count);
 
+// gram (r x r, row-major) += H^T H for H m x r row-major (the Khatri-Rao rows of one factor row).
+void gram_accumulate(const double* h, int64_t m, int r, double* gram);
+
 // Sum of per-observation losses (and optionally the x gradient / boundary gradient) for levels
 // stored as uint16 (the solvers' layout).
 double objective_u16(Loss loss, double sigma, const std::vector<double>& w, const uint16_t* levels, const double* x,

@@ -102,6 +102,7 @@ class PlanBuilder {
   int sole_consumer(int value) const;
   bool done(int node) const { return done_[size_t(node)]; }
   void mark_done(int node) { done_[size_t(node)] = true; }
+  void unmark_done(int node) { done_[size_t(node)] = false; }
   ErrorContext where(const Node& n) const { return {graph.path, n.name, n.op}; }
   std::string variant_for(const Node& n) const {
     auto it = options.variants.find(n.name);

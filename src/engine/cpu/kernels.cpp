@@ -119,11 +119,61 @@ std::vector<EltOp> eltwise_of(PlanBuilder& b, const Node& n) {
   return {};
 }
 
+bool constant_near(PlanBuilder& b, int value, double want) {
+  if (value < 0 || !b.is_constant(value) || val(b, value).numel() != 1) return false;
+  return std::fabs(val(b, value).data->as_double()[0] - want) < 1e-4 * std::max(1.0, std::fabs(want));
+}
+
+// GELU as exporters write it: y = (x * (erf(x / sqrt2) + 1)) * 0.5 (either operand order).
+// Returns the nodes of the pattern and the value it produces, or an empty list.
+std::vector<int> match_gelu(PlanBuilder& b, int x, int& out_value) {
+  const Value& xv = val(b, x);
+  if (xv.is_graph_output || xv.consumers.size() != 2) return {};
+  int div = -1, mul = -1;
+  for (int c : xv.consumers) {
+    const std::string& op = node_at(b, c).op;
+    if (op == "Div") div = c;
+    else if (op == "Mul") mul = c;
+  }
+  if (div < 0 || mul < 0 || b.done(div) || b.done(mul)) return {};
+  const Node& d = node_at(b, div);
+  if (d.inputs.size() != 2 || d.inputs[0] != x || !constant_near(b, d.inputs[1], std::sqrt(2.0))) return {};
+  const int erf = b.sole_consumer(d.outputs[0]);
+  if (erf < 0 || node_at(b, erf).op != "Erf") return {};
+  const int add = b.sole_consumer(node_at(b, erf).outputs[0]);
+  if (add < 0 || node_at(b, add).op != "Add") return {};
+  const Node& a = node_at(b, add);
+  const int one = a.inputs[0] == node_at(b, erf).outputs[0] ? a.inputs[1] : a.inputs[0];
+  if (!constant_near(b, one, 1.0)) return {};
+  const Node& m = node_at(b, mul);
+  const int other = m.inputs[0] == x ? m.inputs[1] : m.inputs[0];
+  if (other != a.outputs[0] || b.sole_consumer(a.outputs[0]) != mul) return {};
+  const int half = b.sole_consumer(m.outputs[0]);
+  if (half < 0 || node_at(b, half).op != "Mul") return {};
+  const Node& h = node_at(b, half);
+  const int k = h.inputs[0] == m.outputs[0] ? h.inputs[1] : h.inputs[0];
+  if (!constant_near(b, k, 0.5)) return {};
+  out_value = h.outputs[0];
+  return {div, erf, add, mul, half};
+}
+
 // Absorbs the chain of activations that alone consume `value` into post-ops. Returns the value
 // the fused step finally produces.
 int absorb_activations(PlanBuilder& b, int value, dnnl::post_ops& po, std::vector<std::string>& names, std::string& kind) {
   if (!b.options.fusion) return value;
   while (true) {
+    int gelu_out = -1;
+    auto gelu = match_gelu(b, value, gelu_out);
+    if (!gelu.empty()) {
+      po.append_eltwise(1.f, alg::eltwise_gelu_erf, 0.f, 0.f);
+      for (int g : gelu) {
+        b.mark_done(g);
+        names.push_back(node_at(b, g).name);
+      }
+      kind += "+GELU";
+      value = gelu_out;
+      continue;
+    }
     const int c = b.sole_consumer(value);
     if (c < 0 || b.done(c)) return value;
     const Node& n = node_at(b, c);
@@ -805,6 +855,38 @@ void lower_node(PlanBuilder& b, int index) {
     if (n.op == "BatchNormalization") return lower_batchnorm(b, index);
     if (n.op == "Softmax" || n.op == "LogSoftmax" || n.op == "LayerNormalization") return lower_softmax_or_layernorm(b, index);
     if (n.op == "LRN") return lower_lrn(b, index);
+    if (b.options.fusion && (n.op == "Div" || n.op == "Mul")) {
+      // A GELU pattern whose input comes from a step that could not absorb it.
+      int gelu_out = -1;
+      const int x = n.inputs.at(0);
+      std::vector<int> gelu;
+      for (int candidate : {x, n.inputs.size() > 1 ? n.inputs[1] : -1}) {
+        if (candidate < 0 || !gelu.empty() || b.is_constant(candidate)) continue;
+        b.unmark_done(index);
+        gelu = match_gelu(b, candidate, gelu_out);
+        b.mark_done(index);
+        if (!gelu.empty()) {
+          const int src = b.slot_of(candidate);
+          std::vector<std::string> names;
+          for (int g : gelu) {
+            b.mark_done(g);
+            names.push_back(node_at(b, g).name);
+          }
+          dnnl::eltwise_forward::primitive_desc pd(
+              dnnl::eltwise_forward::desc(kInference, alg::eltwise_gelu_erf, b.slots[size_t(src)].md, 0.f, 0.f), cpu_engine());
+          const Value& yv = val(b, gelu_out);
+          const int out = b.new_slot(yv.name, DType::float32, yv.shape, pd.dst_desc());
+          auto step = primitive_step(names, "GELU");
+          step->prim = dnnl::eltwise_forward(pd);
+          step->slot_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
+          step->reads = {src};
+          step->writes = {out};
+          b.add_step(std::move(step));
+          b.bind(gelu_out, out);
+          return;
+        }
+      }
+    }
     if (lower_eltwise(b, index)) return;
     if (lower_binary(b, index)) return;
     if (n.op == "Concat" && lower_concat(b, index)) return;

@@ -95,8 +95,14 @@ void lower_view(PlanBuilder& b, const Node& n) {
   const int out = b.new_slot(yv.name, yv.dtype, yv.shape, plain_md(yv.dtype, yv.shape));
   b.slots[size_t(out)].alias_of = src;
   b.bind(n.outputs[0], out);
-  for (size_t i = 1; i < n.outputs.size(); ++i)  // Dropout's mask output
-    if (n.outputs[i] >= 0) unsupported(b, n, "Dropout's mask output is not supported");
+  for (size_t i = 1; i < n.outputs.size(); ++i) {  // Dropout's mask output: all true at inference
+    const int mask = n.outputs[i];
+    if (mask < 0) continue;
+    if (val(b, mask).consumers.empty() && !val(b, mask).is_graph_output) continue;
+    const int m = output_slot(b, mask);
+    const int64_t count = val(b, mask).numel();
+    add_fn(b, n, "mask", {}, {m})->fn = [=](Runtime& rt) { std::memset(rt.ptr(m), 1, size_t(count)); };
+  }
 }
 
 void lower_transpose(PlanBuilder& b, const Node& n) {
@@ -536,6 +542,42 @@ void lower_concat_plain(PlanBuilder& b, const Node& n) {
   };
 }
 
+// ScatterND (reduction none): out = data; out[indices[i]] = updates[i].
+void lower_scatter_nd(PlanBuilder& b, const Node& n) {
+  const Value& dv = val(b, n.inputs.at(0));
+  const Value& iv = val(b, n.inputs.at(1));
+  const Value& uv = val(b, n.inputs.at(2));
+  if (n.attr_string("reduction", "none") != "none") unsupported(b, n, "ScatterND with a reduction is not supported");
+  if (iv.dtype != DType::int64 || iv.shape.empty()) unsupported(b, n, "ScatterND indices must be int64");
+  const int64_t k = iv.shape.back();
+  if (k > int64_t(dv.shape.size())) unsupported(b, n, "ScatterND index depth exceeds the data rank");
+  int64_t slice = 1;
+  for (size_t d = size_t(k); d < dv.shape.size(); ++d) slice *= dv.shape[d];
+  const int64_t count = iv.numel() / std::max<int64_t>(k, 1);
+  const auto st = row_strides(dv.shape);
+  const Shape dshape = dv.shape;
+  const size_t es = size_t(dtype_size(dv.dtype));
+  (void)uv;
+  const int data = b.plain(b.slot_of(n.inputs[0])), idx = b.slot_of(n.inputs[1]), upd = b.plain(b.slot_of(n.inputs[2]));
+  const int out = output_slot(b, n.outputs[0]);
+  const std::string name = n.name;
+  add_fn(b, n, "scatter", {data, idx, upd}, {out})->fn = [=](Runtime& rt) {
+    std::memcpy(rt.ptr(out), rt.ptr(data), size_t(shape_numel(dshape)) * es);
+    const int64_t* ind = rt.data<int64_t>(idx);
+    for (int64_t i = 0; i < count; ++i) {
+      int64_t off = 0;
+      for (int64_t d = 0; d < k; ++d) {
+        int64_t v = ind[i * k + d];
+        if (v < 0) v += dshape[size_t(d)];
+        if (v < 0 || v >= dshape[size_t(d)]) throw InvalidArgument("node '" + name + "' (ScatterND): index out of range");
+        off += v * st[size_t(d)];
+      }
+      std::memcpy(static_cast<char*>(rt.ptr(out)) + size_t(off) * es, static_cast<const char*>(rt.ptr(upd)) + size_t(i * slice) * es,
+                  size_t(slice) * es);
+    }
+  };
+}
+
 // Shape / Size / ConstantOfShape / Range produce values known at compile time (all dims are bound).
 void lower_static(PlanBuilder& b, const Node& n) {
   const Value& yv = val(b, n.outputs[0]);
@@ -590,6 +632,7 @@ void lower_plain(PlanBuilder& b, int index) {
   if (op == "Pad") return lower_pad(b, n);
   if (op == "Resize" || op == "Upsample") return lower_resize(b, n);
   if (op == "Concat") return lower_concat_plain(b, n);
+  if (op == "ScatterND") return lower_scatter_nd(b, n);
   if (op == "Shape" || op == "Size" || op == "ConstantOfShape") return lower_static(b, n);
   if (op == "Constant") {
     b.bind(n.outputs[0], b.slot_of(n.outputs[0]));
