@@ -30,5 +30,6 @@ from ._core import (  # noqa: F401
 __all__ = [
     "load", "Model", "Node", "Value", "Session", "variants", "supported_ops", "backends",
     "Error", "FileError", "ModelFormatError", "UnsupportedError", "ShapeError", "ExternalDataError",
-    "InvalidArgument", "__version__",
+    "InvalidArgument", "__version__", "tensor",
 ]
+from . import tensor  # noqa: F401

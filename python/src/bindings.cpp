@@ -10,6 +10,7 @@
 
 namespace py = pybind11;
 using namespace bricklab;
+void bind_tensor(pybind11::module_& m);
 
 void bind_engine(pybind11::module_& m);  // bind_engine.cpp
 
@@ -315,4 +316,5 @@ PYBIND11_MODULE(_core, m) {
     return out;
   });
   bind_engine(m);
+  bind_tensor(m);
 }

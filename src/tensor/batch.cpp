@@ -135,17 +135,33 @@ double quantized_batch(const QuantizedLoss& q, const uint16_t* lev, const double
   return s;
 }
 
+// Four observations per sweep over the lower triangle keep the accumulator traffic low; the
+// upper triangle is mirrored at the end.
 BRICKLAB_CLONES
 void gram_accumulate(const double* h, int64_t m, int r, double* gram) {
-  for (int64_t j = 0; j < m; ++j) {
+  int64_t j = 0;
+  for (; j + 4 <= m; j += 4) {
+    const double* h0 = h + j * r;
+    const double* h1 = h0 + r;
+    const double* h2 = h1 + r;
+    const double* h3 = h2 + r;
+    for (int a = 0; a < r; ++a) {
+      const double a0 = h0[a], a1 = h1[a], a2 = h2[a], a3 = h3[a];
+      double* ga = gram + a * r;
+#pragma omp simd
+      for (int b = 0; b <= a; ++b) ga[b] += a0 * h0[b] + a1 * h1[b] + a2 * h2[b] + a3 * h3[b];
+    }
+  }
+  for (; j < m; ++j) {
     const double* hj = h + j * r;
     for (int a = 0; a < r; ++a) {
       const double ha = hj[a];
       double* ga = gram + a * r;
-#pragma omp simd
-      for (int b = 0; b < r; ++b) ga[b] += ha * hj[b];
+      for (int b = 0; b <= a; ++b) ga[b] += ha * hj[b];
     }
   }
+  for (int a = 0; a < r; ++a)
+    for (int b = a + 1; b < r; ++b) gram[a * r + b] = gram[b * r + a];
 }
 
 }  // namespace bricklab::tensor::internal
