@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "bricklab/bricklab.hpp"
+
+int cmd_recover(const std::vector<std::string>& args);  // recover.cpp
 #include "bricklab/core/npy.hpp"
 
 namespace {
@@ -32,6 +34,9 @@ commands:
             [--repeat N] [--warmup N] [--no-fusion] [--profile] [--json]
                       run on the CPU (random inputs unless given), write outputs as
                       DIR/<output>.npy, print latency median / p10 / p90
+  recover (--obs FILE | --indices FILE --levels FILE) --rank R --out EST.npy [...]
+                      tensor recovery from quantized observations (.npy/.csv); writes
+                      the estimate as .npy (`bricklab recover --help` for the options)
   ops [--json]        the operators bricklab supports and how it counts their cost
   info [--json]       version, backends and this machine
   help                this text
@@ -308,6 +313,7 @@ int main(int argc, char** argv) {
   }
   const std::string command = args[0];
   try {
+    if (command == "recover") return cmd_recover({args.begin() + 1, args.end()});
     const Args a = parse_args({args.begin() + 1, args.end()});
     if (command == "inspect") return cmd_inspect(a);
     if (command == "run") return cmd_run(a);

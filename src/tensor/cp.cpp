@@ -267,11 +267,14 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
   return res;
 }
 
+// Solver state: the factors, the boundaries and the step state. iterate() can be called again
+// to continue (the multi-start initialisation runs several short iterate() calls).
 class CpSolver {
  public:
   CpSolver(const ObservationIndex& idx, const RecoverOptions& o, Loss loss, bool estimate_w)
       : idx_(idx), o_(o), loss_(loss), estimate_w_(estimate_w) {
-    threads_ = internal::resolve_threads(o.threads);
+    // Tiny problems gain nothing from threads (and suffer from spin-waits on a busy machine).
+    threads_ = std::min(internal::resolve_threads(o.threads), int(1 + idx.count / 20000));
     order_ = int(idx.shape.size());
     r_ = o.rank;
     radius_ = std::pow(o.alpha, 1.0 / order_);
@@ -305,7 +308,9 @@ class CpSolver {
   double objective(double* x_out = nullptr) {
     return pass(0, a_[0].data(), nullptr, false, false, x_out, false).f_point;
   }
-  void initialise();
+  void initialise(uint64_t seed, const std::vector<double>& w0);
+  // Up to `iters` more iterations from the current state; rec.objective.back() is F there.
+  void iterate(Recovery& rec, int iters);
 
   const ObservationIndex& idx_;
   const RecoverOptions& o_;
@@ -315,10 +320,14 @@ class CpSolver {
   double radius_ = 1, curvature_ = 1, min_gap_ = 0;
   std::vector<std::vector<double>> a_, a_prev_, row_lipschitz_;
   std::vector<double> w_;
+  double w_scale_ = 1, momentum_t_ = 1;
 };
 
-void CpSolver::initialise() {
+void CpSolver::initialise(uint64_t seed, const std::vector<double>& w0) {
   const size_t n = size_t(order_);
+  w_ = w0;
+  w_scale_ = 1;
+  momentum_t_ = 1;
   a_.assign(n, {});
   if (!o_.init.empty()) {
     if (o_.init.size() != n)
@@ -336,7 +345,7 @@ void CpSolver::initialise() {
     // Random start with |X| of about init_scale: entries N(0, s^2), s^(2N) r = init_scale^2.
     const double target = o_.init_scale > 0 ? o_.init_scale : o_.alpha / 4;
     const double s = std::pow(target / std::sqrt(double(r_)), 1.0 / double(order_));
-    std::mt19937_64 rng(o_.seed);
+    std::mt19937_64 rng(seed);
     std::normal_distribution<double> normal(0.0, s);
     for (size_t k = 0; k < n; ++k) {
       a_[k].resize(size_t(idx_.shape[k]) * size_t(r_));
@@ -359,23 +368,56 @@ void CpSolver::initialise() {
   for (size_t k = 0; k < n; ++k) row_lipschitz_[k].assign(size_t(idx_.shape[k]), 0.0);
 }
 
-Recovery CpSolver::run(std::vector<double> w) {
+Recovery CpSolver::run(std::vector<double> w0) {
   const double t_start = internal::now_seconds();
-  w_ = std::move(w);
-  initialise();
-  Recovery rec;
-  rec.method = "cp";
-  rec.shape = idx_.shape;
-  rec.rank = r_;
-  rec.index_bytes = idx_.bytes();
+  Recovery base, best;
+  base.method = "cp";
+  base.shape = idx_.shape;
+  base.rank = r_;
+  base.index_bytes = idx_.bytes();
+  // Multi-start: n_init random starts, init_iter iterations each; continue the lowest objective.
+  const int starts = o_.init.empty() ? std::max(1, o_.n_init) : 1;
+  const int short_iters = starts > 1 ? std::min(o_.init_iter, o_.max_iter) : 0;
+  struct State {
+    std::vector<std::vector<double>> a, a_prev, lip;
+    std::vector<double> w;
+    double w_scale, momentum;
+  } kept;
+  for (int c = 0; c < starts; ++c) {
+    initialise(o_.seed + uint64_t(c) * 0x9E3779B97F4A7C15ull, w0);
+    Recovery rec = base;
+    rec.objective.assign(1, objective());
+    if (starts > 1) iterate(rec, short_iters);
+    if (c == 0 || rec.objective.back() < best.objective.back()) {
+      best = std::move(rec);
+      kept = {a_, a_prev_, row_lipschitz_, w_, w_scale_, momentum_t_};
+    }
+  }
+  if (starts > 1) {
+    a_ = kept.a;
+    a_prev_ = kept.a_prev;
+    row_lipschitz_ = kept.lip;
+    w_ = kept.w;
+    w_scale_ = kept.w_scale;
+    momentum_t_ = kept.momentum;
+  }
+  const bool converged = starts > 1 && !best.stop_reason.empty() && best.stop_reason != "max_iter";
+  if (!converged) {
+    best.stop_reason.clear();
+    iterate(best, o_.max_iter - short_iters);
+  }
+  best.iterations = int(best.objective.size()) - 1;
+  best.factors = a_;
+  best.boundaries = w_;
+  best.solve_seconds = internal::now_seconds() - t_start;
+  return best;
+}
 
+void CpSolver::iterate(Recovery& rec, int iters) {
   const bool lazy = !o_.extrapolate && o_.step != StepRule::backtracking;
   const size_t n = size_t(order_);
   std::vector<double> cand, point, xbuf;
-  double f = objective();
-  rec.objective.push_back(f);
-  double momentum_t = 1;
-  double w_scale = 1;
+  double f = rec.objective.back();
 
   // Lazy verification state: the last block step, not yet checked against F.
   struct Pending {
@@ -425,12 +467,12 @@ Recovery CpSolver::run(std::vector<double> w) {
     return false;
   };
 
-  for (int it = 1; it <= o_.max_iter && !stop; ++it) {
+  for (int it = 1; it <= iters && !stop; ++it) {
     double omega = 0;
     if (o_.extrapolate) {
-      const double t_next = 0.5 * (1 + std::sqrt(1 + 4 * momentum_t * momentum_t));
-      omega = std::min((momentum_t - 1) / t_next, 0.9);
-      momentum_t = t_next;
+      const double t_next = 0.5 * (1 + std::sqrt(1 + 4 * momentum_t_ * momentum_t_));
+      omega = std::min((momentum_t_ - 1) / t_next, 0.9);
+      momentum_t_ = t_next;
     }
     bool restarted = false;
     int accepted = 0;
@@ -468,7 +510,7 @@ Recovery CpSolver::run(std::vector<double> w) {
       if (extrapolated && !(pr.f_new <= f)) {
         rec.restarts++;
         restarted = true;
-        momentum_t = 1;
+        momentum_t_ = 1;
         pr = pass(int(mode), am.data(), cand.data(), true, true);
       }
       kkt_sq += pr.kkt_sq;
@@ -488,7 +530,7 @@ Recovery CpSolver::run(std::vector<double> w) {
       if (lazy && verify(f_here)) f_here = objective(xbuf.data());
       if (!lazy) f = std::min(f, f_here);
       const internal::BoundaryStepResult bs = internal::boundary_step(
-          loss_, o_.sigma, min_gap_, w_, w_scale, idx_.level_counts, idx_.modes[0].levels.data(), xbuf.data(),
+          loss_, o_.sigma, min_gap_, w_, w_scale_, idx_.level_counts, idx_.modes[0].levels.data(), xbuf.data(),
           idx_.count, threads_);
       if (bs.moved) {
         f = std::min(f, bs.objective);
@@ -512,11 +554,6 @@ Recovery CpSolver::run(std::vector<double> w) {
     if (iteration_unrecorded && !record_iteration(kkt_sq) && rec.stop_reason.empty()) rec.stop_reason = "max_iter";
   }
   if (rec.stop_reason.empty()) rec.stop_reason = "max_iter";
-  rec.iterations = int(rec.objective.size()) - 1;
-  rec.factors = a_;
-  rec.boundaries = w_;
-  rec.solve_seconds = internal::now_seconds() - t_start;
-  return rec;
 }
 
 }  // namespace

@@ -187,6 +187,8 @@ void internal::validate_options(const RecoverOptions& o, bool quantized) {
   if (!std::isfinite(o.min_gap) || o.min_gap < 0) bad("min_gap must be finite and >= 0");
   if (!std::isfinite(o.init_scale) || o.init_scale < 0) bad("init_scale must be finite and >= 0");
   if (o.threads < 0) bad("threads must be >= 0 (0 = all cores)");
+  if (o.n_init < 1) bad("n_init must be >= 1, got " + std::to_string(o.n_init));
+  if (o.init_iter < 0) bad("init_iter must be >= 0, got " + std::to_string(o.init_iter));
   if (quantized) validate_boundaries(o.boundaries);
   if (o.num_levels < 0 || o.num_levels == 1) bad("num_levels must be 0 (infer) or >= 2, got " + std::to_string(o.num_levels));
   if (quantized && !o.boundaries.empty() && o.num_levels != 0 && o.num_levels != int(o.boundaries.size()) + 1)

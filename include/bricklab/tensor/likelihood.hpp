@@ -117,7 +117,7 @@ inline LevelTerms probit_lower(double u, double v) {
   const double ratio = std::exp(-half_diff_sq);          // phi(u)/phi(v)
   t.dv = -rv;
   t.du = rv * ratio;
-  t.dxs = rv * (1.0 - ratio);
+  t.dxs = -rv * std::expm1(-half_diff_sq);               // rv * (1 - ratio) without cancellation
   return t;
 }
 

@@ -58,6 +58,8 @@ struct RecoverOptions {
   int threads = 0;                   // 0: all cores (OpenMP default)
   std::vector<std::vector<double>> init;  // optional initial factors (n_k x rank, row-major)
   double init_scale = 0;             // typical |X| of the random start (0: alpha / 4)
+  int n_init = 3;                    // random starts (CP): each runs init_iter iterations, the
+  int init_iter = 10;                //   lowest objective is continued (guards against local minima)
   bool verbose = false;              // one line per iteration on stderr
 };
 

@@ -157,6 +157,32 @@ std::vector<int> match_gelu(PlanBuilder& b, int x, int& out_value) {
   return {div, erf, add, mul, half};
 }
 
+// x * act(x) as exporters write HardSwish (opset < 14: x * HardSigmoid(x, 1/6, 1/2)) and SiLU
+// (x * Sigmoid(x)). Returns the two nodes and the eltwise op, or an empty list.
+std::vector<int> match_self_gate(PlanBuilder& b, int x, int& out_value, EltOp& op) {
+  const Value& xv = val(b, x);
+  if (xv.is_graph_output || xv.consumers.size() != 2) return {};
+  int act = -1, mul = -1;
+  for (int c : xv.consumers) {
+    const Node& n = node_at(b, c);
+    if (n.op == "Mul") mul = c;
+    else if (n.op == "Sigmoid" || n.op == "HardSigmoid") act = c;
+  }
+  if (act < 0 || mul < 0 || b.done(act) || b.done(mul)) return {};
+  const Node& a = node_at(b, act);
+  const Node& m = node_at(b, mul);
+  if (b.sole_consumer(a.outputs[0]) != mul) return {};
+  if (!((m.inputs[0] == x && m.inputs[1] == a.outputs[0]) || (m.inputs[1] == x && m.inputs[0] == a.outputs[0]))) return {};
+  if (a.op == "Sigmoid") {
+    op = {alg::eltwise_swish, 1.f, 0.f};
+  } else {
+    if (std::fabs(a.attr_float("alpha", 0.2) - 1.0 / 6) > 1e-6 || std::fabs(a.attr_float("beta", 0.5) - 0.5) > 1e-6) return {};
+    op = {alg::eltwise_hardswish, 0.f, 0.f};
+  }
+  out_value = m.outputs[0];
+  return {act, mul};
+}
+
 // Absorbs the chain of activations that alone consume `value` into post-ops. Returns the value
 // the fused step finally produces.
 int absorb_activations(PlanBuilder& b, int value, dnnl::post_ops& po, std::vector<std::string>& names, std::string& kind) {
@@ -172,6 +198,19 @@ int absorb_activations(PlanBuilder& b, int value, dnnl::post_ops& po, std::vecto
       }
       kind += "+GELU";
       value = gelu_out;
+      continue;
+    }
+    EltOp gate;
+    int gate_out = -1;
+    auto gated = match_self_gate(b, value, gate_out, gate);
+    if (!gated.empty()) {
+      po.append_eltwise(1.f, gate.algorithm, gate.alpha, gate.beta);
+      for (int g : gated) {
+        b.mark_done(g);
+        names.push_back(node_at(b, g).name);
+      }
+      kind += gate.algorithm == alg::eltwise_swish ? "+SiLU" : "+HardSwish";
+      value = gate_out;
       continue;
     }
     const int c = b.sole_consumer(value);
@@ -657,6 +696,23 @@ bool lower_binary(PlanBuilder& b, int index) {
   int src1;
   if (val(b, c).shape == yv.shape) {
     src1 = b.as_layout(b.slot_of(c), b.slots[size_t(src0)].md, "binary");
+  } else if (b.slots[size_t(src0)].blocked && cs.size() == yv.shape.size() && cs.size() >= 3 && !b.is_constant(c) &&
+             val(b, c).shape == cs) {
+    // A per-(batch, channel) operand of a blocked tensor (squeeze-excitation scales): give it the
+    // same blocked layout, so oneDNN uses its vectorised broadcast kernel instead of the reference one.
+    const memory::desc src0_md = b.slots[size_t(src0)].md;
+    const dims full = src0_md.dims();
+    using tag = memory::format_tag;
+    const std::vector<tag> tags = cs.size() == 4 ? std::vector<tag>{tag::nChw16c, tag::nChw8c, tag::nhwc}
+                                                 : cs.size() == 5 ? std::vector<tag>{tag::nCdhw16c, tag::nCdhw8c, tag::ndhwc}
+                                                                  : std::vector<tag>{tag::nCw16c, tag::nCw8c, tag::nwc};
+    src1 = -1;
+    for (tag t : tags)
+      if (memory::desc(full, memory::data_type::f32, t) == src0_md) {
+        src1 = b.as_layout(b.slot_of(c), memory::desc(dims(cs.begin(), cs.end()), memory::data_type::f32, t), "bcast");
+        break;
+      }
+    if (src1 < 0) src1 = b.plain(b.slot_of(c));
   } else {
     // A broadcast operand is read as a plain tensor of the aligned rank.
     const int p = b.plain(b.slot_of(c));
