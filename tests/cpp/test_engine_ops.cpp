@@ -551,3 +551,54 @@ TEST_CASE("subgraph extraction runs a brick through the same path", "[engine][su
   CHECK_THROWS_AS(extract_subgraph(g, {}), InvalidArgument);
   CHECK_THROWS_AS(extract_subgraph(g, {999}), InvalidArgument);
 }
+
+TEST_CASE("activation patterns exporters write are fused and exact: GELU, SiLU, x*HardSigmoid(x)", "[engine][fusion]") {
+  const Shape xs{1, 4, 5, 5};
+  auto x = random_vec(100, 2.f);
+  auto w = random_vec(16, 0.5f);
+  auto build = [&](const std::string& kind) {
+    ModelBuilder b(13);
+    b.input("x", {int64_t(1), int64_t(4), int64_t(5), int64_t(5)});
+    add_weight(b, "w", {4, 4, 1, 1}, w);
+    b.node("Conv", {"x", "w"}, {"c"}, "conv");
+    if (kind == "gelu") {
+      add_weight(b, "sqrt2", {}, {1.41421356f});
+      add_weight(b, "one", {}, {1.f});
+      add_weight(b, "half", {}, {0.5f});
+      b.node("Div", {"c", "sqrt2"}, {"d"});
+      b.node("Erf", {"d"}, {"e"});
+      b.node("Add", {"e", "one"}, {"a"});
+      b.node("Mul", {"c", "a"}, {"m"});
+      b.node("Mul", {"m", "half"}, {"y"});
+    } else if (kind == "silu") {
+      b.node("Sigmoid", {"c"}, {"s"});
+      b.node("Mul", {"c", "s"}, {"y"});
+    } else {
+      auto& hs = b.node("HardSigmoid", {"c"}, {"s"});
+      ModelBuilder::attr(hs, "alpha", float(1.0 / 6));
+      ModelBuilder::attr(hs, "beta", 0.5f);
+      b.node("Mul", {"s", "c"}, {"y"});
+    }
+    b.output("y");
+    return b;
+  };
+  for (const std::string kind : {"gelu", "silu", "hardswish"}) {
+    INFO(kind);
+    std::vector<float> want(100);
+    for (int c = 0; c < 4; ++c)
+      for (int p = 0; p < 25; ++p) {
+        double v = 0;
+        for (int k = 0; k < 4; ++k) v += double(w[size_t(c * 4 + k)]) * x[size_t(k * 25 + p)];
+        const double r = kind == "gelu" ? 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)))
+                         : kind == "silu" ? v / (1 + std::exp(-v))
+                                          : v * std::clamp(v / 6 + 0.5, 0.0, 1.0);
+        want[size_t(c * 25 + p)] = float(r);
+      }
+    ModelBuilder b = build(kind);
+    check_close(run_model(b, x, xs, true), want, xs, 1e-5);
+    check_close(run_model(b, x, xs, false), want, xs, 1e-5);
+    auto exe = get_backend("cpu").compile(load_onnx_bytes(b.bytes()), {});
+    const std::string label = kind == "gelu" ? "+GELU" : kind == "silu" ? "+SiLU" : "+HardSwish";
+    CHECK_THAT(exe->describe(), Catch::Contains("conv" + label));
+  }
+}
