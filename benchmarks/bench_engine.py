@@ -59,6 +59,7 @@ def main():
 
     manifest = {m["name"]: m for m in json.loads((REPO / "models/zoo/MANIFEST.json").read_text())["models"]}
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # as bricklab and ONNX Runtime do: fair on tiny random weights
     rows = []
     tmp = pathlib.Path(tempfile.mkdtemp())
     names = args.models.split(",")

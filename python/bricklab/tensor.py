@@ -198,7 +198,7 @@ class Recovery:
 
 def _solve(method, indices, levels, shape, rank, noise, sigma, alpha, boundaries, num_levels, max_iter, tol, seed,
            step="curvature", extrapolate=False, min_gap=None, grad_tol=0.0, init=None, init_scale=None, threads=0,
-           verbose=False, threshold_level=0):
+           verbose=False, threshold_level=0, n_init=3, callback=None):
     _check_noise(noise)
     idx, lev, dims = _observations(indices, levels, shape)
     rank = _int_param("rank", rank, 1)
@@ -215,6 +215,9 @@ def _solve(method, indices, levels, shape, rank, noise, sigma, alpha, boundaries
     init_scale = 0.0 if init_scale is None else _finite_scalar("init_scale", init_scale)
     seed = 0 if seed is None else _int_param("seed", seed, 0)
     threads = _int_param("threads", threads, 0)
+    n_init = _int_param("n_init", n_init, 1)
+    if callback is not None and not callable(callback):
+        raise InvalidArgument("callback must be callable or None")
     factors = []
     if init is not None:
         if len(init) != len(dims):
@@ -226,7 +229,7 @@ def _solve(method, indices, levels, shape, rank, noise, sigma, alpha, boundaries
             factors.append(f.reshape(-1).tolist())
     core = _t.solve(method, idx, lev, list(dims), rank, noise, sigma, alpha, [] if w is None else w.tolist(),
                     num_levels, min_gap, max_iter, tol, grad_tol, step, bool(extrapolate), seed, threads, factors,
-                    init_scale, bool(verbose), int(threshold_level))
+                    init_scale, bool(verbose), int(threshold_level), n_init, callback)
     return Recovery(core)
 
 
@@ -234,7 +237,8 @@ def recover(indices, levels, shape: Sequence[int], rank: int, noise: str = "prob
             alpha: float = 1.0, boundaries=None, method: str = "cp", max_iter: int = 200, tol: float = 1e-6,
             seed: Optional[int] = 0, *, num_levels: Optional[int] = None, step: str = "curvature",
             extrapolate: bool = False, min_gap: Optional[float] = None, grad_tol: float = 0.0, init=None,
-            init_scale: Optional[float] = None, threads: int = 0, verbose: bool = False) -> Recovery:
+            init_scale: Optional[float] = None, threads: int = 0, verbose: bool = False, n_init: int = 3,
+            callback=None) -> Recovery:
     """Recover a low-rank tensor from quantized observations (``indices``: m x N, ``levels``: m).
 
     ``method="cp"``: T-APGD over rank-``rank`` CP factors (order >= 2); ``"tsvd"``: tubal rank
@@ -244,11 +248,15 @@ def recover(indices, levels, shape: Sequence[int], rank: int, noise: str = "prob
     extrapolation with restarts. Stops when the objective's relative decrease over an iteration
     is <= ``tol``, the KKT residual <= ``grad_tol`` (if > 0), or after ``max_iter`` iterations.
     The objective never increases. Runs without the GIL on ``threads`` threads (0 = all cores).
+    ``n_init`` random starts run ``10`` iterations each and the best is continued (ignored when
+    ``init`` factors are given). ``callback(iteration, objective, factors, boundaries)`` (CP) is
+    called after every iteration with copies of the factors; returning True stops the solver
+    (with ``n_init > 1`` it starts after the 10-iteration start-selection phase).
     """
     if method not in ("cp", "tsvd"):
         raise InvalidArgument(f"method must be 'cp' or 'tsvd', got {method!r}")
     return _solve(method, indices, levels, shape, rank, noise, sigma, alpha, boundaries, num_levels, max_iter, tol,
-                  seed, step, extrapolate, min_gap, grad_tol, init, init_scale, threads, verbose)
+                  seed, step, extrapolate, min_gap, grad_tol, init, init_scale, threads, verbose, 0, n_init, callback)
 
 
 def recover_least_squares(indices, levels, shape, rank, boundaries=None, sigma: float = 1.0, alpha: float = 1.0,

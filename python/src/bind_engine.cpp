@@ -38,12 +38,25 @@ py::array to_numpy(const Tensor& t) {
 
 class Session {
  public:
-  Session(std::shared_ptr<Graph> graph, int threads, bool fusion, std::map<std::string, std::string> variants)
+  Session(std::shared_ptr<Graph> graph, int threads, const py::object& fusion, std::map<std::string, std::string> variants)
       : graph_(std::move(graph)) {
     if (threads < 0) throw InvalidArgument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
     CompileOptions o;
     o.threads = threads;
-    o.fusion = fusion;
+    if (py::isinstance<py::bool_>(fusion)) {
+      o.fusion = fusion.cast<bool>();
+    } else {
+      // An iterable of the fusions to enable: "batchnorm", "activation", "residual", "bias".
+      o.fuse_batchnorm = o.fuse_activation = o.fuse_residual = o.fuse_bias = false;
+      for (auto item : fusion) {
+        const std::string f = py::str(item);
+        if (f == "batchnorm") o.fuse_batchnorm = true;
+        else if (f == "activation") o.fuse_activation = true;
+        else if (f == "residual") o.fuse_residual = true;
+        else if (f == "bias") o.fuse_bias = true;
+        else throw InvalidArgument("unknown fusion '" + f + "' (known: batchnorm, activation, residual, bias)");
+      }
+    }
     o.variants = std::move(variants);
     for (const auto& [node, v] : o.variants)
       if (graph_->find_node(node) < 0) throw InvalidArgument("variants: no node named '" + node + "'");
@@ -147,9 +160,10 @@ std::shared_ptr<Graph> model_from(const py::object& model, const py::object& bat
 void bind_engine(py::module_& m) {
   py::class_<Session>(m, "Session",
                       "A model compiled for the CPU (oneDNN). Session(model, threads=0, fusion=True, batch=None, variants=None): "
-                      "model is a bricklab.Model or a path; threads 0 = all cores; variants maps node names to a variant "
-                      "from bricklab.variants().")
-      .def(py::init([](const py::object& model, int threads, bool fusion, const py::object& batch,
+                      "model is a bricklab.Model or a path; threads 0 = all cores; fusion is True, False or the set of "
+                      "fusions to apply ({'batchnorm', 'activation', 'residual', 'bias'}); variants maps node names to a "
+                      "variant from bricklab.variants().")
+      .def(py::init([](const py::object& model, int threads, const py::object& fusion, const py::object& batch,
                        std::optional<std::map<std::string, std::string>> variants) {
              return std::make_unique<Session>(model_from(model, batch), threads, fusion, variants.value_or(std::map<std::string, std::string>{}));
            }),

@@ -169,9 +169,31 @@ void bind_tensor(py::module_& m) {
                   const std::string& noise, double sigma, double alpha, std::vector<double> boundaries, int num_levels,
                   double min_gap, int max_iter, double tol, double grad_tol, const std::string& step, bool extrapolate,
                   uint64_t seed, int threads, std::vector<std::vector<double>> init, double init_scale, bool verbose,
-                  int threshold_level) {
-    const RecoverOptions o = options_from(rank, noise, sigma, alpha, boundaries, num_levels, min_gap, max_iter, tol,
-                                          grad_tol, step, extrapolate, seed, threads, init, init_scale, verbose);
+                  int threshold_level, int n_init, py::object callback) {
+    RecoverOptions o = options_from(rank, noise, sigma, alpha, boundaries, num_levels, min_gap, max_iter, tol,
+                                    grad_tol, step, extrapolate, seed, threads, init, init_scale, verbose);
+    if (n_init < 1) throw InvalidArgument("n_init must be >= 1, got " + std::to_string(n_init));
+    o.n_init = n_init;
+    if (!callback.is_none()) {
+      if (!PyCallable_Check(callback.ptr())) throw InvalidArgument("callback must be callable or None");
+      // Runs on the solver's thread between iterations: take the GIL, hand Python copies of the
+      // factors (n_k x rank) and boundaries; a truthy return value stops the solver.
+      o.callback = [callback, shape, rank](const IterationInfo& info) {
+        py::gil_scoped_acquire gil;
+        py::list factors;
+        for (size_t k = 0; k < info.factors->size(); ++k) {
+          const auto& f = (*info.factors)[k];
+          const py::ssize_t rows = py::ssize_t(f.size() / size_t(rank));
+          py::array_t<double> a({rows, py::ssize_t(rank)});
+          std::copy(f.begin(), f.end(), a.mutable_data());
+          factors.append(a);
+        }
+        py::array_t<double> w(py::ssize_t(info.boundaries->size()));
+        std::copy(info.boundaries->begin(), info.boundaries->end(), w.mutable_data());
+        py::object r = callback(info.iteration, info.objective, factors, w);
+        return !r.is_none() && r.cast<bool>();
+      };
+    }
     const ObservationView v = make_view(shape, indices, &levels, nullptr);
     auto rec = std::make_shared<Recovery>();
     {
@@ -189,7 +211,7 @@ void bind_tensor(py::module_& m) {
         py::arg("noise"), py::arg("sigma"), py::arg("alpha"), py::arg("boundaries"), py::arg("num_levels"),
         py::arg("min_gap"), py::arg("max_iter"), py::arg("tol"), py::arg("grad_tol"), py::arg("step"),
         py::arg("extrapolate"), py::arg("seed"), py::arg("threads"), py::arg("init"), py::arg("init_scale"),
-        py::arg("verbose"), py::arg("threshold_level") = 0,
+        py::arg("verbose"), py::arg("threshold_level") = 0, py::arg("n_init") = 3, py::arg("callback") = py::none(),
         "Run a recovery (method: cp, tsvd, least_squares, one_bit, unfold); see bricklab.tensor.recover.");
 
   t.def("solve_values", [](IndexArray indices, DoubleArray values, std::vector<int64_t> shape, int rank, double alpha,

@@ -37,7 +37,8 @@ Model and solver:
   --boundaries w1,w2,...  known boundaries (default: estimated, K = --levels-count or the largest level)
   --levels-count K      number of levels when the boundaries are estimated
   --method cp|tsvd                                                      [cp]
-  --max-iter N  --tol T  --seed S  --threads T  --step curvature|lipschitz|backtracking  --extrapolate
+  --max-iter N  --tol T  --seed S  --threads T  --n-init N (random starts, default 3)
+  --step curvature|lipschitz|backtracking  --extrapolate
 Output:
   --out EST.npy         the dense estimate (float64, C order)           [required]
   --factors PREFIX      also write PREFIX0.npy, PREFIX1.npy, ... (the factors)
@@ -140,11 +141,22 @@ int cmd_recover(const std::vector<std::string>& args) {
   bool json = false;
   bt::RecoverOptions o;
   o.rank = 0;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
+  // Accept both "--flag value" and "--flag=value".
+  std::vector<std::string> argv;
+  for (const std::string& a : args) {
+    const size_t eq = a.find('=');
+    if (a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      argv.push_back(a.substr(0, eq));
+      argv.push_back(a.substr(eq + 1));
+    } else {
+      argv.push_back(a);
+    }
+  }
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& a = argv[i];
     auto next = [&]() -> std::string {
-      if (i + 1 >= args.size()) throw InvalidArgument(a + " needs a value");
-      return args[++i];
+      if (i + 1 >= argv.size()) throw InvalidArgument(a + " needs a value");
+      return argv[++i];
     };
     if (a == "--help" || a == "-h") {
       std::cout << kRecoverUsage;
@@ -169,6 +181,7 @@ int cmd_recover(const std::vector<std::string>& args) {
     else if (a == "--tol") o.tol = parse_double(a, next());
     else if (a == "--seed") o.seed = uint64_t(std::max<int64_t>(0, parse_int(a, next())));
     else if (a == "--threads") o.threads = int(parse_int(a, next()));
+    else if (a == "--n-init") o.n_init = int(parse_int(a, next()));
     else if (a == "--step") {
       const std::string s = next();
       if (s == "curvature") o.step = bt::StepRule::curvature;

@@ -145,7 +145,7 @@ void check_recovery(const Recovery& r) {
 std::vector<double> recovery_entries(const Recovery& r, const int64_t* indices, size_t count, int threads) {
   check_recovery(r);
   check_indices(r, indices, count);
-  const int nt = internal::resolve_threads(threads);
+  const int nt = std::min(internal::resolve_threads(threads), int(1 + count / 20000));
   const size_t n = r.shape.size();
   const size_t rank = size_t(r.rank);
   std::vector<double> out(count);
@@ -180,7 +180,7 @@ std::vector<double> recovery_dense(const Recovery& r, int threads) {
   double total = 1;
   for (int64_t d : r.shape) total *= double(d);
   if (total > 4e9) throw InvalidArgument("recovery dense: the tensor has more than 4e9 entries; use entries()");
-  const int nt = internal::resolve_threads(threads);
+  const int nt = std::min(internal::resolve_threads(threads), int(1 + total / 65536));
   using RowMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   const int64_t n1 = r.shape[0];
   const int64_t rest = int64_t(total) / std::max<int64_t>(n1, 1);

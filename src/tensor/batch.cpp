@@ -135,8 +135,8 @@ double quantized_batch(const QuantizedLoss& q, const uint16_t* lev, const double
   return s;
 }
 
-// Four observations per sweep over the lower triangle keep the accumulator traffic low; the
-// upper triangle is mirrored at the end.
+// Four observations per sweep over the lower triangle keep the accumulator traffic low; only
+// the lower triangle (b <= a) is accumulated, the caller mirrors it.
 BRICKLAB_CLONES
 void gram_accumulate(const double* h, int64_t m, int r, double* gram) {
   int64_t j = 0;
@@ -160,8 +160,54 @@ void gram_accumulate(const double* h, int64_t m, int r, double* gram) {
       for (int b = 0; b <= a; ++b) ga[b] += ha * hj[b];
     }
   }
-  for (int a = 0; a < r; ++a)
-    for (int b = a + 1; b < r; ++b) gram[a * r + b] = gram[b * r + a];
+}
+
+BRICKLAB_CLONES
+void khatri_rao_rows(const double* const* factors, int n_other, const int32_t* idx, int64_t m, int r, const double* p,
+                     double* h, double* x) {
+  for (int64_t j = 0; j < m; ++j) {
+    const int32_t* ix = idx + j * n_other;
+    double* hj = h + j * r;
+    const double* r0 = factors[0] + size_t(ix[0]) * size_t(r);
+    if (n_other == 1) {
+#pragma omp simd
+      for (int k = 0; k < r; ++k) hj[k] = r0[k];
+    } else {
+      const double* r1 = factors[1] + size_t(ix[1]) * size_t(r);
+#pragma omp simd
+      for (int k = 0; k < r; ++k) hj[k] = r0[k] * r1[k];
+      for (int t = 2; t < n_other; ++t) {
+        const double* rt = factors[t] + size_t(ix[t]) * size_t(r);
+#pragma omp simd
+        for (int k = 0; k < r; ++k) hj[k] *= rt[k];
+      }
+    }
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int k = 0; k < r; ++k) s += hj[k] * p[k];
+    x[j] = s;
+  }
+}
+
+BRICKLAB_CLONES
+void rows_dot(const double* h, int64_t m, int r, const double* p, double* x) {
+  for (int64_t j = 0; j < m; ++j) {
+    const double* hj = h + j * r;
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int k = 0; k < r; ++k) s += hj[k] * p[k];
+    x[j] = s;
+  }
+}
+
+BRICKLAB_CLONES
+void gradient_accumulate(const double* h, const double* d, int64_t m, int r, double* g) {
+  for (int64_t j = 0; j < m; ++j) {
+    const double* hj = h + j * r;
+    const double dj = d[j];
+#pragma omp simd
+    for (int k = 0; k < r; ++k) g[k] += dj * hj[k];
+  }
 }
 
 }  // namespace bricklab::tensor::internal

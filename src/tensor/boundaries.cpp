@@ -84,7 +84,7 @@ double objective_u16(Loss loss, double sigma, const std::vector<double>& w, cons
                      size_t count, int threads, double* grad_x, std::vector<double>* grad_w) {
   const ScaledBounds sb(w, sigma);
   const QuantizedLoss q = sb.loss(loss, sigma);
-  const int nt = resolve_threads(threads);
+  const int nt = std::min(resolve_threads(threads), int(1 + count / 20000));
   const size_t km1 = w.size();
   if (grad_w) grad_w->assign(km1, 0.0);
   // Per-thread partial sums over a static partition, added in thread order: the result does

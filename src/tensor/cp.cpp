@@ -135,70 +135,82 @@ struct PassResult {
   double kkt_sq = 0;   // squared KKT residual at the point
 };
 
+// One pass over the rows of factor `mode`. Each row's observations are processed in blocks of
+// kBlock (the Khatri-Rao rows of a block stay in L1): gather + x = H p, the loss and d loss/dx,
+// g += H^T d, G += H^T H; then the row's step, and (immediate passes) F at the new row, for
+// which the blocks are gathered again.
 template <class Labels>
 PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vector<std::vector<double>>& factors, int r,
                        const PassSpec& spec, int threads) {
+  constexpr int64_t kBlock = 256;
   const int n_modes = int(factors.size());
   const int mode = spec.mode;
   const int64_t rows = int64_t(ml.row_begin.size()) - 1;
   std::vector<const double*> other;
   for (int k = 0; k < n_modes; ++k)
     if (k != mode) other.push_back(factors[size_t(k)].data());
-  const size_t m1 = size_t(n_modes - 1);
+  const int n_other = n_modes - 1;
   std::vector<double> f_point(size_t(rows), 0.0), f_new(size_t(rows), 0.0), kkt(size_t(rows), 0.0);
   const double c = spec.curvature;
+  const bool want_gram = spec.rule != StepRule::backtracking;
 
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<double> hbuf, xbuf, dbuf, sbuf;
+    std::vector<double> hbuf(static_cast<size_t>(kBlock * r)), xbuf(static_cast<size_t>(kBlock)),
+        dbuf(static_cast<size_t>(kBlock)), sbuf(static_cast<size_t>(kBlock));
     Mat gram(r, r), metric(r, r);
-    Vec g(r), a(r);
+    Vec g(r), a(r), cand(r);
+    // F of the row [b, e) at the row vector q (value only, blocks gathered again).
+    auto row_value = [&](int64_t b, int64_t e, const double* q) {
+      double f = 0;
+      for (int64_t s0 = b; s0 < e; s0 += kBlock) {
+        const int64_t len = std::min(kBlock, e - s0);
+        internal::khatri_rao_rows(other.data(), n_other, ml.others.data() + size_t(s0) * size_t(n_other), len, r, q,
+                                  hbuf.data(), xbuf.data());
+        f += labels.batch(size_t(s0), xbuf.data(), nullptr, sbuf.data(), size_t(len));
+      }
+      return f;
+    };
 #pragma omp for schedule(dynamic, 8)
     for (int64_t i = 0; i < rows; ++i) {
       const int64_t b = ml.row_begin[size_t(i)], e = ml.row_begin[size_t(i) + 1];
-      const int64_t m = e - b;
       const Eigen::Map<const Vec> p(spec.point + size_t(i) * size_t(r), r);
-      if (m == 0) {
+      if (e == b) {
         if (spec.grad_out) Eigen::Map<Vec>(spec.grad_out + size_t(i) * size_t(r), r).setZero();
         else if (spec.write_step) Eigen::Map<Vec>(spec.out + size_t(i) * size_t(r), r) = p;
         continue;
       }
-      hbuf.resize(size_t(m) * size_t(r));
-      xbuf.resize(size_t(m));
-      dbuf.resize(size_t(m));
-      sbuf.resize(size_t(m));
-      // Khatri-Rao rows of the other factors (the gathers).
-      for (int64_t j = 0; j < m; ++j) {
-        const int32_t* oth = ml.others.data() + size_t(b + j) * m1;
-        double* h = hbuf.data() + size_t(j) * size_t(r);
-        const double* r0 = other[0] + size_t(oth[0]) * size_t(r);
-        if (m1 == 1) {
-          for (int k = 0; k < r; ++k) h[k] = r0[k];
-        } else {
-          const double* r1 = other[1] + size_t(oth[1]) * size_t(r);
-          for (int k = 0; k < r; ++k) h[k] = r0[k] * r1[k];
-          for (size_t t = 2; t < m1; ++t) {
-            const double* rt = other[t] + size_t(oth[t]) * size_t(r);
-            for (int k = 0; k < r; ++k) h[k] *= rt[k];
-          }
+      if (!spec.write_step) {  // objective (and x) only
+        double f = 0;
+        for (int64_t s0 = b; s0 < e; s0 += kBlock) {
+          const int64_t len = std::min(kBlock, e - s0);
+          internal::khatri_rao_rows(other.data(), n_other, ml.others.data() + size_t(s0) * size_t(n_other), len, r,
+                                    p.data(), hbuf.data(), xbuf.data());
+          if (spec.x_out) std::copy(xbuf.begin(), xbuf.begin() + len, spec.x_out + s0);
+          f += labels.batch(size_t(s0), xbuf.data(), nullptr, sbuf.data(), size_t(len));
         }
-      }
-      const Eigen::Map<const RowMat> hm(hbuf.data(), m, r);
-      Eigen::Map<Vec> xv(xbuf.data(), m), dv(dbuf.data(), m);
-      xv.noalias() = hm * p;
-      if (spec.x_out) std::copy(xbuf.begin(), xbuf.end(), spec.x_out + b);
-      if (!spec.write_step) {
-        f_point[size_t(i)] = labels.batch(size_t(b), xbuf.data(), nullptr, sbuf.data(), size_t(m));
+        f_point[size_t(i)] = f;
         continue;
       }
-      const double fp = labels.batch(size_t(b), xbuf.data(), dbuf.data(), sbuf.data(), size_t(m));
+      g.setZero();
+      gram.setZero();
+      double fp = 0, hsq = 0;
+      for (int64_t s0 = b; s0 < e; s0 += kBlock) {
+        const int64_t len = std::min(kBlock, e - s0);
+        internal::khatri_rao_rows(other.data(), n_other, ml.others.data() + size_t(s0) * size_t(n_other), len, r,
+                                  p.data(), hbuf.data(), xbuf.data());
+        if (spec.x_out) std::copy(xbuf.begin(), xbuf.begin() + len, spec.x_out + s0);
+        fp += labels.batch(size_t(s0), xbuf.data(), dbuf.data(), sbuf.data(), size_t(len));
+        internal::gradient_accumulate(hbuf.data(), dbuf.data(), len, r, g.data());
+        if (want_gram) internal::gram_accumulate(hbuf.data(), len, r, gram.data());
+        else
+          for (int64_t q = 0; q < len * r; ++q) hsq += hbuf[size_t(q)] * hbuf[size_t(q)];
+      }
       f_point[size_t(i)] = fp;
-      g.noalias() = hm.transpose() * dv;
       if (spec.grad_out) {
         Eigen::Map<Vec>(spec.grad_out + size_t(i) * size_t(r), r) = g;
         continue;
       }
-
       // KKT residual at the point: the gradient minus its outward radial part on the sphere.
       {
         const double pn2 = p.squaredNorm(), gp = g.dot(p);
@@ -208,19 +220,17 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
       }
 
       if (spec.rule == StepRule::backtracking) {
-        // Scalar step, halved until F(a) <= F(p) + g.(a-p) + L/2 |a-p|^2 (evaluated with the
-        // cached Khatri-Rao rows, so a trial costs one value pass over the row).
+        // Scalar step, halved until F(a) <= F(p) + g.(a-p) + L/2 |a-p|^2.
         double& lip = (*spec.row_lipschitz)[size_t(i)];
-        if (!(lip > 0)) lip = c * hm.squaredNorm() / r + 1e-300;
+        if (!(lip > 0)) lip = c * hsq / r + 1e-300;
         double lcur = std::max(0.5 * lip, 1e-300);
         double fa = fp;
         a = p;
         for (int trial = 0; trial < 60; ++trial) {
-          Vec cand = p - g / lcur;
+          cand = p - g / lcur;
           clip_norm(cand, spec.radius);
           const Vec step = cand - p;
-          xv.noalias() = hm * cand;
-          const double ft = labels.batch(size_t(b), xbuf.data(), nullptr, sbuf.data(), size_t(m));
+          const double ft = row_value(b, e, cand.data());
           if (ft <= fp + g.dot(step) + 0.5 * lcur * step.squaredNorm()) {
             a = cand;
             fa = ft;
@@ -234,8 +244,7 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
         continue;
       }
 
-      gram.setZero();
-      internal::gram_accumulate(hbuf.data(), m, r, gram.data());  // symmetric, so layout does not matter
+      gram.triangularView<Eigen::StrictlyUpper>() = gram.transpose();  // mirror the lower triangle
       const double trace = gram.trace();
       const double rho = 1e-9 * c * trace / r + 1e-12 * c;
       if (spec.rule == StepRule::curvature) {
@@ -249,8 +258,7 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
         clip_norm(a, spec.radius);
       }
       if (spec.immediate) {
-        xv.noalias() = hm * a;
-        double fa = labels.batch(size_t(b), xbuf.data(), nullptr, sbuf.data(), size_t(m));
+        double fa = row_value(b, e, a.data());
         if (spec.per_row_accept && !(fa <= fp)) {
           a = p;  // rounding-level increase: keep the row
           fa = fp;
@@ -310,7 +318,7 @@ class CpSolver {
   }
   void initialise(uint64_t seed, const std::vector<double>& w0);
   // Up to `iters` more iterations from the current state; rec.objective.back() is F there.
-  void iterate(Recovery& rec, int iters);
+  void iterate(Recovery& rec, int iters, bool with_callback);
 
   const ObservationIndex& idx_;
   const RecoverOptions& o_;
@@ -387,7 +395,7 @@ Recovery CpSolver::run(std::vector<double> w0) {
     initialise(o_.seed + uint64_t(c) * 0x9E3779B97F4A7C15ull, w0);
     Recovery rec = base;
     rec.objective.assign(1, objective());
-    if (starts > 1) iterate(rec, short_iters);
+    if (starts > 1) iterate(rec, short_iters, false);
     if (c == 0 || rec.objective.back() < best.objective.back()) {
       best = std::move(rec);
       kept = {a_, a_prev_, row_lipschitz_, w_, w_scale_, momentum_t_};
@@ -404,7 +412,7 @@ Recovery CpSolver::run(std::vector<double> w0) {
   const bool converged = starts > 1 && !best.stop_reason.empty() && best.stop_reason != "max_iter";
   if (!converged) {
     best.stop_reason.clear();
-    iterate(best, o_.max_iter - short_iters);
+    iterate(best, o_.max_iter - short_iters, true);
   }
   best.iterations = int(best.objective.size()) - 1;
   best.factors = a_;
@@ -413,7 +421,7 @@ Recovery CpSolver::run(std::vector<double> w0) {
   return best;
 }
 
-void CpSolver::iterate(Recovery& rec, int iters) {
+void CpSolver::iterate(Recovery& rec, int iters, bool with_callback) {
   const bool lazy = !o_.extrapolate && o_.step != StepRule::backtracking;
   const size_t n = size_t(order_);
   std::vector<double> cand, point, xbuf;
@@ -437,6 +445,19 @@ void CpSolver::iterate(Recovery& rec, int iters) {
     const double t = internal::now_seconds();
     rec.iteration_seconds.push_back(t - iter_t0);
     iter_t0 = t;
+    if (o_.callback && with_callback) {
+      IterationInfo info;
+      info.iteration = int(rec.objective.size()) - 1;
+      info.objective = f;
+      info.factors = &a_;
+      info.boundaries = &w_;
+      const bool halt = o_.callback(info);
+      iter_t0 = internal::now_seconds();  // the callback's time is not the solver's
+      if (halt) {
+        rec.stop_reason = "callback";
+        return true;
+      }
+    }
     if (o_.verbose)
       std::fprintf(stderr, "[tensor.cp] iter %zu  F = %.10g  kkt = %.3g  %.3fs\n", rec.objective.size() - 1, f,
                    rec.kkt_residual.back(), rec.iteration_seconds.back());

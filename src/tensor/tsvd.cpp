@@ -120,7 +120,8 @@ Recovery recover_tsvd(const ObservationView& obs, const RecoverOptions& o) {
   const int64_t n1 = obs.shape[0], n2 = obs.shape[1], n3 = obs.shape[2];
   const double total = double(n1) * double(n2) * double(n3);
   if (total > 2e9) throw InvalidArgument("tensor recovery (tsvd): the dense estimate would have more than 2e9 entries");
-  const int threads = internal::resolve_threads(o.threads);
+  // Small tensors gain nothing from threads (and suffer from spin-waits on a busy machine).
+  const int threads = std::min(internal::resolve_threads(o.threads), int(1 + total / 65536));
   const size_t m = obs.count;
 
   std::vector<int64_t> lin(m);

@@ -602,3 +602,65 @@ TEST_CASE("activation patterns exporters write are fused and exact: GELU, SiLU, 
     CHECK_THAT(exe->describe(), Catch::Contains("conv" + label));
   }
 }
+
+TEST_CASE("ConvTranspose (stride, pads, groups, output_padding) matches the scatter loop nest", "[engine][conv]") {
+  struct Case { int64_t C, M, K, stride, pad, group, out_pad; };
+  for (const Case c : {Case{4, 2, 3, 2, 1, 1, 1}, Case{4, 6, 2, 2, 0, 2, 0}, Case{3, 3, 3, 1, 1, 1, 0}}) {
+    INFO("C=" << c.C << " M=" << c.M << " K=" << c.K << " stride=" << c.stride << " pad=" << c.pad << " group=" << c.group);
+    const int64_t H = 5, W = 4, mg = c.M / c.group, cg = c.C / c.group;
+    const Shape xs{1, c.C, H, W}, ws{c.C, mg, c.K, c.K};
+    auto x = random_vec(size_t(numel(xs))), w = random_vec(size_t(numel(ws)), 0.3f), bias = random_vec(size_t(c.M));
+    ModelBuilder b(13);
+    b.input("x", {int64_t(1), c.C, H, W});
+    add_weight(b, "w", ws, w);
+    add_weight(b, "b", {c.M}, bias);
+    auto& ct = b.node("ConvTranspose", {"x", "w", "b"}, {"y"});
+    ModelBuilder::attr(ct, "strides", std::vector<int64_t>{c.stride, c.stride});
+    ModelBuilder::attr(ct, "pads", std::vector<int64_t>{c.pad, c.pad, c.pad, c.pad});
+    ModelBuilder::attr(ct, "group", c.group);
+    ModelBuilder::attr(ct, "output_padding", std::vector<int64_t>{c.out_pad, c.out_pad});
+    b.output("y");
+    const int64_t OH = (H - 1) * c.stride - 2 * c.pad + c.K + c.out_pad, OW = (W - 1) * c.stride - 2 * c.pad + c.K + c.out_pad;
+    std::vector<double> acc(size_t(c.M * OH * OW), 0.0);
+    for (int64_t m = 0; m < c.M; ++m)
+      for (int64_t p = 0; p < OH * OW; ++p) acc[size_t(m * OH * OW + p)] = bias[size_t(m)];
+    for (int64_t ci = 0; ci < c.C; ++ci)
+      for (int64_t ih = 0; ih < H; ++ih)
+        for (int64_t iw = 0; iw < W; ++iw)
+          for (int64_t mo = 0; mo < mg; ++mo)
+            for (int64_t kh = 0; kh < c.K; ++kh)
+              for (int64_t kw = 0; kw < c.K; ++kw) {
+                const int64_t oh = ih * c.stride - c.pad + kh, ow = iw * c.stride - c.pad + kw;
+                if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
+                const int64_t m = (ci / cg) * mg + mo;
+                acc[size_t((m * OH + oh) * OW + ow)] += double(x[size_t((ci * H + ih) * W + iw)]) * w[size_t(((ci * mg + mo) * c.K + kh) * c.K + kw)];
+              }
+    std::vector<float> want(acc.begin(), acc.end());
+    check_close(run_model(b, x, xs, true), want, {1, c.M, OH, OW});
+  }
+}
+
+TEST_CASE("each fusion can be switched on its own", "[engine][fusion]") {
+  Graph g = load_onnx(testutil::repo_path("models/bundled/tiny_cnn.onnx"));
+  auto plan = [&](bool bn, bool act, bool res) {
+    CompileOptions o;
+    o.fuse_batchnorm = bn;
+    o.fuse_activation = act;
+    o.fuse_residual = res;
+    return get_backend("cpu").compile(g, o)->describe();
+  };
+  CHECK_THAT(plan(true, true, true), Catch::Contains("conv+BatchNormalization+Add+Relu"));
+  CHECK_THAT(plan(false, true, true), !Catch::Contains("conv+BatchNormalization"));
+  CHECK_THAT(plan(true, false, true), !Catch::Contains("+Relu"));
+  CHECK_THAT(plan(true, true, false), !Catch::Contains("+Add"));
+  auto inputs = random_inputs(g, 3);
+  const Tensor ref = get_backend("cpu").compile(g, CompileOptions{})->run(inputs).at("logits");
+  for (int mask = 0; mask < 8; ++mask) {
+    CompileOptions o;
+    o.fuse_batchnorm = mask & 1;
+    o.fuse_activation = mask & 2;
+    o.fuse_residual = mask & 4;
+    const Tensor t = get_backend("cpu").compile(g, o)->run(inputs).at("logits");
+    for (int64_t i = 0; i < t.numel(); ++i) REQUIRE(t.data_as<float>()[i] == Approx(ref.data_as<float>()[i]).margin(1e-5));
+  }
+}

@@ -15,10 +15,18 @@ namespace bricklab {
 
 struct CompileOptions {
   int threads = 0;      // 0: all cores
-  bool fusion = true;   // BN folded into Conv; conv/gemm + bias + activation (+ residual add) fused
+  bool fusion = true;   // master switch for the fusions below
+  // Each fusion on its own (effective while `fusion` is on), so analyses can price each one:
+  bool fuse_batchnorm = true;   // BatchNormalization folded into the preceding Conv
+  bool fuse_activation = true;  // activation chains (incl. GELU / SiLU / HardSwish patterns) as post-ops
+  bool fuse_residual = true;    // a residual Add accumulated by the Conv (sum post-op)
+  bool fuse_bias = true;        // an Add of a constant after MatMul as the matmul's bias
   // Per-node variant by node name (see Backend::variants); unnamed nodes use the default.
   std::map<std::string, std::string> variants;
   uint64_t weight_seed = 0;  // seed of the random values used for stripped weights
+  // Flush denormal floats to zero while running (as ONNX Runtime does): random or tiny weights
+  // (e.g. ConvNeXt's 1e-6 layer scale) otherwise make arithmetic 10-100x slower.
+  bool flush_denormals = true;
 };
 
 // One semantically equivalent way of running a node (algorithm, layout, precision, fusion).

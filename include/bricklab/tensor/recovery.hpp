@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,14 @@ enum class StepRule {
   backtracking,  // scalar per row, halved until the quadratic upper bound holds (Armijo-type)
 };
 
+// What a progress callback sees after each completed iteration (CP method).
+struct IterationInfo {
+  int iteration = 0;
+  double objective = 0;
+  const std::vector<std::vector<double>>* factors = nullptr;  // the factors after this iteration
+  const std::vector<double>* boundaries = nullptr;
+};
+
 struct RecoverOptions {
   int rank = 0;
   Loss loss = Loss::probit;
@@ -61,6 +70,10 @@ struct RecoverOptions {
   int n_init = 3;                    // random starts (CP): each runs init_iter iterations, the
   int init_iter = 10;                //   lowest objective is continued (guards against local minima)
   bool verbose = false;              // one line per iteration on stderr
+  // Called after every iteration (CP); return true to stop. Its own time is not counted in
+  // iteration_seconds. Not called during the n_init short starts (so with n_init > 1 the first
+  // call is for iteration init_iter + 1).
+  std::function<bool(const IterationInfo&)> callback;
 };
 
 // Result of a recovery. method: "cp", "tsvd" or "unfold".

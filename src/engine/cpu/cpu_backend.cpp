@@ -1,6 +1,7 @@
 // The oneDNN CPU backend: plan building (lowering, layouts), static memory planning with buffer
 // reuse by liveness, and execution with zero-copy inputs.
 #include <omp.h>
+#include <xmmintrin.h>
 
 #include <algorithm>
 #include <chrono>
@@ -333,6 +334,11 @@ class CpuExecutable : public Executable {
 
   void bind_inputs(const std::map<std::string, Tensor>& inputs) {
     omp_set_num_threads(threads());
+    if (options_.flush_denormals) {
+      // MXCSR is per thread: set flush-to-zero and denormals-are-zero on every worker.
+#pragma omp parallel num_threads(threads())
+      _mm_setcsr(_mm_getcsr() | 0x8040);
+    }
     for (const auto& [name, t] : inputs)
       if (std::find(input_names_.begin(), input_names_.end(), name) == input_names_.end())
         throw InvalidArgument("unknown input '" + name + "' (model inputs: " + join(input_names_) + ")");

@@ -186,7 +186,7 @@ std::vector<int> match_self_gate(PlanBuilder& b, int x, int& out_value, EltOp& o
 // Absorbs the chain of activations that alone consume `value` into post-ops. Returns the value
 // the fused step finally produces.
 int absorb_activations(PlanBuilder& b, int value, dnnl::post_ops& po, std::vector<std::string>& names, std::string& kind) {
-  if (!b.options.fusion) return value;
+  if (!b.options.fusion || !b.options.fuse_activation) return value;
   while (true) {
     int gelu_out = -1;
     auto gelu = match_gelu(b, value, gelu_out);
@@ -279,7 +279,7 @@ void lower_conv(PlanBuilder& b, int index) {
   int out_value = n.outputs.at(0);
 
   // BatchNormalization folded into the weights and bias.
-  if (b.options.fusion) {
+  if (b.options.fusion && b.options.fuse_batchnorm) {
     const int c = b.sole_consumer(out_value);
     if (c >= 0 && !b.done(c) && node_at(b, c).op == "BatchNormalization") {
       const Node& bn = node_at(b, c);
@@ -307,7 +307,7 @@ void lower_conv(PlanBuilder& b, int index) {
   // Residual add as a sum post-op: the conv accumulates into a copy of the other operand.
   dnnl::post_ops po;
   int residual = -1;
-  if (b.options.fusion) {
+  if (b.options.fusion && b.options.fuse_residual) {
     const int c = b.sole_consumer(out_value);
     if (c >= 0 && !b.done(c) && node_at(b, c).op == "Add") {
       const Node& add = node_at(b, c);
@@ -346,14 +346,28 @@ void lower_conv(PlanBuilder& b, int index) {
   }
   const memory::desc w_any(wdims, compute_t, memory::format_tag::any);
   const memory::desc b_md({M}, memory::data_type::f32, memory::format_tag::a);
+  auto make_pd = [&](const memory::desc& src_md) {
+    return dnnl::convolution_forward::primitive_desc(
+        dnnl::convolution_forward::desc(kInference, algorithm, src_md, w_any, b_md, any(yv.shape, memory::data_type::f32),
+                                        win.strides, win.dilation, win.pad_l, win.pad_r),
+        attr, cpu_engine());
+  };
   dnnl::convolution_forward::primitive_desc pd;
   try {
-    pd = dnnl::convolution_forward::primitive_desc(
-        dnnl::convolution_forward::desc(kInference, algorithm, any(xv.shape, compute_t), w_any, b_md,
-                                        any(yv.shape, memory::data_type::f32), win.strides, win.dilation, win.pad_l, win.pad_r),
-        attr, cpu_engine());
+    pd = make_pd(any(xv.shape, compute_t));
   } catch (const dnnl::error& e) {
     unsupported(b, n, "oneDNN has no convolution for this configuration (variant '" + (variant.empty() ? "auto" : variant) + "'): " + e.what());
+  }
+  // Layout propagation: when the input already sits in another layout, take it as it is if
+  // oneDNN has a JIT kernel for that layout too, instead of reordering.
+  const memory::desc& have = b.slots[size_t(b.slot_of(x))].md;
+  if (compute_t == memory::data_type::f32 && have != pd.src_desc() && have.data_type() == memory::data_type::f32) {
+    try {
+      auto alt = make_pd(have);
+      if (std::string(alt.impl_info_str()).find("jit") != std::string::npos) pd = alt;
+    } catch (const dnnl::error&) {
+      // keep the preferred layout and reorder
+    }
   }
   const int src = b.as_layout(b.slot_of(x), pd.src_desc(), compute_t == memory::data_type::bf16 ? "bf16" : "conv");
   const int out = b.new_slot(val(b, out_value).name, DType::float32, val(b, out_value).shape, pd.dst_desc());
@@ -495,7 +509,7 @@ void lower_matmul(PlanBuilder& b, int index) {
     const float beta = float(n.attr_float("beta", 1.0));
     for (auto& x : bias) x *= beta;
     bias_shape = val(b, c).shape;
-  } else if (b.options.fusion) {
+  } else if (b.options.fusion && b.options.fuse_bias) {
     const int c = b.sole_consumer(out_value);
     if (c >= 0 && !b.done(c) && node_at(b, c).op == "Add") {
       const Node& add = node_at(b, c);
@@ -911,7 +925,7 @@ void lower_node(PlanBuilder& b, int index) {
     if (n.op == "BatchNormalization") return lower_batchnorm(b, index);
     if (n.op == "Softmax" || n.op == "LogSoftmax" || n.op == "LayerNormalization") return lower_softmax_or_layernorm(b, index);
     if (n.op == "LRN") return lower_lrn(b, index);
-    if (b.options.fusion && (n.op == "Div" || n.op == "Mul")) {
+    if (b.options.fusion && b.options.fuse_activation && (n.op == "Div" || n.op == "Mul")) {
       // A GELU pattern whose input comes from a step that could not absorb it.
       int gelu_out = -1;
       const int x = n.inputs.at(0);
