@@ -135,78 +135,92 @@ double quantized_batch(const QuantizedLoss& q, const uint16_t* lev, const double
   return s;
 }
 
-// Four observations per sweep over the lower triangle keep the accumulator traffic low; only
-// the lower triangle (b <= a) is accumulated, the caller mirrors it.
-BRICKLAB_CLONES
-void gram_accumulate(const double* h, int64_t m, int r, double* gram) {
-  int64_t j = 0;
-  for (; j + 4 <= m; j += 4) {
-    const double* h0 = h + j * r;
-    const double* h1 = h0 + r;
-    const double* h2 = h1 + r;
-    const double* h3 = h2 + r;
-    for (int a = 0; a < r; ++a) {
-      const double a0 = h0[a], a1 = h1[a], a2 = h2[a], a3 = h3[a];
-      double* ga = gram + a * r;
-#pragma omp simd
-      for (int b = 0; b <= a; ++b) ga[b] += a0 * h0[b] + a1 * h1[b] + a2 * h2[b] + a3 * h3[b];
-    }
-  }
-  for (; j < m; ++j) {
-    const double* hj = h + j * r;
-    for (int a = 0; a < r; ++a) {
-      const double ha = hj[a];
-      double* ga = gram + a * r;
-      for (int b = 0; b <= a; ++b) ga[b] += ha * hj[b];
-    }
-  }
-}
+// Block kernels of the factor passes. A block holds m <= ld observations of one factor row in
+// the transposed layout ht[k * ld + j] (rank index k, observation j), so every inner loop runs
+// over observations and vectorises for any rank.
 
 BRICKLAB_CLONES
-void khatri_rao_rows(const double* const* factors, int n_other, const int32_t* idx, int64_t m, int r, const double* p,
-                     double* h, double* x) {
-  for (int64_t j = 0; j < m; ++j) {
-    const int32_t* ix = idx + j * n_other;
-    double* hj = h + j * r;
-    const double* r0 = factors[0] + size_t(ix[0]) * size_t(r);
+void khatri_rao_block(const double* const* factors, int n_other, const int32_t* idx, int64_t m, int r, int64_t ld,
+                      const double* p, int64_t* offsets, double* ht, double* x) {
+  // Row offsets of the other factors' rows, per mode: offsets[t * ld + j].
+  for (int t = 0; t < n_other; ++t) {
+    int64_t* off = offsets + t * ld;
+#pragma omp simd
+    for (int64_t j = 0; j < m; ++j) off[j] = int64_t(idx[j * n_other + t]) * r;
+  }
+#pragma omp simd
+  for (int64_t j = 0; j < m; ++j) x[j] = 0;
+  for (int k = 0; k < r; ++k) {
+    double* hk = ht + k * ld;
+    const double* f0 = factors[0] + k;
+    const int64_t* o0 = offsets;
     if (n_other == 1) {
 #pragma omp simd
-      for (int k = 0; k < r; ++k) hj[k] = r0[k];
+      for (int64_t j = 0; j < m; ++j) hk[j] = f0[o0[j]];
     } else {
-      const double* r1 = factors[1] + size_t(ix[1]) * size_t(r);
+      const double* f1 = factors[1] + k;
+      const int64_t* o1 = offsets + ld;
 #pragma omp simd
-      for (int k = 0; k < r; ++k) hj[k] = r0[k] * r1[k];
+      for (int64_t j = 0; j < m; ++j) hk[j] = f0[o0[j]] * f1[o1[j]];
       for (int t = 2; t < n_other; ++t) {
-        const double* rt = factors[t] + size_t(ix[t]) * size_t(r);
+        const double* ft = factors[t] + k;
+        const int64_t* ot = offsets + t * ld;
 #pragma omp simd
-        for (int k = 0; k < r; ++k) hj[k] *= rt[k];
+        for (int64_t j = 0; j < m; ++j) hk[j] *= ft[ot[j]];
       }
     }
-    double s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int k = 0; k < r; ++k) s += hj[k] * p[k];
-    x[j] = s;
-  }
-}
-
-BRICKLAB_CLONES
-void rows_dot(const double* h, int64_t m, int r, const double* p, double* x) {
-  for (int64_t j = 0; j < m; ++j) {
-    const double* hj = h + j * r;
-    double s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int k = 0; k < r; ++k) s += hj[k] * p[k];
-    x[j] = s;
-  }
-}
-
-BRICKLAB_CLONES
-void gradient_accumulate(const double* h, const double* d, int64_t m, int r, double* g) {
-  for (int64_t j = 0; j < m; ++j) {
-    const double* hj = h + j * r;
-    const double dj = d[j];
+    const double pk = p[k];
 #pragma omp simd
-    for (int k = 0; k < r; ++k) g[k] += dj * hj[k];
+    for (int64_t j = 0; j < m; ++j) x[j] += hk[j] * pk;
+  }
+}
+
+BRICKLAB_CLONES
+void block_dot(const double* ht, int64_t m, int r, int64_t ld, const double* p, double* x) {
+#pragma omp simd
+  for (int64_t j = 0; j < m; ++j) x[j] = 0;
+  for (int k = 0; k < r; ++k) {
+    const double* hk = ht + k * ld;
+    const double pk = p[k];
+#pragma omp simd
+    for (int64_t j = 0; j < m; ++j) x[j] += hk[j] * pk;
+  }
+}
+
+// g += H^T d and (when gram is not null) the lower triangle of gram += H^T H, two rows of the
+// Gram matrix per sweep.
+BRICKLAB_CLONES
+void block_accumulate(const double* ht, const double* d, int64_t m, int r, int64_t ld, double* g, double* gram) {
+  for (int k = 0; k < r; ++k) {
+    const double* hk = ht + k * ld;
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < m; ++j) s += hk[j] * d[j];
+    g[k] += s;
+  }
+  if (!gram) return;
+  for (int a = 0; a < r; ++a) {
+    const double* ha = ht + a * ld;
+    int b = 0;
+    for (; b + 1 <= a; b += 2) {
+      const double* hb0 = ht + b * ld;
+      const double* hb1 = hb0 + ld;
+      double s0 = 0, s1 = 0;
+#pragma omp simd reduction(+ : s0, s1)
+      for (int64_t j = 0; j < m; ++j) {
+        s0 += ha[j] * hb0[j];
+        s1 += ha[j] * hb1[j];
+      }
+      gram[a * r + b] += s0;
+      gram[a * r + b + 1] += s1;
+    }
+    for (; b <= a; ++b) {
+      const double* hb = ht + b * ld;
+      double s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t j = 0; j < m; ++j) s += ha[j] * hb[j];
+      gram[a * r + b] += s;
+    }
   }
 }
 

@@ -158,6 +158,11 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
   {
     std::vector<double> hbuf(static_cast<size_t>(kBlock * r)), xbuf(static_cast<size_t>(kBlock)),
         dbuf(static_cast<size_t>(kBlock)), sbuf(static_cast<size_t>(kBlock));
+    std::vector<int64_t> obuf(static_cast<size_t>(kBlock * n_other));
+    auto gather = [&](int64_t s0, int64_t len, const double* q) {
+      internal::khatri_rao_block(other.data(), n_other, ml.others.data() + size_t(s0) * size_t(n_other), len, r, kBlock,
+                                 q, obuf.data(), hbuf.data(), xbuf.data());
+    };
     Mat gram(r, r), metric(r, r);
     Vec g(r), a(r), cand(r);
     // F of the row [b, e) at the row vector q (value only, blocks gathered again).
@@ -165,8 +170,7 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
       double f = 0;
       for (int64_t s0 = b; s0 < e; s0 += kBlock) {
         const int64_t len = std::min(kBlock, e - s0);
-        internal::khatri_rao_rows(other.data(), n_other, ml.others.data() + size_t(s0) * size_t(n_other), len, r, q,
-                                  hbuf.data(), xbuf.data());
+        gather(s0, len, q);
         f += labels.batch(size_t(s0), xbuf.data(), nullptr, sbuf.data(), size_t(len));
       }
       return f;
@@ -184,8 +188,7 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
         double f = 0;
         for (int64_t s0 = b; s0 < e; s0 += kBlock) {
           const int64_t len = std::min(kBlock, e - s0);
-          internal::khatri_rao_rows(other.data(), n_other, ml.others.data() + size_t(s0) * size_t(n_other), len, r,
-                                    p.data(), hbuf.data(), xbuf.data());
+          gather(s0, len, p.data());
           if (spec.x_out) std::copy(xbuf.begin(), xbuf.begin() + len, spec.x_out + s0);
           f += labels.batch(size_t(s0), xbuf.data(), nullptr, sbuf.data(), size_t(len));
         }
@@ -197,14 +200,13 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
       double fp = 0, hsq = 0;
       for (int64_t s0 = b; s0 < e; s0 += kBlock) {
         const int64_t len = std::min(kBlock, e - s0);
-        internal::khatri_rao_rows(other.data(), n_other, ml.others.data() + size_t(s0) * size_t(n_other), len, r,
-                                  p.data(), hbuf.data(), xbuf.data());
+        gather(s0, len, p.data());
         if (spec.x_out) std::copy(xbuf.begin(), xbuf.begin() + len, spec.x_out + s0);
         fp += labels.batch(size_t(s0), xbuf.data(), dbuf.data(), sbuf.data(), size_t(len));
-        internal::gradient_accumulate(hbuf.data(), dbuf.data(), len, r, g.data());
-        if (want_gram) internal::gram_accumulate(hbuf.data(), len, r, gram.data());
-        else
-          for (int64_t q = 0; q < len * r; ++q) hsq += hbuf[size_t(q)] * hbuf[size_t(q)];
+        internal::block_accumulate(hbuf.data(), dbuf.data(), len, r, kBlock, g.data(), want_gram ? gram.data() : nullptr);
+        if (!want_gram)
+          for (int k = 0; k < r; ++k)
+            for (int64_t q = 0; q < len; ++q) hsq += hbuf[size_t(k * kBlock + q)] * hbuf[size_t(k * kBlock + q)];
       }
       f_point[size_t(i)] = fp;
       if (spec.grad_out) {

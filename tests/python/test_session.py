@@ -71,3 +71,17 @@ def test_bad_inputs():
         bricklab.Session(str(BUNDLED / "tiny_cnn.onnx"), threads=-1)
     with pytest.raises(bricklab.InvalidArgument, match="no node named"):
         bricklab.Session(str(BUNDLED / "tiny_cnn.onnx"), variants={"nope": "direct"})
+
+
+def test_individual_fusions():
+    ref = np.load(BUNDLED / "tiny_cnn_ref.npz")
+    path = str(BUNDLED / "tiny_cnn.onnx")
+    everything = bricklab.Session(path).describe()
+    only_bn = bricklab.Session(path, fusion={"batchnorm"}).describe()
+    assert "conv+BatchNormalization+Add+Relu" in everything
+    assert "conv+BatchNormalization " in only_bn and "+Relu" not in only_bn and "+Add" not in only_bn
+    for fusion in ({"batchnorm"}, {"activation"}, {"residual", "activation"}, set()):
+        out = bricklab.Session(path, fusion=fusion).run({"input": ref["input"]})["logits"]
+        np.testing.assert_allclose(out, ref["output"], rtol=1e-4, atol=1e-5)
+    with pytest.raises(bricklab.InvalidArgument, match="unknown fusion"):
+        bricklab.Session(path, fusion={"everything"})

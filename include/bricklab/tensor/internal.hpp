@@ -74,17 +74,16 @@ BoundaryStepResult boundary_step(Loss loss, double sigma, double min_gap, std::v
 // not null; returns the sum. Vectorised over observations (see batch.cpp).
 double quantized_batch(const QuantizedLoss& q, const uint16_t* lev, const double* x, double* d, double* nll, size_t count);
 
-// Kernels of the factor passes (vectorised, see batch.cpp); H is m x r row-major.
-// Lower triangle of gram (r x r, row-major) += H^T H; the caller mirrors the upper triangle.
-void gram_accumulate(const double* h, int64_t m, int r, double* gram);
-// H rows = Hadamard products of the rows idx[j * n_other + t] of factors[t] (each n_t x r), and
+// Block kernels of the factor passes (vectorised, see batch.cpp). A block of m <= ld
+// observations of one factor row is stored transposed: ht[k * ld + j].
+// ht = Khatri-Rao rows (Hadamard products of the rows idx[j * n_other + t] of factors[t], each
+// n_t x r, row-major) and x = H p; offsets: scratch of n_other * ld.
+void khatri_rao_block(const double* const* factors, int n_other, const int32_t* idx, int64_t m, int r, int64_t ld,
+                      const double* p, int64_t* offsets, double* ht, double* x);
 // x = H p.
-void khatri_rao_rows(const double* const* factors, int n_other, const int32_t* idx, int64_t m, int r, const double* p,
-                     double* h, double* x);
-// x = H p.
-void rows_dot(const double* h, int64_t m, int r, const double* p, double* x);
-// g += H^T d.
-void gradient_accumulate(const double* h, const double* d, int64_t m, int r, double* g);
+void block_dot(const double* ht, int64_t m, int r, int64_t ld, const double* p, double* x);
+// g += H^T d and, when gram is not null, the lower triangle of gram (r x r row-major) += H^T H.
+void block_accumulate(const double* ht, const double* d, int64_t m, int r, int64_t ld, double* g, double* gram);
 
 // Sum of per-observation losses (and optionally the x gradient / boundary gradient) for levels
 // stored as uint16 (the solvers' layout).
