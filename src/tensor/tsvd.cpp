@@ -4,9 +4,10 @@
 // observations stay in coordinate form. One iteration: the gradient of F is l'(x_w) on the
 // observed entries; Z = X - eta * grad; the projection onto tubal rank <= r is exact in the
 // Fourier domain: FFT along mode 3, keep the top r singular triplets of every frontal slice,
-// inverse FFT (||X||_F^2 = sum_k ||X_hat_k||_F^2 / n3). The result is scaled down when it
-// exceeds |X| <= alpha (scaling keeps the tubal rank). The step is accepted only if F does not
-// increase, otherwise eta is halved (backtracking), so F never increases.
+// inverse FFT (||X||_F^2 = sum_k ||X_hat_k||_F^2 / n3). The bound |X| <= alpha is enforced by a
+// few rounds of clipping and re-projecting, then a uniform rescale of any violation left
+// (rescaling keeps the tubal rank exact). The step is accepted only if F does not increase,
+// otherwise eta is halved (backtracking), so F never increases.
 #include <omp.h>
 
 #include <Eigen/Dense>
@@ -104,6 +105,12 @@ struct Projection {
   }
 };
 
+double max_abs(const std::vector<double>& v) {
+  double m = 0;
+  for (double x : v) m = std::max(m, std::fabs(x));
+  return m;
+}
+
 }  // namespace
 
 Recovery recover_tsvd(const ObservationView& obs, const RecoverOptions& o) {
@@ -181,11 +188,17 @@ Recovery recover_tsvd(const ObservationView& obs, const RecoverOptions& o) {
       z = x;
       for (size_t j = 0; j < m; ++j) z[size_t(lin[j])] -= eta * grad[j];
       proj.project(z);
-      double mx = 0;
-      for (double v : z) mx = std::max(mx, std::fabs(v));
-      const double s = mx > o.alpha ? o.alpha / mx : 1.0;
-      if (s != 1.0)
-        for (double& v : z) v *= s;
+      // |X| <= alpha: a few rounds of clipping and re-projecting (alternating projections between
+      // the box and the tubal-rank set), then a uniform rescale of what violation is left, which
+      // keeps the tubal rank exact.
+      double mx = max_abs(z);
+      for (int round = 0; round < 3 && mx > o.alpha; ++round) {
+        for (double& v : z) v = std::min(o.alpha, std::max(-o.alpha, v));
+        proj.project(z);
+        mx = max_abs(z);
+      }
+      if (mx > o.alpha)
+        for (double& v : z) v *= o.alpha / mx;
       const double fz = objective(z, nullptr);
       if (fz <= f) {
         x.swap(z);

@@ -214,6 +214,7 @@ TEST_CASE("Conv + BatchNormalization + Add + Relu: fused equals unfused equals r
 TEST_CASE("pooling: max/avg, pads, ceil_mode, count_include_pad, global", "[engine][pool]") {
   struct Case { bool is_max; int64_t k, s, pad; bool ceil, include; };
   const Case cases[] = {{true, 3, 2, 1, false, false}, {true, 3, 2, 0, true, false}, {false, 3, 2, 1, false, true},
+                        {false, 3, 2, 1, true, true},
                         {false, 3, 2, 1, false, false}, {false, 2, 2, 0, true, false}, {true, 2, 3, 0, false, false}};
   const Shape xs{2, 3, 10, 9};
   auto x = random_vec(size_t(numel(xs)));

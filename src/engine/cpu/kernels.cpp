@@ -613,9 +613,45 @@ void lower_pool(PlanBuilder& b, int index) {
   alg a = alg::pooling_max;
   if (!is_max) {
     const bool include = n.attr_int("count_include_pad", 0) != 0;
-    const bool extra_pad = std::any_of(w.pad_r.begin(), w.pad_r.end(), [&](int64_t r) { return r > 0; }) &&
-                           n.attr_int("ceil_mode", 0) != 0;
-    if (include && extra_pad) unsupported(b, n, "AveragePool with ceil_mode and count_include_pad is not supported yet");
+    // Does ceil_mode add windows that overhang the declared end padding?
+    const auto declared = n.attr_ints("pads", std::vector<int64_t>(2 * kernel.size(), 0));
+    bool extra_pad = false;
+    for (size_t i = 0; i < kernel.size() && i + kernel.size() < declared.size() + 1; ++i)
+      extra_pad = extra_pad || w.pad_r[i] > declared[kernel.size() + i];
+    extra_pad = extra_pad && n.attr_int("ceil_mode", 0) != 0;
+    if (include && extra_pad) {
+      // oneDNN would count the ceil_mode overhang as padding; ONNX (and PyTorch) count only the
+      // declared pads. A plain kernel with ONNX's divisor.
+      if (xv.shape.size() != 4) unsupported(b, n, "AveragePool with ceil_mode and count_include_pad is supported for 2-D pooling only");
+      auto pads = n.attr_ints("pads", std::vector<int64_t>(4, 0));
+      const int src = b.plain(b.slot_of(x));
+      const int out = b.new_slot(yv.name, DType::float32, yv.shape, plain_md(DType::float32, yv.shape));
+      b.bind(n.outputs[0], out);
+      auto step = std::make_unique<FunctionStep>();
+      step->nodes = {n.name};
+      step->kind = "pool(plain)";
+      step->reads = {src};
+      step->writes = {out};
+      const int64_t NC = xv.shape[0] * xv.shape[1], H = xv.shape[2], W = xv.shape[3], OH = yv.shape[2], OW = yv.shape[3];
+      const Window win = w;
+      step->fn = [=](Runtime& rt) {
+        const float* in = rt.data<float>(src);
+        float* o = rt.data<float>(out);
+#pragma omp parallel for schedule(static)
+        for (int64_t c = 0; c < NC; ++c)
+          for (int64_t oh = 0; oh < OH; ++oh)
+            for (int64_t ow = 0; ow < OW; ++ow) {
+              const int64_t h0 = oh * win.strides[0] - pads[0], w0 = ow * win.strides[1] - pads[1];
+              const int64_t h1 = std::min(h0 + win.kernel[0], H + pads[2]), w1 = std::min(w0 + win.kernel[1], W + pads[3]);
+              double acc = 0;
+              for (int64_t i = std::max<int64_t>(h0, 0); i < std::min(h1, H); ++i)
+                for (int64_t j = std::max<int64_t>(w0, 0); j < std::min(w1, W); ++j) acc += in[(c * H + i) * W + j];
+              o[(c * OH + oh) * OW + ow] = float(acc / double((h1 - h0) * (w1 - w0)));
+            }
+      };
+      b.add_step(std::move(step));
+      return;
+    }
     a = include ? alg::pooling_avg_include_padding : alg::pooling_avg_exclude_padding;
   }
   const int src = b.slot_of(x);
