@@ -521,11 +521,15 @@ TEST_CASE("data movement: Transpose, Slice with steps, Gather, Concat, Pad, Expa
 TEST_CASE("engine errors: unsupported op names the node, wrong inputs are refused", "[engine][errors]") {
   ModelBuilder b(13);
   b.input("x", {int64_t(2), int64_t(3)});
-  auto& e = b.node("Einsum", {"x", "x"}, {"y"}, "my_einsum");
-  ModelBuilder::attr(e, "equation", std::string("ij,ij->i"));
-  b.output("y");
-  Graph g = load_onnx_bytes(b.bytes());
-  CHECK_THROWS_WITH(get_backend("cpu").compile(g, {}), Catch::Contains("my_einsum") && Catch::Contains("Einsum"));
+  b.node("NonZero", {"x"}, {"y"}, "my_nonzero");
+  b.output("y", onnx::TensorProto::INT64);
+  CHECK_THROWS_WITH(load_onnx_bytes(b.bytes()), Catch::Contains("my_nonzero") && Catch::Contains("NonZero"));
+  ModelBuilder c(13);  // loads (it is in the operator table) but has no CPU kernel
+  c.input("x", {int64_t(1), int64_t(2), int64_t(4)});
+  auto& lp = c.node("LpPool", {"x"}, {"y"}, "my_lppool");
+  ModelBuilder::attr(lp, "kernel_shape", std::vector<int64_t>{2});
+  c.output("y");
+  CHECK_THROWS_WITH(get_backend("cpu").compile(load_onnx_bytes(c.bytes()), {}), Catch::Contains("my_lppool") && Catch::Contains("LpPool"));
 
   ModelBuilder r(13);
   r.input("x", {int64_t(2), int64_t(3)});
@@ -664,4 +668,36 @@ TEST_CASE("each fusion can be switched on its own", "[engine][fusion]") {
     const Tensor t = get_backend("cpu").compile(g, o)->run(inputs).at("logits");
     for (int64_t i = 0; i < t.numel(); ++i) REQUIRE(t.data_as<float>()[i] == Approx(ref.data_as<float>()[i]).margin(1e-5));
   }
+}
+
+TEST_CASE("Einsum: batched products (transposed operands) and a general contraction", "[engine][einsum]") {
+  const Shape as{2, 3, 4, 5};
+  auto a = random_vec(120);
+  auto bw = random_vec(2 * 3 * 6 * 5);
+  // "b h i d, b h j d -> b h i j": A . B^T per (b, h), as attention writes it
+  ModelBuilder m(13);
+  m.input("a", {int64_t(2), int64_t(3), int64_t(4), int64_t(5)});
+  add_weight(m, "b", {2, 3, 6, 5}, bw);
+  auto& e = m.node("Einsum", {"a", "b"}, {"y"});
+  ModelBuilder::attr(e, "equation", std::string("B H I D, B H J D -> B H I J"));
+  m.output("y");
+  std::vector<float> want(2 * 3 * 4 * 6);
+  for (int p = 0; p < 6; ++p)
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 6; ++j) {
+        double acc = 0;
+        for (int d = 0; d < 5; ++d) acc += double(a[size_t((p * 4 + i) * 5 + d)]) * bw[size_t((p * 6 + j) * 5 + d)];
+        want[size_t((p * 4 + i) * 6 + j)] = float(acc);
+      }
+  check_close(run_model(m, a, as, true), want, {2, 3, 4, 6});
+  // A general contraction (trace-like, not a matmul): "bhid,bhid->bh"
+  ModelBuilder g(13);
+  g.input("a", {int64_t(2), int64_t(3), int64_t(4), int64_t(5)});
+  add_weight(g, "c", {2, 3, 4, 5}, a);
+  auto& e2 = g.node("Einsum", {"a", "c"}, {"y"});
+  ModelBuilder::attr(e2, "equation", std::string("bhid,bhid->bh"));
+  g.output("y");
+  std::vector<float> want2(6, 0.f);
+  for (size_t q = 0; q < 120; ++q) want2[q / 20] += a[q] * a[q];
+  check_close(run_model(g, a, as, true), want2, {2, 3});
 }

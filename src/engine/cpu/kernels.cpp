@@ -946,6 +946,134 @@ bool lower_reduce(PlanBuilder& b, int index) {
   return true;
 }
 
+// Einsum: batched matrix products ("...ik,...kj->...ij", either operand transposed) run as a
+// oneDNN matmul on strided views; any other equation runs as a plain summation loop.
+void lower_einsum(PlanBuilder& b, int index) {
+  const Node& n = node_at(b, index);
+  const std::string eq = n.attr_string("equation", "");
+  if (eq.find("...") != std::string::npos || eq.find("->") == std::string::npos)
+    unsupported(b, n, "Einsum needs an explicit output and no ellipsis (equation '" + eq + "')");
+  std::vector<std::string> terms(1);
+  std::string out_term;
+  bool rhs = false;
+  for (size_t i = 0; i < eq.size(); ++i) {
+    const char c = eq[i];
+    if (c == ' ') continue;
+    if (c == ',') terms.emplace_back();
+    else if (c == '-' && i + 1 < eq.size() && eq[i + 1] == '>') { rhs = true; ++i; }
+    else (rhs ? out_term : terms.back()) += c;
+  }
+  if (terms.size() != n.inputs.size()) unsupported(b, n, "equation terms do not match the inputs");
+  for (size_t t = 0; t < terms.size(); ++t)
+    if (terms[t].size() != val(b, n.inputs[t]).shape.size() || val(b, n.inputs[t]).dtype != DType::float32)
+      unsupported(b, n, "equation term '" + terms[t] + "' does not match input " + std::to_string(t));
+  const Value& yv = val(b, n.outputs[0]);
+  // Batched matmul?
+  if (terms.size() == 2 && terms[0].size() == terms[1].size() && terms[0].size() == out_term.size() && out_term.size() >= 2) {
+    const size_t r = out_term.size();
+    const std::string batch = out_term.substr(0, r - 2);
+    const char i = out_term[r - 2], j = out_term[r - 1];
+    const std::string& A = terms[0];
+    const std::string& B = terms[1];
+    if (A.substr(0, r - 2) == batch && B.substr(0, r - 2) == batch) {
+      const char a0 = A[r - 2], a1 = A[r - 1], b0 = B[r - 2], b1 = B[r - 1];
+      const bool a_ok = (a0 == i && a1 != j) || (a1 == i && a0 != j);
+      const char k = a0 == i ? a1 : a0;
+      const bool b_ok = (b0 == k && b1 == j) || (b1 == k && b0 == j);
+      if (a_ok && b_ok && k != i && k != j) {
+        const Shape as = val(b, n.inputs[0]).shape, bs = val(b, n.inputs[1]).shape;
+        auto view = [&](int value, const Shape& s, bool transposed, const std::string& tag) {
+          const int slot = b.plain(b.slot_of(value));
+          dims st(s.size(), 1);
+          for (size_t d = s.size() - 1; d-- > 0;) st[d] = st[d + 1] * s[d + 1];
+          Shape logical = s;
+          if (transposed) {
+            std::swap(logical[r - 1], logical[r - 2]);
+            std::swap(st[r - 1], st[r - 2]);
+          }
+          const int v = b.new_slot(val(b, value).name + tag, DType::float32, logical,
+                                   memory::desc(dims(logical.begin(), logical.end()), memory::data_type::f32, st));
+          b.slots[size_t(v)].alias_of = slot;
+          return v;
+        };
+        const int av = view(n.inputs[0], as, a0 != i, "@einsumA");
+        const int bv = view(n.inputs[1], bs, b0 != k, "@einsumB");
+        const int out = b.new_slot(yv.name, DType::float32, yv.shape, plain_md(DType::float32, yv.shape));
+        dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(b.slots[size_t(av)].md, b.slots[size_t(bv)].md, b.slots[size_t(out)].md),
+                                        cpu_engine());
+        auto step = primitive_step({n.name}, "einsum-matmul");
+        step->prim = dnnl::matmul(pd);
+        step->slot_args = {{DNNL_ARG_SRC, av}, {DNNL_ARG_WEIGHTS, bv}, {DNNL_ARG_DST, out}};
+        step->reads = {av, bv};
+        step->writes = {out};
+        b.add_step(std::move(step));
+        b.bind(n.outputs[0], out);
+        return;
+      }
+    }
+  }
+  // General summation: every combination of the distinct letters.
+  std::string letters;
+  std::map<char, int64_t> size;
+  for (size_t t = 0; t < terms.size(); ++t)
+    for (size_t d = 0; d < terms[t].size(); ++d) {
+      const char c = terms[t][d];
+      const int64_t len = val(b, n.inputs[t]).shape[d];
+      if (!size.count(c)) {
+        letters += c;
+        size[c] = len;
+      } else if (size[c] != len) {
+        unsupported(b, n, std::string("index '") + c + "' has different sizes");
+      }
+    }
+  std::vector<std::vector<int64_t>> strides(terms.size() + 1, std::vector<int64_t>(letters.size(), 0));
+  auto fill = [&](const std::string& term, const Shape& shape, std::vector<int64_t>& st) {
+    int64_t s = 1;
+    for (size_t d = term.size(); d-- > 0;) {
+      st[letters.find(term[d])] += s;
+      s *= shape[d];
+    }
+  };
+  std::vector<int> srcs;
+  for (size_t t = 0; t < terms.size(); ++t) {
+    fill(terms[t], val(b, n.inputs[t]).shape, strides[t]);
+    srcs.push_back(b.plain(b.slot_of(n.inputs[t])));
+  }
+  fill(out_term, yv.shape, strides.back());
+  std::vector<int64_t> extent;
+  for (char c : letters) extent.push_back(size[c]);
+  const int out = b.new_slot(yv.name, DType::float32, yv.shape, plain_md(DType::float32, yv.shape));
+  auto step = std::make_unique<FunctionStep>();
+  step->nodes = {n.name};
+  step->kind = "einsum";
+  step->reads = srcs;
+  step->writes = {out};
+  const int64_t total = shape_numel(Shape(extent.begin(), extent.end()));
+  const int64_t out_n = yv.numel();
+  step->fn = [=](Runtime& rt) {
+    float* y = rt.data<float>(out);
+    std::fill(y, y + out_n, 0.f);
+    std::vector<int64_t> idx(extent.size(), 0);
+    for (int64_t flat = 0; flat < total; ++flat) {
+      double prod = 1;
+      for (size_t t = 0; t < srcs.size(); ++t) {
+        int64_t off = 0;
+        for (size_t d = 0; d < idx.size(); ++d) off += idx[d] * strides[t][d];
+        prod *= rt.data<float>(srcs[t])[off];
+      }
+      int64_t off = 0;
+      for (size_t d = 0; d < idx.size(); ++d) off += idx[d] * strides.back()[d];
+      y[off] += float(prod);
+      for (size_t d = idx.size(); d-- > 0;) {
+        if (++idx[d] < extent[d]) break;
+        idx[d] = 0;
+      }
+    }
+  };
+  b.add_step(std::move(step));
+  b.bind(n.outputs[0], out);
+}
+
 }  // namespace
 
 void lower_plain(PlanBuilder& b, int index);  // plain_kernels.cpp
@@ -961,6 +1089,7 @@ void lower_node(PlanBuilder& b, int index) {
     if (n.op == "BatchNormalization") return lower_batchnorm(b, index);
     if (n.op == "Softmax" || n.op == "LogSoftmax" || n.op == "LayerNormalization") return lower_softmax_or_layernorm(b, index);
     if (n.op == "LRN") return lower_lrn(b, index);
+    if (n.op == "Einsum") return lower_einsum(b, index);
     if (b.options.fusion && b.options.fuse_activation && (n.op == "Div" || n.op == "Mul")) {
       // A GELU pattern whose input comes from a step that could not absorb it.
       int gelu_out = -1;
