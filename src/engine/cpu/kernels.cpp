@@ -682,12 +682,26 @@ void lower_batchnorm(PlanBuilder& b, int index) {
   for (size_t i = 1; i < n.outputs.size(); ++i)
     if (n.outputs[i] >= 0) unsupported(b, n, "training-mode BatchNormalization outputs are not supported");
   const int src = b.slot_of(n.inputs[0]);
-  const auto flags = dnnl::normalization_flags::use_global_stats | dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+  auto flags = dnnl::normalization_flags::use_global_stats | dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+  // A ReLU right after (pre-activation blocks, e.g. DenseNet) runs inside the batch norm.
+  std::vector<std::string> names = {n.name};
+  std::string kind = "batchnorm";
+  int out_value = n.outputs[0];
+  if (b.options.fusion && b.options.fuse_activation) {
+    const int c = b.sole_consumer(out_value);
+    if (c >= 0 && !b.done(c) && node_at(b, c).op == "Relu") {
+      flags = flags | dnnl::normalization_flags::fuse_norm_relu;
+      b.mark_done(c);
+      names.push_back(node_at(b, c).name);
+      kind += "+Relu";
+      out_value = node_at(b, c).outputs[0];
+    }
+  }
   dnnl::batch_normalization_forward::primitive_desc pd(
       dnnl::batch_normalization_forward::desc(kInference, b.slots[size_t(src)].md, float(n.attr_float("epsilon", 1e-5)), flags), cpu_engine());
-  const Value& yv = val(b, n.outputs[0]);
+  const Value& yv = val(b, out_value);
   const int out = b.new_slot(yv.name, DType::float32, yv.shape, pd.dst_desc());
-  auto step = primitive_step({n.name}, "batchnorm");
+  auto step = primitive_step(names, kind);
   step->prim = dnnl::batch_normalization_forward(pd);
   step->own_args = {{DNNL_ARG_SCALE, vector_memory(b.constant_floats(n.inputs[1]))},
                     {DNNL_ARG_SHIFT, vector_memory(b.constant_floats(n.inputs[2]))},
@@ -697,7 +711,7 @@ void lower_batchnorm(PlanBuilder& b, int index) {
   step->reads = {src};
   step->writes = {out};
   b.add_step(std::move(step));
-  b.bind(n.outputs[0], out);
+  b.bind(out_value, out);
 }
 
 bool lower_eltwise(PlanBuilder& b, int index) {
