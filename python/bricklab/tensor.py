@@ -197,7 +197,7 @@ class Recovery:
 
 
 def _solve(method, indices, levels, shape, rank, noise, sigma, alpha, boundaries, num_levels, max_iter, tol, seed,
-           step="curvature", extrapolate=False, min_gap=None, grad_tol=0.0, init=None, init_scale=None, threads=0,
+           step="newton", extrapolate=True, min_gap=None, grad_tol=0.0, init=None, init_scale=None, threads=0,
            verbose=False, threshold_level=0, n_init=3, callback=None):
     _check_noise(noise)
     idx, lev, dims = _observations(indices, levels, shape)
@@ -235,8 +235,8 @@ def _solve(method, indices, levels, shape, rank, noise, sigma, alpha, boundaries
 
 def recover(indices, levels, shape: Sequence[int], rank: int, noise: str = "probit", sigma: float = 1.0,
             alpha: float = 1.0, boundaries=None, method: str = "cp", max_iter: int = 200, tol: float = 1e-6,
-            seed: Optional[int] = 0, *, num_levels: Optional[int] = None, step: str = "curvature",
-            extrapolate: bool = False, min_gap: Optional[float] = None, grad_tol: float = 0.0, init=None,
+            seed: Optional[int] = 0, *, num_levels: Optional[int] = None, step: str = "newton",
+            extrapolate: bool = True, min_gap: Optional[float] = None, grad_tol: float = 0.0, init=None,
             init_scale: Optional[float] = None, threads: int = 0, verbose: bool = False, n_init: int = 3,
             callback=None) -> Recovery:
     """Recover a low-rank tensor from quantized observations (``indices``: m x N, ``levels``: m).
@@ -244,7 +244,9 @@ def recover(indices, levels, shape: Sequence[int], rank: int, noise: str = "prob
     ``method="cp"``: T-APGD over rank-``rank`` CP factors (order >= 2); ``"tsvd"``: tubal rank
     ``rank`` (3-way only). ``boundaries=None`` estimates the K - 1 boundaries jointly (K =
     ``num_levels`` or the largest level seen), starting from the empirical level frequencies.
-    ``step``: "curvature" (default), "lipschitz" or "backtracking"; ``extrapolate`` adds Nesterov
+    ``step``: "newton" (default: per-row variable metric from the likelihood's second derivatives,
+    with a line search), "curvature" (majoriser from the curvature bound; cheapest per iteration),
+    "lipschitz" or "backtracking" (scalar steps); ``extrapolate`` (default on) adds Nesterov
     extrapolation with restarts. Stops when the objective's relative decrease over an iteration
     is <= ``tol``, the KKT residual <= ``grad_tol`` (if > 0), or after ``max_iter`` iterations.
     The objective never increases. Runs without the GIL on ``threads`` threads (0 = all cores).

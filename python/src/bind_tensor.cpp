@@ -32,10 +32,11 @@ Loss parse_loss(const std::string& s) {
 }
 
 StepRule parse_step(const std::string& s) {
+  if (s == "newton") return StepRule::newton;
   if (s == "curvature") return StepRule::curvature;
   if (s == "lipschitz") return StepRule::lipschitz;
   if (s == "backtracking") return StepRule::backtracking;
-  throw InvalidArgument("step must be 'curvature', 'lipschitz' or 'backtracking', got '" + s + "'");
+  throw InvalidArgument("step must be 'newton', 'curvature', 'lipschitz' or 'backtracking', got '" + s + "'");
 }
 
 // The observation view over numpy buffers (kept alive by the caller's array objects).

@@ -38,7 +38,7 @@ Model and solver:
   --levels-count K      number of levels when the boundaries are estimated
   --method cp|tsvd                                                      [cp]
   --max-iter N  --tol T  --seed S  --threads T  --n-init N (random starts, default 3)
-  --step curvature|lipschitz|backtracking  --extrapolate
+  --step newton|curvature|lipschitz|backtracking (default newton)  --no-extrapolate
 Output:
   --out EST.npy         the dense estimate (float64, C order)           [required]
   --factors PREFIX      also write PREFIX0.npy, PREFIX1.npy, ... (the factors)
@@ -184,11 +184,13 @@ int cmd_recover(const std::vector<std::string>& args) {
     else if (a == "--n-init") o.n_init = int(parse_int(a, next()));
     else if (a == "--step") {
       const std::string s = next();
-      if (s == "curvature") o.step = bt::StepRule::curvature;
+      if (s == "newton") o.step = bt::StepRule::newton;
+      else if (s == "curvature") o.step = bt::StepRule::curvature;
       else if (s == "lipschitz") o.step = bt::StepRule::lipschitz;
       else if (s == "backtracking") o.step = bt::StepRule::backtracking;
-      else throw InvalidArgument("--step must be curvature, lipschitz or backtracking, got '" + s + "'");
+      else throw InvalidArgument("--step must be newton, curvature, lipschitz or backtracking, got '" + s + "'");
     } else if (a == "--extrapolate") o.extrapolate = true;
+    else if (a == "--no-extrapolate") o.extrapolate = false;
     else if (a == "--out") out_path = next();
     else if (a == "--factors") factors_prefix = next();
     else if (a == "--json") json = true;

@@ -8,6 +8,7 @@
 // baseline ISA and picked at load time. Entries the branch-free form cannot handle accurately
 // (far tail, where erfc underflows; very narrow intervals around 0) are recomputed afterwards
 // with the scalar kernel, so the results match likelihood.hpp to rounding.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -54,6 +55,28 @@ void probit_grad_simd(const double* lower, const double* upper, double inv_sigma
   }
 }
 
+// nll, d nll/dx and d2 = d^2 nll/dx^2 = ((b phi(b) - a phi(a))/P + (d nll/ds)^2) / sigma^2
+// (invariant under the mirror).
+BRICKLAB_CLONES
+void probit_hess_simd(const double* lower, const double* upper, double inv_sigma, const uint16_t* lev, const double* x,
+                      double* d, double* d2, double* nll, int64_t m) {
+#pragma omp simd
+  for (int64_t j = 0; j < m; ++j) {
+    const double xs = x[j] * inv_sigma;
+    const int l = lev[j] - 1;
+    const double u = lower[l] - xs, v = upper[l] - xs;
+    const bool flip = u + v > 0;
+    const double a = flip ? -v : u, b = flip ? -u : v;
+    const double p = 0.5 * (erfc(-b * kInvSqrt2) - erfc(-a * kInvSqrt2));
+    nll[j] = -log(p);
+    const double pa = exp(-0.5 * a * a) * kInvSqrt2Pi, pb = exp(-0.5 * b * b) * kInvSqrt2Pi;
+    const double g = (pb - pa) / p;
+    const double apa = (a > -1e300 ? a : 0.0) * pa;  // a = -inf: a phi(a) -> 0 (select, then multiply)
+    d[j] = (flip ? -g : g) * inv_sigma;
+    d2[j] = ((b * pb - apa) / p + g * g) * inv_sigma * inv_sigma;
+  }
+}
+
 BRICKLAB_CLONES
 void probit_value_simd(const double* lower, const double* upper, double inv_sigma, const uint16_t* lev, const double* x,
                        double* nll, int64_t m) {
@@ -86,6 +109,25 @@ void logistic_grad_simd(const double* lower, const double* upper, double inv_sig
 }
 
 BRICKLAB_CLONES
+void logistic_hess_simd(const double* lower, const double* upper, double inv_sigma, const uint16_t* lev,
+                        const double* x, double* d, double* d2, double* nll, int64_t m) {
+#pragma omp simd
+  for (int64_t j = 0; j < m; ++j) {
+    const double xs = x[j] * inv_sigma;
+    const int l = lev[j] - 1;
+    const double u = lower[l] - xs, v = upper[l] - xs;
+    const double au = exp(-std::fabs(u)), av = exp(-std::fabs(v));
+    const double gap = -expm1(u - v);
+    nll[j] = (u > 0 ? u : 0.0) + (v < 0 ? -v : 0.0) + log((1.0 + au) * (1.0 + av) / gap);
+    const double fu = u >= 0 ? 1.0 / (1.0 + au) : au / (1.0 + au);
+    const double fmv = v <= 0 ? 1.0 / (1.0 + av) : av / (1.0 + av);
+    d[j] = (fmv - fu) * inv_sigma;
+    // logistic density at u and v: e^-|t| / (1 + e^-|t|)^2
+    d2[j] = (au / ((1.0 + au) * (1.0 + au)) + av / ((1.0 + av) * (1.0 + av))) * inv_sigma * inv_sigma;
+  }
+}
+
+BRICKLAB_CLONES
 void logistic_value_simd(const double* lower, const double* upper, double inv_sigma, const uint16_t* lev,
                          const double* x, double* nll, int64_t m) {
 #pragma omp simd
@@ -109,12 +151,22 @@ inline bool probit_needs_scalar(double u, double v) {
   return a < 0 && b > 0 && (b - a) < 2.6e-6;
 }
 
+// Second derivative in x from the scalar terms (fix-up path): probit
+// ((v phi(v) - u phi(u))/P + D^2)/sigma^2 with phi(v)/P = -dv, phi(u)/P = du, D = dxs.
+inline double probit_second(const LevelTerms& t, double u, double v, double inv_sigma) {
+  const double vv = std::isinf(v) ? 0.0 : v * (-t.dv);
+  const double uu = std::isinf(u) ? 0.0 : u * t.du;
+  return std::max(0.0, vv - uu + t.dxs * t.dxs) * inv_sigma * inv_sigma;
+}
+
 }  // namespace
 
-double quantized_batch(const QuantizedLoss& q, const uint16_t* lev, const double* x, double* d, double* nll, size_t count) {
+double quantized_batch(const QuantizedLoss& q, const uint16_t* lev, const double* x, double* d, double* nll, size_t count,
+                       double* d2) {
   const int64_t m = int64_t(count);
   if (q.loss == Loss::probit) {
-    if (d) probit_grad_simd(q.lower, q.upper, q.inv_sigma, lev, x, d, nll, m);
+    if (d2) probit_hess_simd(q.lower, q.upper, q.inv_sigma, lev, x, d, d2, nll, m);
+    else if (d) probit_grad_simd(q.lower, q.upper, q.inv_sigma, lev, x, d, nll, m);
     else probit_value_simd(q.lower, q.upper, q.inv_sigma, lev, x, nll, m);
     // Both cases that need the scalar kernel have P < 1e-6 (nll > 13.8) or give inf/NaN, so a
     // cheap test on the result finds the candidates.
@@ -123,21 +175,20 @@ double quantized_batch(const QuantizedLoss& q, const uint16_t* lev, const double
       const double xs = x[j] * q.inv_sigma;
       const double u = q.lower[lev[j] - 1] - xs, v = q.upper[lev[j] - 1] - xs;
       if (!probit_needs_scalar(u, v)) continue;
-      if (d) nll[j] = q.value_grad(lev[j], x[j], d[j]);
-      else nll[j] = q.value(lev[j], x[j]);
+      const LevelTerms t = detail::probit<true>(u, v);
+      nll[j] = t.nll;
+      if (d) d[j] = t.dxs * q.inv_sigma;
+      if (d2) d2[j] = probit_second(t, u, v, q.inv_sigma);
     }
   } else {
-    if (d) logistic_grad_simd(q.lower, q.upper, q.inv_sigma, lev, x, d, nll, m);
+    if (d2) logistic_hess_simd(q.lower, q.upper, q.inv_sigma, lev, x, d, d2, nll, m);
+    else if (d) logistic_grad_simd(q.lower, q.upper, q.inv_sigma, lev, x, d, nll, m);
     else logistic_value_simd(q.lower, q.upper, q.inv_sigma, lev, x, nll, m);
   }
   double s = 0;
   for (int64_t j = 0; j < m; ++j) s += nll[j];
   return s;
 }
-
-// Block kernels of the factor passes. A block holds m <= ld observations of one factor row in
-// the transposed layout ht[k * ld + j] (rank index k, observation j), so every inner loop runs
-// over observations and vectorises for any rank.
 
 BRICKLAB_CLONES
 void khatri_rao_block(const double* const* factors, int n_other, const int32_t* idx, int64_t m, int r, int64_t ld,
@@ -187,20 +238,32 @@ void block_dot(const double* ht, int64_t m, int r, int64_t ld, const double* p, 
   }
 }
 
-// g += H^T d and (when gram is not null) the lower triangle of gram += H^T H, two rows of the
-// Gram matrix per sweep.
+// g += H^T d, (when gram is not null) the lower triangle of gram += H^T diag(c) H (c null:
+// unweighted), two rows of the Gram matrix per sweep, and (when hsq is not null) *hsq += |H|_F^2.
 BRICKLAB_CLONES
-void block_accumulate(const double* ht, const double* d, int64_t m, int r, int64_t ld, double* g, double* gram) {
+void block_accumulate(const double* ht, const double* d, const double* c, int64_t m, int r, int64_t ld, double* g,
+                      double* gram, double* wbuf, double* hsq) {
   for (int k = 0; k < r; ++k) {
     const double* hk = ht + k * ld;
     double s = 0;
 #pragma omp simd reduction(+ : s)
     for (int64_t j = 0; j < m; ++j) s += hk[j] * d[j];
     g[k] += s;
+    if (hsq) {
+      double q = 0;
+#pragma omp simd reduction(+ : q)
+      for (int64_t j = 0; j < m; ++j) q += hk[j] * hk[j];
+      *hsq += q;
+    }
   }
   if (!gram) return;
   for (int a = 0; a < r; ++a) {
     const double* ha = ht + a * ld;
+    if (c) {  // weighted: use c * h_a as the left factor
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) wbuf[j] = c[j] * ha[j];
+      ha = wbuf;
+    }
     int b = 0;
     for (; b + 1 <= a; b += 2) {
       const double* hb0 = ht + b * ld;

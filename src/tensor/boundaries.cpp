@@ -151,7 +151,8 @@ BoundaryStepResult boundary_step(Loss loss, double sigma, double min_gap, std::v
   const size_t km1 = w.size();
   std::vector<double> d(km1);
   for (size_t l = 0; l < km1; ++l) d[l] = c * double(level_counts[l] + level_counts[l + 1]) + 1e-12 * c;
-  scale = std::max(scale, 1e-6);
+  scale = std::min(std::max(scale, 1e-6), 1e6);
+  const double scale_at_entry = scale;
   for (int trial = 0; trial < 50; ++trial) {
     ++res.trials;
     std::vector<double> target(km1), weight(km1);
@@ -175,7 +176,8 @@ BoundaryStepResult boundary_step(Loss loss, double sigma, double min_gap, std::v
     }
     scale *= 2;
   }
-  return res;  // no acceptable step: w unchanged
+  scale = scale_at_entry;  // no acceptable step (converged): w unchanged, keep the step state
+  return res;
 }
 
 }  // namespace internal

@@ -6,9 +6,12 @@
 // product of the other factors' rows (a Khatri-Rao row). The observations are stored grouped by
 // row (ModeLists), so a row's gradient g_i = sum_w l'(x_w) h_w (the sparse MTTKRP) is summed by
 // one thread without atomics, and the row is updated right away:
+//   newton rule (default): minimise the row's quadratic model with the exact Hessian
+//     sum_w l''(x_w) h_w h_w^T over the ball ||a_i|| <= alpha^(1/N), then Armijo backtracking
+//     along the step (the row's subproblem is convex);
 //   curvature rule: minimise the quadratic upper bound g^T d + 1/2 d^T (c G_i + rho I) d over the
-//     ball ||a_i|| <= alpha^(1/N) (G_i = sum_w h_w h_w^T, c = curvature bound of the loss), exactly,
-//     via the secular equation when the ball is active;
+//     ball (G_i = sum_w h_w h_w^T, c = curvature bound of the loss), exactly, via the secular
+//     equation when the ball is active;
 //   lipschitz rule: the same with the scalar c * lambda_max bound of G_i, then clipping the norm;
 //   backtracking rule: scalar step per row, halved until the quadratic upper bound holds.
 // Rows clipped to alpha^(1/N) give |X_w| <= prod_n ||a_{i_n}^(n)|| <= alpha (Hoelder), the
@@ -17,8 +20,9 @@
 // Monotonicity: without extrapolation the curvature/lipschitz steps minimise a majoriser, so F
 // cannot increase; it is still checked, lazily: the next block's pass evaluates F at the new
 // point anyway (its gradient needs the same per-observation terms), and a step that increased F
-// is undone. With extrapolation (or backtracking) F is evaluated right after each block and an
-// increase triggers a restart (the block is redone from the unextrapolated point).
+// is undone. The newton and backtracking rules evaluate F at the new rows (their line searches
+// need it); with extrapolation an increase over a block triggers a restart (the block is redone
+// from the unextrapolated point).
 #include <omp.h>
 
 #include <Eigen/Dense>
@@ -46,18 +50,19 @@ using Vec = Eigen::VectorXd;
 struct QuantizedLabels {
   QuantizedLoss q;
   const uint16_t* levels;
-  double batch(size_t pos, const double* x, double* d, double* scratch, size_t m) const {
-    return internal::quantized_batch(q, levels + pos, x, d, scratch, m);
+  double batch(size_t pos, const double* x, double* d, double* scratch, size_t m, double* d2 = nullptr) const {
+    return internal::quantized_batch(q, levels + pos, x, d, scratch, m, d2);
   }
 };
 
 struct SquaredLabels {
   const double* values;
-  double batch(size_t pos, const double* x, double* d, double*, size_t m) const {
+  double batch(size_t pos, const double* x, double* d, double*, size_t m, double* d2 = nullptr) const {
     double s = 0;
     for (size_t j = 0; j < m; ++j) {
       const double e = x[j] - values[pos + j];
       if (d) d[j] = e;
+      if (d2) d2[j] = 1.0;
       s += 0.5 * e * e;
     }
     return s;
@@ -153,11 +158,13 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
   std::vector<double> f_point(size_t(rows), 0.0), f_new(size_t(rows), 0.0), kkt(size_t(rows), 0.0);
   const double c = spec.curvature;
   const bool want_gram = spec.rule != StepRule::backtracking;
+  const bool newton = spec.rule == StepRule::newton;
 
 #pragma omp parallel num_threads(threads)
   {
     std::vector<double> hbuf(static_cast<size_t>(kBlock * r)), xbuf(static_cast<size_t>(kBlock)),
-        dbuf(static_cast<size_t>(kBlock)), sbuf(static_cast<size_t>(kBlock));
+        dbuf(static_cast<size_t>(kBlock)), sbuf(static_cast<size_t>(kBlock)), cbuf(static_cast<size_t>(kBlock)),
+        wbuf(static_cast<size_t>(kBlock));
     std::vector<int64_t> obuf(static_cast<size_t>(kBlock * n_other));
     auto gather = [&](int64_t s0, int64_t len, const double* q) {
       internal::khatri_rao_block(other.data(), n_other, ml.others.data() + size_t(s0) * size_t(n_other), len, r, kBlock,
@@ -202,11 +209,11 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
         const int64_t len = std::min(kBlock, e - s0);
         gather(s0, len, p.data());
         if (spec.x_out) std::copy(xbuf.begin(), xbuf.begin() + len, spec.x_out + s0);
-        fp += labels.batch(size_t(s0), xbuf.data(), dbuf.data(), sbuf.data(), size_t(len));
-        internal::block_accumulate(hbuf.data(), dbuf.data(), len, r, kBlock, g.data(), want_gram ? gram.data() : nullptr);
-        if (!want_gram)
-          for (int k = 0; k < r; ++k)
-            for (int64_t q = 0; q < len; ++q) hsq += hbuf[size_t(k * kBlock + q)] * hbuf[size_t(k * kBlock + q)];
+        fp += labels.batch(size_t(s0), xbuf.data(), dbuf.data(), sbuf.data(), size_t(len),
+                           newton && !spec.grad_out ? cbuf.data() : nullptr);
+        internal::block_accumulate(hbuf.data(), dbuf.data(), newton ? cbuf.data() : nullptr, len, r, kBlock, g.data(),
+                                   want_gram && !spec.grad_out ? gram.data() : nullptr, wbuf.data(),
+                                   !want_gram || newton ? &hsq : nullptr);
       }
       f_point[size_t(i)] = fp;
       if (spec.grad_out) {
@@ -247,6 +254,34 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
       }
 
       gram.triangularView<Eigen::StrictlyUpper>() = gram.transpose();  // mirror the lower triangle
+      if (newton) {
+        // Newton direction for the row's convex subproblem: the quadratic model with the exact
+        // Hessian sum_w l''(x_w) h_w h_w^T (plus a small ridge relative to the curvature bound, for
+        // flat rows), minimised over the ball; then Armijo backtracking along it. Every trial
+        // point is feasible (the ball is convex) and accepted only if F_i decreases.
+        metric = gram;
+        metric.diagonal().array() += 1e-6 * c * hsq / r + 1e-12 * c;
+        const Vec target = metric_ball_step(metric, p, g, spec.radius);
+        const Vec dir = target - p;
+        const double slope = g.dot(dir);
+        double t = 1.0, fa = fp;
+        a = p;
+        if (slope < 0) {
+          for (int trial = 0; trial < 30; ++trial) {
+            cand = p + t * dir;
+            const double ft = row_value(b, e, cand.data());
+            if (ft <= fp + 1e-4 * t * slope) {
+              a = cand;
+              fa = ft;
+              break;
+            }
+            t *= 0.5;
+          }
+        }
+        f_new[size_t(i)] = fa;
+        Eigen::Map<Vec>(spec.out + size_t(i) * size_t(r), r) = a;
+        continue;
+      }
       const double trace = gram.trace();
       const double rho = 1e-9 * c * trace / r + 1e-12 * c;
       if (spec.rule == StepRule::curvature) {
@@ -318,7 +353,7 @@ class CpSolver {
   double objective(double* x_out = nullptr) {
     return pass(0, a_[0].data(), nullptr, false, false, x_out, false).f_point;
   }
-  void initialise(uint64_t seed, const std::vector<double>& w0);
+  void initialise(uint64_t seed, const std::vector<double>& w0, bool spectral);
   // Up to `iters` more iterations from the current state; rec.objective.back() is F there.
   void iterate(Recovery& rec, int iters, bool with_callback);
 
@@ -333,7 +368,7 @@ class CpSolver {
   double w_scale_ = 1, momentum_t_ = 1;
 };
 
-void CpSolver::initialise(uint64_t seed, const std::vector<double>& w0) {
+void CpSolver::initialise(uint64_t seed, const std::vector<double>& w0, bool spectral) {
   const size_t n = size_t(order_);
   w_ = w0;
   w_scale_ = 1;
@@ -361,6 +396,20 @@ void CpSolver::initialise(uint64_t seed, const std::vector<double>& w0) {
       a_[k].resize(size_t(idx_.shape[k]) * size_t(r_));
       for (double& v : a_[k]) v = normal(rng);
     }
+    if (spectral) {
+      // Orthonormal bases scaled so that |X| is again about init_scale (rows of an n x r
+      // orthonormal basis have norm about sqrt(r / n)).
+      std::vector<std::vector<double>> basis;
+      std::vector<double> lv;
+      if (loss_ != Loss::squared) lv = level_values(w_, o_.sigma, o_.alpha);
+      if (internal::spectral_factors(idx_, lv, r_, 10, seed, threads_, basis)) {
+        for (size_t k = 0; k < n; ++k) {
+          if (basis[k].empty()) continue;
+          const double scale = std::sqrt(double(idx_.shape[k])) * s;
+          for (size_t j = 0; j < basis[k].size(); ++j) a_[k][j] = basis[k][j] * scale;
+        }
+      }
+    }
   }
   // Rows that meet no observation stay zero (nothing to learn about them); all rows in the ball.
   for (size_t k = 0; k < n; ++k) {
@@ -385,7 +434,8 @@ Recovery CpSolver::run(std::vector<double> w0) {
   base.shape = idx_.shape;
   base.rank = r_;
   base.index_bytes = idx_.bytes();
-  // Multi-start: n_init random starts, init_iter iterations each; continue the lowest objective.
+  // Multi-start: n_init starts (the first spectral unless disabled, the others random),
+  // init_iter iterations each; continue the one with the lowest objective.
   const int starts = o_.init.empty() ? std::max(1, o_.n_init) : 1;
   const int short_iters = starts > 1 ? std::min(o_.init_iter, o_.max_iter) : 0;
   struct State {
@@ -394,7 +444,7 @@ Recovery CpSolver::run(std::vector<double> w0) {
     double w_scale, momentum;
   } kept;
   for (int c = 0; c < starts; ++c) {
-    initialise(o_.seed + uint64_t(c) * 0x9E3779B97F4A7C15ull, w0);
+    initialise(o_.seed + uint64_t(c) * 0x9E3779B97F4A7C15ull, w0, c == 0 && o_.spectral_init);
     Recovery rec = base;
     rec.objective.assign(1, objective());
     if (starts > 1) iterate(rec, short_iters, false);
@@ -424,7 +474,9 @@ Recovery CpSolver::run(std::vector<double> w0) {
 }
 
 void CpSolver::iterate(Recovery& rec, int iters, bool with_callback) {
-  const bool lazy = !o_.extrapolate && o_.step != StepRule::backtracking;
+  // Newton and backtracking evaluate F at the new rows anyway (line search); the majoriser rules
+  // without extrapolation verify lazily.
+  const bool lazy = !o_.extrapolate && (o_.step == StepRule::curvature || o_.step == StepRule::lipschitz);
   const size_t n = size_t(order_);
   std::vector<double> cand, point, xbuf;
   double f = rec.objective.back();
@@ -525,9 +577,16 @@ void CpSolver::iterate(Recovery& rec, int iters, bool with_callback) {
       // Immediate verification (extrapolation and/or backtracking).
       const bool extrapolated = omega > 0 && !restarted;
       if (extrapolated) {
+        // Extrapolated rows, projected back onto the ball so that every point the line searches
+        // and fallbacks can return is feasible.
         point.resize(am.size());
         const std::vector<double>& prev = a_prev_[mode];
         for (size_t j = 0; j < am.size(); ++j) point[j] = am[j] + omega * (am[j] - prev[j]);
+        for (size_t row = 0; row * size_t(r_) < point.size(); ++row) {
+          Eigen::Map<Vec> v(point.data() + row * size_t(r_), r_);
+          const double nv = v.norm();
+          if (nv > radius_) v *= radius_ / nv;
+        }
       }
       PassResult pr = pass(int(mode), extrapolated ? point.data() : am.data(), cand.data(), true, !extrapolated);
       if (extrapolated && !(pr.f_new <= f)) {
@@ -655,6 +714,7 @@ CpGradient cp_objective_gradient(const ObservationView& obs, const RecoverOption
 
 const char* step_rule_name(StepRule rule) {
   switch (rule) {
+    case StepRule::newton: return "newton";
     case StepRule::curvature: return "curvature";
     case StepRule::lipschitz: return "lipschitz";
     case StepRule::backtracking: return "backtracking";

@@ -216,7 +216,7 @@ TEST_CASE("CP gradient equals an independent MTTKRP and finite differences", "[t
 TEST_CASE("the objective never increases, for every step rule, with and without extrapolation", "[tensor]") {
   const Problem pr = make_cp({10, 9, 8}, 2, 0.5, 0.15, kW, 21);
   for (Loss loss : {Loss::probit, Loss::logistic})
-    for (StepRule rule : {StepRule::curvature, StepRule::lipschitz, StepRule::backtracking})
+    for (StepRule rule : {StepRule::newton, StepRule::curvature, StepRule::lipschitz, StepRule::backtracking})
       for (bool extrapolate : {false, true})
         for (bool known : {true, false}) {
           RecoverOptions o;

@@ -250,7 +250,7 @@ def test_boundaries_are_estimated(problem):
     assert len(with_k.boundaries) == 4
 
 
-@pytest.mark.parametrize("step", ["curvature", "lipschitz", "backtracking"])
+@pytest.mark.parametrize("step", ["newton", "curvature", "lipschitz", "backtracking"])
 @pytest.mark.parametrize("extrapolate", [False, True])
 def test_every_step_rule_is_monotone(problem, step, extrapolate):
     X, _, idx, lev = problem
@@ -390,7 +390,7 @@ def bad_cases(small):
         "alpha inf": lambda: call(alpha=float("inf")),
         "wrong method": lambda: call(method="tucker"),
         "wrong noise": lambda: call(noise="gaussian"),
-        "wrong step": lambda: call(step="newton"),
+        "wrong step": lambda: call(step="adam"),
         "shape mismatch": lambda: call(shape=(5, 4)),
         "1-D indices": lambda: call(indices=idx[:, 0]),
         "levels length": lambda: call(levels=lev[:-1]),

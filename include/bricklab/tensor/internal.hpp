@@ -71,8 +71,10 @@ BoundaryStepResult boundary_step(Loss loss, double sigma, double min_gap, std::v
                                  size_t count, int threads);
 
 // Loss of `count` observations at x (levels lev): nll[j] for each, d[j] = d nll/dx when d is
-// not null; returns the sum. Vectorised over observations (see batch.cpp).
-double quantized_batch(const QuantizedLoss& q, const uint16_t* lev, const double* x, double* d, double* nll, size_t count);
+// not null, d2[j] = d^2 nll/dx^2 when d2 (and d) are not null; returns the sum. Vectorised over
+// observations (see batch.cpp).
+double quantized_batch(const QuantizedLoss& q, const uint16_t* lev, const double* x, double* d, double* nll, size_t count,
+                       double* d2 = nullptr);
 
 // Block kernels of the factor passes (vectorised, see batch.cpp). A block of m <= ld
 // observations of one factor row is stored transposed: ht[k * ld + j].
@@ -82,8 +84,10 @@ void khatri_rao_block(const double* const* factors, int n_other, const int32_t* 
                       const double* p, int64_t* offsets, double* ht, double* x);
 // x = H p.
 void block_dot(const double* ht, int64_t m, int r, int64_t ld, const double* p, double* x);
-// g += H^T d and, when gram is not null, the lower triangle of gram (r x r row-major) += H^T H.
-void block_accumulate(const double* ht, const double* d, int64_t m, int r, int64_t ld, double* g, double* gram);
+// g += H^T d; when gram is not null, the lower triangle of gram (r x r row-major) +=
+// H^T diag(c) H (c null: H^T H); when hsq is not null, *hsq += |H|_F^2. wbuf: scratch of m.
+void block_accumulate(const double* ht, const double* d, const double* c, int64_t m, int r, int64_t ld, double* g,
+                      double* gram, double* wbuf, double* hsq);
 
 // Sum of per-observation losses (and optionally the x gradient / boundary gradient) for levels
 // stored as uint16 (the solvers' layout).
@@ -96,6 +100,14 @@ void validate_options(const RecoverOptions& options, bool quantized);
 // Number of levels for an observation set and options: boundaries.size() + 1, or num_levels, or
 // the largest observed level.
 int resolve_num_levels(const ObservationView& obs, const RecoverOptions& options);
+
+// Spectral start (init.cpp): for each mode, an orthonormal basis (n_k x rank, row-major) of the
+// leading subspace of Y_(k) Y_(k)^T with its diagonal removed, Y the zero-filled tensor of the
+// observations' values (level_value[l - 1] for levels), by `iterations` subspace iterations over
+// the mode's fibers; modes with fewer than rank rows are left empty. Returns false when it cannot
+// (no fiber with two entries, overflow).
+bool spectral_factors(const ObservationIndex& idx, const std::vector<double>& level_value, int rank, int iterations,
+                      uint64_t seed, int threads, std::vector<std::vector<double>>& out);
 
 // The CP solver on a built index (recover_cp and the baselines call this). w: the boundaries
 // (initial values when estimate_w).

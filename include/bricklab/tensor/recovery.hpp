@@ -36,6 +36,8 @@ struct ObservationView {
 
 // How each factor block takes its step (see docs/tensor-recovery.md, "T-APGD").
 enum class StepRule {
+  newton,        // per factor row (a convex subproblem): variable metric sum_w l''(x_w) h_w h_w^T,
+                 // exact ball prox, Armijo backtracking along the step (monotone per row)
   curvature,     // majoriser per factor row: metric c * G_i, G_i = sum of Khatri-Rao row outer
                  // products, c = curvature_bound (a matrix "Lipschitz" step; exact ball prox)
   lipschitz,     // scalar per row: 1 / (c * bound on lambda_max(G_i)), then clip the row norm
@@ -61,14 +63,16 @@ struct RecoverOptions {
   int max_iter = 200;
   double tol = 1e-6;                 // stop when (F_prev - F) <= tol * |F| over an iteration
   double grad_tol = 0;               // stop when the KKT residual per observation <= grad_tol
-  StepRule step = StepRule::curvature;
-  bool extrapolate = false;          // Nesterov extrapolation with restart on increase
+  StepRule step = StepRule::newton;
+  bool extrapolate = true;           // Nesterov extrapolation with restart on increase
   uint64_t seed = 0;                 // random initial factors
   int threads = 0;                   // 0: all cores (OpenMP default)
   std::vector<std::vector<double>> init;  // optional initial factors (n_k x rank, row-major)
   double init_scale = 0;             // typical |X| of the random start (0: alpha / 4)
-  int n_init = 3;                    // random starts (CP): each runs init_iter iterations, the
-  int init_iter = 10;                //   lowest objective is continued (guards against local minima)
+  int n_init = 3;                    // starts (CP): each runs init_iter iterations, the lowest
+  int init_iter = 10;                //   objective is continued (guards against local minima)
+  bool spectral_init = true;         // the first start is spectral (leading subspaces of the
+                                     //   zero-filled data, no densification); the others random
   bool verbose = false;              // one line per iteration on stderr
   // Called after every iteration (CP); return true to stop. Its own time is not counted in
   // iteration_seconds. Not called during the n_init short starts (so with n_init > 1 the first
