@@ -114,11 +114,21 @@ class NumpyTAPGD:
         u, v = self.lower[l] - xs, self.upper[l] - xs
         flip = u + v > 0
         a, b = np.where(flip, -v, u), np.where(flip, -u, v)
-        p = 0.5 * (special.erfc(-b * SQRT1_2) - special.erfc(-a * SQRT1_2))
-        f = -np.log(p).sum()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = 0.5 * (special.erfc(-b * SQRT1_2) - special.erfc(-a * SQRT1_2))
+            nll = -np.log(p)
+            d = (np.exp(-0.5 * b * b) - np.exp(-0.5 * a * a)) * INV_SQRT_2PI / p if grad else None
+        # Far tail (the same cut as bricklab's kernel): log-space with scipy's log_ndtr.
+        tail = b <= -30
+        if tail.any():
+            la, lb = special.log_ndtr(a[tail]), special.log_ndtr(b[tail])
+            logp = lb + np.log(-np.expm1(la - lb))
+            nll[tail] = -logp
+            if grad:
+                d[tail] = (np.exp(-0.5 * b[tail] ** 2 - logp) - np.exp(-0.5 * a[tail] ** 2 - logp)) * INV_SQRT_2PI
+        f = nll.sum()
         if not grad:
             return f, None
-        d = (np.exp(-0.5 * b * b) - np.exp(-0.5 * a * a)) * INV_SQRT_2PI / p
         return f, np.where(flip, -d, d) / self.sigma
 
     def objective(self, A):

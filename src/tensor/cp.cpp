@@ -170,7 +170,8 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
       internal::khatri_rao_block(other.data(), n_other, ml.others.data() + size_t(s0) * size_t(n_other), len, r, kBlock,
                                  q, obuf.data(), hbuf.data(), xbuf.data());
     };
-    Mat gram(r, r), metric(r, r);
+    RowMat gram(r, r);  // row-major: the kernels fill gram[a * r + b] for b <= a
+    Mat metric(r, r);
     Vec g(r), a(r), cand(r);
     // F of the row [b, e) at the row vector q (value only, blocks gathered again).
     auto row_value = [&](int64_t b, int64_t e, const double* q) {

@@ -4,6 +4,7 @@
 // against a direct t-product, the baselines, and bad input.
 #include <catch2/catch.hpp>
 
+#include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -209,6 +210,62 @@ TEST_CASE("CP gradient equals an independent MTTKRP and finite differences", "[t
           CHECK(g.boundary_grad[l] == Approx(fd).epsilon(1e-6).margin(1e-7));
         }
       }
+    }
+  }
+}
+
+TEST_CASE("one block step equals the minimiser of the row's model, computed independently", "[tensor]") {
+  // After one iteration from a given start, factor 0 holds the first block's rows. For each row,
+  // rebuild the gradient g, the matrix G = sum h h^T (curvature rule: c G + rho I) or the Hessian
+  // sum l'' h h^T (newton rule), and solve the model's minimiser with a dense LDLT. alpha is large
+  // so the ball is inactive; newton's line search accepts the full step near this start.
+  const Problem pr = make_cp({7, 6, 5}, 2, 0.8, 0.3, kW, 31);
+  std::mt19937_64 rng(8);
+  std::normal_distribution<double> normal(0, 0.5);
+  std::vector<std::vector<double>> start;
+  for (int64_t d : pr.shape) {
+    std::vector<double> f(size_t(d) * 2);
+    for (double& v : f) v = normal(rng);
+    start.push_back(f);
+  }
+  const double sigma = 0.3, c = 1 / (sigma * sigma);
+  for (StepRule rule : {StepRule::curvature, StepRule::newton}) {
+    RecoverOptions o;
+    o.rank = 2;
+    o.sigma = sigma;
+    o.alpha = 100.0;
+    o.boundaries = kW;
+    o.max_iter = 1;
+    o.tol = 0;
+    o.step = rule;
+    o.extrapolate = false;
+    o.init = start;
+    const Recovery r = recover_cp(pr.view(), o);
+    for (int64_t i = 0; i < pr.shape[0]; ++i) {
+      Eigen::Vector2d g = Eigen::Vector2d::Zero(), p(start[0][size_t(i) * 2], start[0][size_t(i) * 2 + 1]);
+      Eigen::Matrix2d G = Eigen::Matrix2d::Zero(), Hs = Eigen::Matrix2d::Zero();
+      double hsq = 0;
+      for (size_t w = 0; w < pr.lev.size(); ++w) {
+        const int64_t* ix = pr.idx.data() + 3 * w;
+        if (ix[0] != i) continue;
+        Eigen::Vector2d h;
+        for (int j = 0; j < 2; ++j) h[j] = start[1][size_t(ix[1]) * 2 + size_t(j)] * start[2][size_t(ix[2]) * 2 + size_t(j)];
+        const double x = h.dot(p);
+        const int l = pr.lev[w];
+        const double inf = std::numeric_limits<double>::infinity();
+        const double u = ((l == 1 ? -inf : kW[size_t(l - 2)]) - x) / sigma, v = ((l == 5 ? inf : kW[size_t(l - 1)]) - x) / sigma;
+        const LevelTerms t = probit_terms(u, v), tp = probit_terms(u - 1e-5, v - 1e-5), tm = probit_terms(u + 1e-5, v + 1e-5);
+        g += (t.dxs / sigma) * h;
+        G += h * h.transpose();
+        Hs += ((tp.dxs - tm.dxs) / 2e-5 / (sigma * sigma)) * h * h.transpose();  // l'' by differences of l'
+        hsq += h.squaredNorm();
+      }
+      Eigen::Matrix2d m = rule == StepRule::curvature ? Eigen::Matrix2d(c * G) : Hs;
+      m.diagonal().array() += rule == StepRule::curvature ? 1e-9 * c * G.trace() / 2 + 1e-12 * c : 1e-6 * c * hsq / 2 + 1e-12 * c;
+      const Eigen::Vector2d want = p - m.ldlt().solve(g);
+      INFO(step_rule_name(rule) << " row " << i);
+      CHECK(r.factors[0][size_t(i) * 2] == Approx(want[0]).epsilon(1e-6).margin(1e-9));
+      CHECK(r.factors[0][size_t(i) * 2 + 1] == Approx(want[1]).epsilon(1e-6).margin(1e-9));
     }
   }
 }
