@@ -256,27 +256,42 @@ PassResult factor_pass(const ModeLists& ml, const Labels& labels, const std::vec
 
       gram.triangularView<Eigen::StrictlyUpper>() = gram.transpose();  // mirror the lower triangle
       if (newton) {
-        // Newton direction for the row's convex subproblem: the quadratic model with the exact
-        // Hessian sum_w l''(x_w) h_w h_w^T (plus a small ridge relative to the curvature bound, for
-        // flat rows), minimised over the ball; then Armijo backtracking along it. Every trial
-        // point is feasible (the ball is convex) and accepted only if F_i decreases.
+        // Newton step for the row's convex subproblem: the quadratic model with the exact
+        // Hessian sum_w l''(x_w) h_w h_w^T (plus a small ridge relative to the curvature bound),
+        // minimised over the ball. Accepted if it passes the Armijo test; otherwise (a flat or
+        // badly modelled row, e.g. 1-bit data where most l'' are ~0) the row takes the
+        // majoriser step instead (metric c G_i, G_i = sum_w h_w h_w^T), which cannot increase F.
         metric = gram;
         metric.diagonal().array() += 1e-6 * c * hsq / r + 1e-12 * c;
         const Vec target = metric_ball_step(metric, p, g, spec.radius);
-        const Vec dir = target - p;
-        const double slope = g.dot(dir);
-        double t = 1.0, fa = fp;
+        const double slope = g.dot(target - p);
+        double fa = fp;
         a = p;
+        bool done = false;
         if (slope < 0) {
-          for (int trial = 0; trial < 30; ++trial) {
-            cand = p + t * dir;
-            const double ft = row_value(b, e, cand.data());
-            if (ft <= fp + 1e-4 * t * slope) {
-              a = cand;
-              fa = ft;
-              break;
-            }
-            t *= 0.5;
+          const double ft = row_value(b, e, target.data());
+          if (ft <= fp + 1e-4 * slope) {
+            a = target;
+            fa = ft;
+            done = true;
+          }
+        }
+        if (!done) {
+          gram.setZero();
+          for (int64_t s0 = b; s0 < e; s0 += kBlock) {
+            const int64_t len = std::min(kBlock, e - s0);
+            gather(s0, len, p.data());
+            internal::block_accumulate(hbuf.data(), dbuf.data(), nullptr, len, r, kBlock, cand.data(), gram.data(),
+                                       wbuf.data(), nullptr);  // cand: scratch for the unused g sum
+          }
+          gram.triangularView<Eigen::StrictlyUpper>() = gram.transpose();
+          metric = c * gram;
+          metric.diagonal().array() += 1e-9 * c * gram.trace() / r + 1e-12 * c;
+          const Vec mm = metric_ball_step(metric, p, g, spec.radius);
+          const double fm = row_value(b, e, mm.data());
+          if (fm <= fp) {
+            a = mm;
+            fa = fm;
           }
         }
         f_new[size_t(i)] = fa;
