@@ -59,6 +59,26 @@ def test_variants_run_and_agree():
         assert err <= tol, f"variant {v}: {err}"
 
 
+def test_every_conv_variant_matches_pytorch():
+    # Each variant (algorithm, memory format, precision) on every Conv of tiny_cnn, with and
+    # without fusion, against the exporting PyTorch module's output.
+    path = str(BUNDLED / "tiny_cnn.onnx")
+    model = bricklab.load(path)
+    ref = np.load(BUNDLED / "tiny_cnn_ref.npz")
+    convs = [n.name for n in model.nodes if n.op == "Conv"]
+    offered = {v["name"] for c in convs for v in bricklab.variants(model, c)}
+    assert {"auto", "direct", "nhwc", "nchw", "bf16"} <= offered
+    for v in sorted(offered):
+        chosen = {c: v for c in convs if v in {x["name"] for x in bricklab.variants(model, c)}}
+        for fusion in (True, False):
+            out = next(iter(bricklab.Session(path, variants=chosen, fusion=fusion).run({"input": ref["input"]}).values()))
+            tol = 3e-2 if v == "bf16" else 1e-4
+            err = np.abs(out - ref["output"]).max() / np.abs(ref["output"]).max()
+            assert err <= tol, f"variant {v} (fusion={fusion}): relative error {err}"
+    with pytest.raises(bricklab.UnsupportedError, match="unknown Conv variant"):
+        bricklab.Session(path, variants={convs[0]: "nope"}).run({"input": ref["input"]})
+
+
 def test_bad_inputs():
     session = bricklab.Session(str(BUNDLED / "tiny_cnn.onnx"))
     with pytest.raises(bricklab.InvalidArgument, match="missing input"):

@@ -225,6 +225,25 @@ class CpuExecutable : public Executable {
     return times;
   }
 
+  // oneDNN-style name of a non-plain layout: dims in order of decreasing stride ('a'..), inner
+  // blocks appended (e.g. "acdb" = NHWC, "aBcd16b" = nChw16c).
+  static std::string layout_name(const memory::desc& md) {
+    const auto& d = md.data;
+    if (d.format_kind != dnnl_blocked) return "opaque";
+    const auto& blk = d.format_desc.blocking;
+    const int nd = d.ndims;
+    std::vector<int> order(static_cast<size_t>(nd));
+    for (int i = 0; i < nd; ++i) order[size_t(i)] = i;
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return blk.strides[a] > blk.strides[b]; });
+    std::vector<bool> blocked_dim(static_cast<size_t>(nd), false);
+    for (int i = 0; i < blk.inner_nblks; ++i) blocked_dim[size_t(blk.inner_idxs[i])] = true;
+    std::string name;
+    for (int i : order) name += char(blocked_dim[size_t(i)] ? 'A' + i : 'a' + i);
+    for (int i = 0; i < blk.inner_nblks; ++i) name += std::to_string(blk.inner_blks[i]) + char('a' + blk.inner_idxs[i]);
+    if (name == "acdb" || name == "acb" || name == "acdeb") name += " (channels-last)";
+    return name;
+  }
+
   std::string describe() const override {
     std::ostringstream os;
     size_t arena = 0;
@@ -236,7 +255,7 @@ class CpuExecutable : public Executable {
       for (const auto& n : s->nodes) names += (names.empty() ? "" : "+") + n;
       os << "  " << s->kind << "  " << names;
       for (int w : s->writes)
-        if (slots_[size_t(w)].blocked) os << "  [blocked layout]";
+        if (slots_[size_t(w)].blocked) os << "  [" << layout_name(slots_[size_t(w)].md) << " layout]";
       os << "\n";
     }
     return os.str();

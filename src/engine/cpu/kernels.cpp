@@ -332,11 +332,17 @@ void lower_conv(PlanBuilder& b, int index) {
   Window win = make_window(b, n, xv.shape, yv.shape, kernel);
   const std::string variant = b.variant_for(n);
   alg algorithm = alg::convolution_direct;
+  // Memory-format variants pin the activations' layout (channels-last or plain channels-first)
+  // instead of letting oneDNN pick its blocked one; the weights stay in the kernel's own layout.
+  memory::format_tag act_tag = memory::format_tag::any;
+  const size_t rank = xv.shape.size();
   if (variant == "winograd") algorithm = alg::convolution_winograd;
   else if (variant.empty() || variant == "auto" || variant == "bf16") algorithm = variant == "bf16" ? alg::convolution_direct : alg::convolution_auto;
-  else if (variant != "direct") unsupported(b, n, "unknown Conv variant '" + variant + "'");
+  else if (variant == "nhwc") act_tag = rank == 3 ? memory::format_tag::nwc : rank == 4 ? memory::format_tag::nhwc : memory::format_tag::ndhwc;
+  else if (variant == "nchw") act_tag = rank == 3 ? memory::format_tag::ncw : rank == 4 ? memory::format_tag::nchw : memory::format_tag::ncdhw;
+  else if (variant != "direct") unsupported(b, n, "unknown Conv variant '" + variant + "' (known: auto, direct, winograd, bf16, nhwc, nchw)");
   const auto compute_t = variant == "bf16" ? memory::data_type::bf16 : memory::data_type::f32;
-  auto any = [](const Shape& s, memory::data_type t) { return memory::desc(dims(s.begin(), s.end()), t, memory::format_tag::any); };
+  auto any = [act_tag](const Shape& s, memory::data_type t) { return memory::desc(dims(s.begin(), s.end()), t, act_tag); };
   dims wdims;
   if (group > 1) {
     wdims = {group, M / group};
@@ -361,7 +367,8 @@ void lower_conv(PlanBuilder& b, int index) {
   // Layout propagation: when the input already sits in another layout, take it as it is if
   // oneDNN has a JIT kernel for that layout too, instead of reordering.
   const memory::desc& have = b.slots[size_t(b.slot_of(x))].md;
-  if (compute_t == memory::data_type::f32 && have != pd.src_desc() && have.data_type() == memory::data_type::f32) {
+  if (act_tag == memory::format_tag::any && compute_t == memory::data_type::f32 && have != pd.src_desc() &&
+      have.data_type() == memory::data_type::f32) {
     try {
       auto alt = make_pd(have);
       if (std::string(alt.impl_info_str()).find("jit") != std::string::npos) pd = alt;
@@ -1155,7 +1162,9 @@ std::vector<Variant> node_variants(const Graph& graph, int index) {
              {"auto", "oneDNN's own choice (direct or Winograd), float32"},
              {"direct", "direct convolution, float32"},
              {"winograd", "Winograd convolution, float32"},
-             {"bf16", "direct convolution in bfloat16 (float32 in and out)"}}) {
+             {"bf16", "direct convolution in bfloat16 (float32 in and out)"},
+             {"nhwc", "direct convolution, float32, activations channels-last (NHWC)"},
+             {"nchw", "direct convolution, float32, activations plain channels-first (NCHW)"}}) {
       CompileOptions probe;
       probe.fusion = false;
       probe.variants[n.name] = name;
