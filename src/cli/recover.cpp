@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bricklab/core/error.hpp"
-#include "bricklab/tensor/npy.hpp"
+#include "bricklab/core/npy.hpp"
 #include "bricklab/tensor/recovery.hpp"
 
 namespace {
@@ -210,7 +210,7 @@ int cmd_recover(const std::vector<std::string>& args) {
   if (!obs_path.empty() && ends_with(obs_path, ".csv")) {
     read_csv(obs_path, indices, levels, order);
   } else if (!obs_path.empty()) {
-    const bt::NpyArray arr = bt::read_npy(obs_path);
+    const bricklab::NpyArray arr = bricklab::read_npy_array(obs_path);
     if (arr.shape.size() != 2 || arr.shape[1] < 3)
       throw InvalidArgument(obs_path + ": expected an m x (N+1) integer array (indices then level)");
     const std::vector<int64_t> all = arr.as_int64(obs_path);
@@ -223,8 +223,8 @@ int cmd_recover(const std::vector<std::string>& args) {
       levels.push_back(int32_t(row[order]));
     }
   } else {
-    const bt::NpyArray ia = bt::read_npy(indices_path);
-    const bt::NpyArray la = bt::read_npy(levels_path);
+    const bricklab::NpyArray ia = bricklab::read_npy_array(indices_path);
+    const bricklab::NpyArray la = bricklab::read_npy_array(levels_path);
     if (ia.shape.size() != 2) throw InvalidArgument(indices_path + ": expected an m x N integer array");
     if (la.shape.size() != 1 || la.shape[0] != ia.shape[0])
       throw InvalidArgument(levels_path + ": expected " + std::to_string(ia.shape[0]) + " levels (a 1-D array)");
@@ -256,7 +256,7 @@ int cmd_recover(const std::vector<std::string>& args) {
 
   const bt::Recovery rec = method == "tsvd" ? bt::recover_tsvd(view, o) : bt::recover_cp(view, o);
   const std::vector<double> dense = bt::recovery_dense(rec);
-  bt::write_npy(out_path, rec.shape, dense.data());
+  bricklab::write_npy(out_path, rec.shape, dense.data());
   std::vector<std::string> written = {out_path};
   if (!factors_prefix.empty()) {
     for (size_t k = 0; k < rec.factors.size(); ++k) {
@@ -265,7 +265,7 @@ int cmd_recover(const std::vector<std::string>& args) {
       else if (k == 0) shape = {rec.shape[0], rec.rank, rec.shape[2]};
       else shape = {rec.rank, rec.shape[1], rec.shape[2]};
       const std::string p = factors_prefix + std::to_string(k) + ".npy";
-      bt::write_npy(p, shape, rec.factors[k].data());
+      bricklab::write_npy(p, shape, rec.factors[k].data());
       written.push_back(p);
     }
   }
