@@ -133,3 +133,32 @@ def test_channel_broadcast_on_blocked_layouts(tmp_path):
         got = session.run({"input": x.numpy()})["output"]
         err = np.abs(got - want).max() / np.abs(want).max()
         assert err <= 1e-4, f"batch {batch}: relative error {err:.2e}"
+
+
+class Broadcasts(torch.nn.Module):
+    """Broadcast patterns oneDNN 2.6 has only reference kernels for: an operand of shape
+    [..., 1] (decomposed LayerNorm), [1, 1, H, W], and element-wise max / min against them."""
+
+    def forward(self, x):  # x: [N, C, H, W]
+        m = x.mean(-1, keepdim=True)
+        d = x - m
+        s = torch.sqrt((d * d).mean(-1, keepdim=True) + 1e-5)
+        y = d / s
+        plane = x.mean(1, keepdim=True)  # [N, 1, H, W]
+        y = y * plane[:1] + torch.maximum(x, m) - torch.minimum(y, plane)
+        return y
+
+
+def test_plain_broadcast_kernels(tmp_path):
+    path = str(tmp_path / "broadcasts.onnx")
+    model = Broadcasts().eval()
+    torch.onnx.export(model, torch.randn(2, 5, 6, 7), path, opset_version=13, input_names=["input"], output_names=["output"])
+    x = torch.randn(2, 5, 6, 7, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = model(x).numpy()
+    for fusion in (True, False):
+        session = bricklab.Session(path, fusion=fusion, threads=2)
+        assert "(broadcast)" in session.describe()
+        got = session.run({"input": x.numpy()})["output"]
+        err = np.abs(got - want).max() / np.abs(want).max()
+        assert err <= 1e-5, f"fusion {fusion}: relative error {err:.2e}"

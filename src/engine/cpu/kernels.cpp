@@ -371,7 +371,9 @@ void lower_conv(PlanBuilder& b, int index) {
       have.data_type() == memory::data_type::f32) {
     try {
       auto alt = make_pd(have);
-      if (std::string(alt.impl_info_str()).find("jit") != std::string::npos) pd = alt;
+      // A direct JIT kernel only: "gemm:jit" is im2col + GEMM, far slower (depthwise above all).
+      const std::string impl = alt.impl_info_str();
+      if (impl.find("jit") != std::string::npos && impl.find("gemm") == std::string::npos) pd = alt;
     } catch (const dnnl::error&) {
       // keep the preferred layout and reorder
     }
@@ -816,6 +818,66 @@ bool lower_channel_broadcast(PlanBuilder& b, const Node& n, int src0, int c, alg
   return true;
 }
 
+// y = op(a, c) with `a` of the output's shape and `c` broadcast to it, plain layouts, as a row
+// loop: for the broadcast patterns oneDNN 2.6 leaves to its reference kernel (an operand of shape
+// [..., 1] as in decomposed LayerNorm, or [1, 1, H, W]), which is 100x slower.
+void lower_plain_broadcast(PlanBuilder& b, const Node& n, int a_value, int c_value, alg op) {
+  const Shape yshape = val(b, n.outputs[0]).shape;
+  Shape cs = val(b, c_value).shape;
+  while (cs.size() < yshape.size()) cs.insert(cs.begin(), 1);
+  const size_t R = yshape.size();
+  std::vector<int64_t> cstride(R, 0);
+  for (int64_t k = int64_t(R) - 1, st = 1; k >= 0; --k) {
+    cstride[size_t(k)] = cs[size_t(k)] == 1 ? 0 : st;
+    st *= cs[size_t(k)];
+  }
+  const int64_t inner = R ? yshape[R - 1] : 1;
+  const int64_t inner_stride = R ? cstride[R - 1] : 0;
+  const int64_t rows = inner ? shape_numel(yshape) / inner : 0;
+  const int src0 = b.plain(b.slot_of(a_value));
+  const int src1 = b.plain(b.slot_of(c_value));
+  const int out = b.new_slot(val(b, n.outputs[0]).name, DType::float32, yshape, plain_md(DType::float32, yshape));
+  b.bind(n.outputs[0], out);
+  auto step = std::make_unique<FunctionStep>();
+  step->nodes = {n.name};
+  step->kind = n.op + "(broadcast)";
+  step->reads = {src0, src1};
+  step->writes = {out};
+  step->fn = [=](Runtime& rt) {
+    const float* x = rt.data<float>(src0);
+    const float* cv = rt.data<float>(src1);
+    float* y = rt.data<float>(out);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t rem = r, off = 0;
+      for (int64_t k = int64_t(R) - 2; k >= 0; --k) {
+        off += (rem % yshape[size_t(k)]) * cstride[size_t(k)];
+        rem /= yshape[size_t(k)];
+      }
+      const float* xr = x + r * inner;
+      const float* cr = cv + off;
+      float* yr = y + r * inner;
+      auto run = [&](auto f) {
+        if (inner_stride == 0) {
+          const float cc = cr[0];
+          for (int64_t i = 0; i < inner; ++i) yr[i] = f(xr[i], cc);
+        } else {
+          for (int64_t i = 0; i < inner; ++i) yr[i] = f(xr[i], cr[i]);
+        }
+      };
+      switch (op) {
+        case alg::binary_add: run([](float p, float q) { return p + q; }); break;
+        case alg::binary_sub: run([](float p, float q) { return p - q; }); break;
+        case alg::binary_mul: run([](float p, float q) { return p * q; }); break;
+        case alg::binary_div: run([](float p, float q) { return p / q; }); break;
+        case alg::binary_max: run([](float p, float q) { return std::max(p, q); }); break;
+        default: run([](float p, float q) { return std::min(p, q); }); break;
+      }
+    }
+  };
+  b.add_step(std::move(step));
+}
+
 bool lower_binary(PlanBuilder& b, int index) {
   const Node& n = node_at(b, index);
   static const std::map<std::string, alg> table = {{"Add", alg::binary_add}, {"Sub", alg::binary_sub}, {"Mul", alg::binary_mul},
@@ -862,6 +924,20 @@ bool lower_binary(PlanBuilder& b, int index) {
     const int p = b.plain(b.slot_of(c));
     src1 = b.new_slot(val(b, c).name + "@bcast", DType::float32, cs, plain_md(DType::float32, cs));
     b.slots[size_t(src1)].alias_of = p;
+  }
+  if (val(b, c).shape != yv.shape) {
+    // A broadcast oneDNN has only its reference kernel for: the plain row loop instead.
+    bool ref = true;
+    try {
+      const dnnl::binary::primitive_desc probe(
+          dnnl::binary::desc(it->second, b.slots[size_t(src0)].md, b.slots[size_t(src1)].md, b.slots[size_t(src0)].md), cpu_engine());
+      ref = std::string(probe.impl_info_str()).find("ref") != std::string::npos;
+    } catch (const dnnl::error&) {
+    }
+    if (ref) {
+      lower_plain_broadcast(b, n, a, c, it->second);
+      return true;
+    }
   }
   std::vector<std::string> names = {n.name};
   std::string kind = n.op;
