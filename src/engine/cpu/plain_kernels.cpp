@@ -262,6 +262,15 @@ void lower_pad(PlanBuilder& b, const Node& n) {
   if (mode != "constant" && mode != "reflect" && mode != "edge") unsupported(b, n, "Pad mode '" + mode + "' is not supported");
   const size_t rank = xv.shape.size();
   if (pads.size() != 2 * rank) unsupported(b, n, "pads must have 2 x rank entries");
+  if (std::all_of(pads.begin(), pads.end(), [](int64_t p) { return p == 0; })) {
+    // Nothing to pad (PyTorch exports AvgPool2d as a zero Pad + AveragePool): the output is the
+    // input, in whatever layout it has, so the pooling after it needs no reorder.
+    const int src = b.slot_of(n.inputs[0]);
+    const int out = b.new_slot(yv.name, yv.dtype, yv.shape, b.slots[size_t(src)].md);
+    b.slots[size_t(out)].alias_of = src;
+    b.bind(n.outputs[0], out);
+    return;
+  }
   const int src = b.plain(b.slot_of(n.inputs[0]));
   const int out = output_slot(b, n.outputs[0]);
   const Shape in = xv.shape, shape = yv.shape;
