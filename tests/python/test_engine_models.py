@@ -162,3 +162,36 @@ def test_plain_broadcast_kernels(tmp_path):
         got = session.run({"input": x.numpy()})["output"]
         err = np.abs(got - want).max() / np.abs(want).max()
         assert err <= 1e-5, f"fusion {fusion}: relative error {err:.2e}"
+
+
+class PaddedPools(torch.nn.Module):
+    """Zero Pads before pooling: AvgPool2d with count_include_pad (exported as Pad + AveragePool),
+    an asymmetric explicit pad before AveragePool (both folded into the pool), and one before a
+    MaxPool (not foldable: max over zeros differs from max over padding)."""
+
+    def forward(self, x):
+        a = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=True)
+        b = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, (1, 2, 0, 1)), 2, stride=2)
+        c = torch.nn.functional.max_pool2d(torch.nn.functional.pad(-x.abs(), (1, 1, 1, 1)), 3, stride=2)
+        d = torch.nn.functional.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+        return torch.cat([a.flatten(1), b.flatten(1), c.flatten(1), d.flatten(1)], 1)
+
+
+def test_zero_pads_folded_into_pools(tmp_path):
+    path = str(tmp_path / "padded_pools.onnx")
+    model = PaddedPools().eval()
+    torch.onnx.export(model, torch.randn(2, 16, 9, 11), path, opset_version=13, input_names=["input"], output_names=["output"])
+    assert sum(n.op == "Pad" for n in bricklab.load(path).nodes) >= 2
+    x = torch.randn(2, 16, 9, 11, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = model(x).numpy()
+    for fusion in (True, False):
+        session = bricklab.Session(path, fusion=fusion, threads=2)
+        pads_run = sum(line.split()[0] == "pad" for line in session.describe().splitlines()[1:])
+        # Exported Pads: avg_pool2d(padding=1) -> Pad + AveragePool (folded); F.pad -> Pad, then
+        # avg_pool2d adds an all-zero Pad (aliased, never a step) before its AveragePool (the
+        # explicit Pad stays: its consumer is that Pad); F.pad before max_pool2d stays.
+        assert pads_run == (2 if fusion else 3), session.describe()
+        got = session.run({"input": x.numpy()})["output"]
+        err = np.abs(got - want).max() / np.abs(want).max()
+        assert err <= 1e-5, f"fusion {fusion}: relative error {err:.2e}"

@@ -116,6 +116,12 @@ class PlanBuilder {
   std::vector<bool> done_;
 };
 
+// When node `pad` is a zero-constant Pad of spatial dims only whose sole consumer is an
+// AveragePool that can take the padding itself (counting it, as the explicit zeros are counted),
+// the pads per spatial dim (begin..., end...); empty otherwise. The Pad then adds no step and the
+// pool reads the Pad's input. Defined in kernels.cpp.
+std::vector<int64_t> pad_folded_into_pool(PlanBuilder& b, int pad);
+
 // Lowers node `index` (and whatever the fusion rules absorb) into steps. Defined in kernels.cpp.
 void lower_node(PlanBuilder& b, int index);
 // The variants the CPU backend offers for a node.

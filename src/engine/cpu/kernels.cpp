@@ -606,7 +606,14 @@ void lower_matmul(PlanBuilder& b, int index) {
 
 void lower_pool(PlanBuilder& b, int index) {
   const Node& n = node_at(b, index);
-  const int x = n.inputs.at(0);
+  int x = n.inputs.at(0);
+  // A zero Pad folded into this pool (see pad_folded_into_pool): read the Pad's input, pad more.
+  std::vector<int64_t> folded;
+  const int pad_node = val(b, x).producer;
+  if (pad_node >= 0 && b.graph.nodes[size_t(pad_node)].op == "Pad") {
+    folded = pad_folded_into_pool(b, pad_node);
+    if (!folded.empty()) x = b.graph.nodes[size_t(pad_node)].inputs.at(0);
+  }
   const Value& xv = val(b, x);
   const Value& yv = val(b, n.outputs.at(0));
   if (n.outputs.size() > 1 && n.outputs[1] >= 0) unsupported(b, n, "MaxPool's Indices output is not supported");
@@ -619,9 +626,15 @@ void lower_pool(PlanBuilder& b, int index) {
   if (kernel.size() + 2 != xv.shape.size()) unsupported(b, n, "kernel rank does not match the input");
   Window w = global ? Window{kernel, dims(kernel.size(), 1), dims(kernel.size(), 0), dims(kernel.size(), 0), dims(kernel.size(), 0)}
                     : make_window(b, n, xv.shape, yv.shape, kernel);
+  // make_window derived the end pads from the unpadded input's size, so they already include the
+  // Pad's end pads; the begin pads move from the right to the left.
+  for (size_t i = 0; !folded.empty() && i < kernel.size(); ++i) {
+    w.pad_l[i] += folded[i];
+    w.pad_r[i] -= folded[i];
+  }
   alg a = alg::pooling_max;
   if (!is_max) {
-    const bool include = n.attr_int("count_include_pad", 0) != 0;
+    const bool include = n.attr_int("count_include_pad", 0) != 0 || !folded.empty();
     // Does ceil_mode add windows that overhang the declared end padding?
     const auto declared = n.attr_ints("pads", std::vector<int64_t>(2 * kernel.size(), 0));
     bool extra_pad = false;
@@ -1333,6 +1346,40 @@ std::vector<Variant> node_variants(const Graph& graph, int index) {
   } else {
     out.push_back({"default", "the only implementation", true});
   }
+  return out;
+}
+
+std::vector<int64_t> pad_folded_into_pool(PlanBuilder& b, int pad) {
+  const Node& n = b.graph.nodes.at(size_t(pad));
+  if (!b.options.fusion || n.op != "Pad" || n.attr_string("mode", "constant") != "constant") return {};
+  const Value& xv = val(b, n.inputs.at(0));
+  const size_t rank = xv.shape.size();
+  if (xv.dtype != DType::float32 || rank < 3 || rank > 5) return {};
+  std::vector<int64_t> pads;
+  if (n.opset < 11) {
+    pads = n.attr_ints("pads");
+    if (n.attr_float("value", 0.0) != 0.0) return {};
+  } else {
+    if (!b.is_constant(n.inputs.at(1))) return {};
+    pads = val(b, n.inputs[1]).data->as_int64();
+    if (n.inputs.size() > 2 && n.inputs[2] >= 0) {
+      if (!b.is_constant(n.inputs[2]) || val(b, n.inputs[2]).data->as_double().at(0) != 0.0) return {};
+    }
+    if (n.inputs.size() > 3 && n.inputs[3] >= 0) return {};  // axes (opset 18)
+  }
+  if (pads.size() != 2 * rank || pads[0] || pads[1] || pads[rank] || pads[rank + 1]) return {};
+  for (int64_t p : pads)
+    if (p < 0) return {};
+  const int c = b.sole_consumer(n.outputs.at(0));
+  if (c < 0) return {};
+  const Node& pool = b.graph.nodes[size_t(c)];
+  if (pool.op != "AveragePool" || pool.attr_int("ceil_mode", 0) != 0 || pool.attr_string("auto_pad", "NOTSET") != "NOTSET") return {};
+  const auto own = pool.attr_ints("pads", std::vector<int64_t>(2 * (rank - 2), 0));
+  const bool own_zero = std::all_of(own.begin(), own.end(), [](int64_t p) { return p == 0; });
+  if (!own_zero && pool.attr_int("count_include_pad", 0) == 0) return {};
+  std::vector<int64_t> out;
+  for (size_t i = 2; i < rank; ++i) out.push_back(pads[i]);
+  for (size_t i = 2; i < rank; ++i) out.push_back(pads[rank + i]);
   return out;
 }
 

@@ -249,6 +249,8 @@ void lower_expand_tile(PlanBuilder& b, const Node& n) {
 }
 
 void lower_pad(PlanBuilder& b, const Node& n) {
+  const int self = b.graph.values[size_t(n.outputs.at(0))].producer;
+  if (!pad_folded_into_pool(b, self).empty()) return;  // the AveragePool after it pads instead
   const Value& xv = val(b, n.inputs[0]);
   const Value& yv = val(b, n.outputs[0]);
   if (xv.dtype != DType::float32) unsupported(b, n, "only float32 Pad is supported");
