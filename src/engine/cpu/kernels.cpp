@@ -371,9 +371,11 @@ void lower_conv(PlanBuilder& b, int index) {
       have.data_type() == memory::data_type::f32) {
     try {
       auto alt = make_pd(have);
-      // A direct JIT kernel only: "gemm:jit" is im2col + GEMM, far slower (depthwise above all).
-      const std::string impl = alt.impl_info_str();
-      if (impl.find("jit") != std::string::npos && impl.find("gemm") == std::string::npos) pd = alt;
+      // Only when the kernel is the very one oneDNN prefers (same algorithm and ISA), just reading
+      // another layout: "gemm:jit" is im2col + GEMM (far slower for depthwise), and the nChw8c
+      // that grouped convolutions leave behind would send a 1x1 convolution to an AVX2 kernel
+      // instead of the AVX-512 one; a reorder costs less than either.
+      if (std::string(alt.impl_info_str()) == std::string(pd.impl_info_str())) pd = alt;
     } catch (const dnnl::error&) {
       // keep the preferred layout and reorder
     }
