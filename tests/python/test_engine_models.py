@@ -195,3 +195,46 @@ def test_zero_pads_folded_into_pools(tmp_path):
         got = session.run({"input": x.numpy()})["output"]
         err = np.abs(got - want).max() / np.abs(want).max()
         assert err <= 1e-5, f"fusion {fusion}: relative error {err:.2e}"
+
+
+class ConcatNorm(torch.nn.Module):
+    """DenseNet's pre-activation pattern: Concat -> BatchNorm -> ReLU, fused into one pass."""
+
+    def __init__(self, widths=(16, 32, 48)):
+        super().__init__()
+        self.convs = torch.nn.ModuleList(torch.nn.Conv2d(3, w, 3, padding=1) for w in widths)
+        self.bn = torch.nn.BatchNorm2d(sum(widths))
+        self.bn2 = torch.nn.BatchNorm2d(sum(widths))
+        self.out = torch.nn.Conv2d(sum(widths), 8, 1)
+        g = torch.Generator().manual_seed(3)
+        for bn in (self.bn, self.bn2):
+            bn.running_mean.copy_(torch.randn(bn.running_mean.shape, generator=g) * 0.1)
+            bn.running_var.copy_(torch.rand(bn.running_var.shape, generator=g) + 0.5)
+            bn.weight.data.copy_(torch.rand(bn.weight.shape, generator=g) + 0.5)
+            bn.bias.data.copy_(torch.randn(bn.bias.shape, generator=g) * 0.1)
+
+    def forward(self, x):
+        feats = [c(x) for c in self.convs]
+        y = torch.relu(self.bn(torch.cat(feats, 1)))
+        z = self.bn2(torch.cat(feats[::-1], 1))  # without a ReLU
+        return self.out(y) + self.out(z)
+
+
+@pytest.mark.parametrize("widths", [(16, 32, 48), (8, 24, 5)], ids=["blocked", "odd-channels"])
+def test_concat_batchnorm_relu_fusion(tmp_path, widths):
+    model = ConcatNorm(widths).eval()
+    path = str(tmp_path / "concat_norm.onnx")
+    torch.onnx.export(model, torch.randn(2, 3, 12, 10), path, opset_version=13, input_names=["input"], output_names=["output"])
+    convs = [n.name for n in bricklab.load(path).nodes if n.op == "Conv"]
+    x = torch.randn(2, 3, 12, 10, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = model(x).numpy()
+    fused_layouts = 0
+    for layout in ("auto", "nhwc", "nchw"):  # the layout the Concat's inputs arrive in
+        for fusion in (True, False):
+            session = bricklab.Session(path, fusion=fusion, threads=2, variants={c: layout for c in convs[:-1]})
+            fused_layouts += fusion and "concat+BatchNormalization" in session.describe()
+            got = session.run({"input": x.numpy()})["output"]
+            err = np.abs(got - want).max() / np.abs(want).max()
+            assert err <= 1e-5, f"{layout}, fusion {fusion}: relative error {err:.2e}"
+    assert fused_layouts == 3 if widths == (16, 32, 48) else fused_layouts >= 2

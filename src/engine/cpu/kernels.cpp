@@ -1065,6 +1065,187 @@ void lower_lrn(PlanBuilder& b, int index) {
   b.bind(n.outputs[0], out);
 }
 
+// Channel block of a layout over dense spatial dims: 1 for plain NC..., B for nC...Bc, -1 for
+// channels-last (N...C); 0 when the layout is anything else.
+int64_t channel_block(const memory::desc& md) {
+  const auto& d = md.data;
+  if (d.format_kind != dnnl_blocked || d.ndims < 3) return 0;
+  const auto& blk = d.format_desc.blocking;
+  if (blk.inner_nblks == 0 && blk.strides[1] == 1) {
+    // Channels-last (NHWC, NDHWC, NWC): -1.
+    int64_t expect = d.dims[1];
+    for (int k = d.ndims - 1; k >= 2; --k) {
+      if (blk.strides[k] != expect) return 0;
+      expect *= d.dims[k];
+    }
+    return blk.strides[0] == expect ? -1 : 0;
+  }
+  int64_t B = 1;
+  if (blk.inner_nblks == 1 && blk.inner_idxs[0] == 1) B = blk.inner_blks[0];
+  else if (blk.inner_nblks != 0) return 0;
+  int64_t expect = B;
+  for (int k = d.ndims - 1; k >= 2; --k) {
+    if (blk.strides[k] != expect) return 0;
+    expect *= d.padded_dims[k];
+  }
+  if (blk.strides[1] != expect || blk.strides[0] < expect * (d.padded_dims[1] / B)) return 0;
+  return B;
+}
+
+// Concat along channels whose output feeds only a BatchNormalization (and maybe a ReLU): DenseNet's
+// pre-activation layers. One pass writes relu(scale * x + shift) for every input channel into
+// the output, instead of a concat copy plus a batch-norm pass over the copy. The inputs must share
+// one channel-blocked (or plain) layout with channel counts that are multiples of the block.
+bool lower_concat_batchnorm(PlanBuilder& b, int index, const std::vector<int>& srcs) {
+  const Node& n = node_at(b, index);
+  if (!b.options.fusion || !b.options.fuse_batchnorm || srcs.empty()) return false;
+  const Value& yv = val(b, n.outputs[0]);
+  const size_t rank = yv.shape.size();
+  int64_t axis = n.attr_int("axis", 0);
+  if (axis < 0) axis += int64_t(rank);
+  if (axis != 1 || rank < 3 || rank > 5) return false;
+  const int bn = b.sole_consumer(n.outputs[0]);
+  if (bn < 0 || b.done(bn) || node_at(b, bn).op != "BatchNormalization") return false;
+  const Node& bnn = node_at(b, bn);
+  for (size_t i = 1; i < 5; ++i)
+    if (!b.is_constant(input_or_none(bnn, i))) return false;
+  for (size_t i = 1; i < bnn.outputs.size(); ++i)
+    if (bnn.outputs[i] >= 0) return false;
+  const int64_t B = channel_block(b.slots[size_t(srcs[0])].md);
+  if (B != 1 && B != 8 && B != 16 && B != -1) return false;
+  std::vector<int64_t> channels;
+  for (int sidx : srcs) {
+    const memory::desc& md = b.slots[size_t(sidx)].md;
+    if (channel_block(md) != B || md.data.ndims != int(rank)) return false;
+    const int64_t c = md.data.dims[1];
+    if (B > 0 && c % B) return false;
+    channels.push_back(c);
+  }
+  using tag = memory::format_tag;
+  tag t = tag::undef;
+  if (B == -1) t = rank == 3 ? tag::nwc : rank == 4 ? tag::nhwc : tag::ndhwc;
+  else if (B == 1) t = rank == 3 ? tag::ncw : rank == 4 ? tag::nchw : tag::ncdhw;
+  else if (B == 8) t = rank == 3 ? tag::nCw8c : rank == 4 ? tag::nChw8c : tag::nCdhw8c;
+  else t = rank == 3 ? tag::nCw16c : rank == 4 ? tag::nChw16c : tag::nCdhw16c;
+  std::vector<std::string> names = {n.name, bnn.name};
+  std::string kind = "concat+BatchNormalization";
+  int out_value = bnn.outputs[0];
+  bool relu = false;
+  if (b.options.fuse_activation) {
+    const int r = b.sole_consumer(out_value);
+    if (r >= 0 && !b.done(r) && node_at(b, r).op == "Relu") {
+      relu = true;
+      b.mark_done(r);
+      names.push_back(node_at(b, r).name);
+      kind += "+Relu";
+      out_value = node_at(b, r).outputs[0];
+    }
+  }
+  b.mark_done(bn);
+  const auto gamma = b.constant_floats(bnn.inputs[1]), beta = b.constant_floats(bnn.inputs[2]);
+  const auto mean = b.constant_floats(bnn.inputs[3]), var = b.constant_floats(bnn.inputs[4]);
+  const double eps = bnn.attr_float("epsilon", 1e-5);
+  const int64_t C = yv.shape[1];
+  std::vector<float> scale(static_cast<size_t>(C)), shift(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) {
+    const double sc = double(gamma[size_t(c)]) / std::sqrt(double(var[size_t(c)]) + eps);
+    scale[size_t(c)] = float(sc);
+    shift[size_t(c)] = float(double(beta[size_t(c)]) - double(mean[size_t(c)]) * sc);
+  }
+  const memory::desc out_md(dims(yv.shape.begin(), yv.shape.end()), memory::data_type::f32, t);
+  const int out = b.new_slot(val(b, out_value).name, DType::float32, yv.shape, out_md);
+  b.bind(out_value, out);
+  int64_t spatial = 1;
+  for (size_t k = 2; k < rank; ++k) spatial *= yv.shape[k];
+  const int64_t N = yv.shape[0], out_nstride = out_md.data.format_desc.blocking.strides[0];
+  // Work items: (input, channel block within it, channel block in the output).
+  struct Item {
+    int input;
+    int64_t src_block, dst_block;
+  };
+  if (B == -1) {
+    // Channels-last: every (batch, pixel) row holds all channels; each input fills its slice.
+    std::vector<int64_t> offsets;
+    int64_t off = 0;
+    for (int64_t c : channels) {
+      offsets.push_back(off);
+      off += c;
+    }
+    auto step = std::make_unique<FunctionStep>();
+    step->nodes = names;
+    step->kind = kind;
+    step->reads = srcs;
+    step->writes = {out};
+    step->fn = [=](Runtime& rt) {
+      std::vector<const float*> in(srcs.size());
+      for (size_t k = 0; k < srcs.size(); ++k) in[k] = rt.data<float>(srcs[k]);
+      float* y = rt.data<float>(out);
+      const int64_t rows = N * spatial;
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < rows; ++r)
+        for (size_t k = 0; k < in.size(); ++k) {
+          const int64_t ck = channels[k], o = offsets[k];
+          const float* xp = in[k] + r * ck;
+          float* yp = y + r * C + o;
+          const float* sc = scale.data() + o;
+          const float* sh = shift.data() + o;
+          if (relu)
+            for (int64_t c = 0; c < ck; ++c) yp[c] = std::max(xp[c] * sc[c] + sh[c], 0.f);
+          else
+            for (int64_t c = 0; c < ck; ++c) yp[c] = xp[c] * sc[c] + sh[c];
+        }
+    };
+    b.add_step(std::move(step));
+    return true;
+  }
+  std::vector<Item> items;
+  std::vector<int64_t> nstrides;
+  int64_t offset = 0;
+  for (size_t k = 0; k < srcs.size(); ++k) {
+    for (int64_t cb = 0; cb < channels[k] / B; ++cb) items.push_back({int(k), cb, offset / B + cb});
+    offset += channels[k];
+    nstrides.push_back(b.slots[size_t(srcs[k])].md.data.format_desc.blocking.strides[0]);
+  }
+  auto step = std::make_unique<FunctionStep>();
+  step->nodes = names;
+  step->kind = kind;
+  step->reads = srcs;
+  step->writes = {out};
+  step->fn = [=](Runtime& rt) {
+    std::vector<const float*> in(srcs.size());
+    for (size_t k = 0; k < srcs.size(); ++k) in[k] = rt.data<float>(srcs[k]);
+    float* y = rt.data<float>(out);
+    const int64_t count = int64_t(items.size());
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t w = 0; w < count; ++w) {
+        const Item& it = items[size_t(w)];
+        const float* xs = in[size_t(it.input)] + i * nstrides[size_t(it.input)] + it.src_block * spatial * B;
+        float* ys = y + i * out_nstride + it.dst_block * spatial * B;
+        const float* sc = scale.data() + it.dst_block * B;
+        const float* sh = shift.data() + it.dst_block * B;
+        if (B == 1) {
+          const float a = sc[0], c0 = sh[0];
+          if (relu)
+            for (int64_t s2 = 0; s2 < spatial; ++s2) ys[s2] = std::max(xs[s2] * a + c0, 0.f);
+          else
+            for (int64_t s2 = 0; s2 < spatial; ++s2) ys[s2] = xs[s2] * a + c0;
+          continue;
+        }
+        for (int64_t s2 = 0; s2 < spatial; ++s2) {
+          const float* xp = xs + s2 * B;
+          float* yp = ys + s2 * B;
+          if (relu)
+            for (int64_t k = 0; k < B; ++k) yp[k] = std::max(xp[k] * sc[k] + sh[k], 0.f);
+          else
+            for (int64_t k = 0; k < B; ++k) yp[k] = xp[k] * sc[k] + sh[k];
+        }
+      }
+  };
+  b.add_step(std::move(step));
+  return true;
+}
+
 bool lower_concat(PlanBuilder& b, int index) {
   const Node& n = node_at(b, index);
   const Value& yv = val(b, n.outputs[0]);
@@ -1080,6 +1261,7 @@ bool lower_concat(PlanBuilder& b, int index) {
     srcs.push_back(s);
     mds.push_back(b.slots[size_t(s)].md);
   }
+  if (lower_concat_batchnorm(b, index, srcs)) return true;
   dnnl::concat::primitive_desc pd;
   try {
     pd = dnnl::concat::primitive_desc(int(axis), mds, cpu_engine());
