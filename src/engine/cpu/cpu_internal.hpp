@@ -122,6 +122,19 @@ class PlanBuilder {
 // pool reads the Pad's input. Defined in kernels.cpp.
 std::vector<int64_t> pad_folded_into_pool(PlanBuilder& b, int pad);
 
+// Appends a plain C++ step for node `n`; the caller sets its `fn`.
+inline FunctionStep* add_fn(PlanBuilder& b, const Node& n, const std::string& kind, std::vector<int> reads,
+                            std::vector<int> writes) {
+  auto step = std::make_unique<FunctionStep>();
+  step->nodes = {n.name};
+  step->kind = kind;
+  step->reads = std::move(reads);
+  step->writes = std::move(writes);
+  FunctionStep* raw = step.get();
+  b.add_step(std::move(step));
+  return raw;
+}
+
 // Lowers node `index` (and whatever the fusion rules absorb) into steps. Defined in kernels.cpp.
 void lower_node(PlanBuilder& b, int index);
 // The variants the CPU backend offers for a node.

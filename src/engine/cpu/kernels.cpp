@@ -796,12 +796,7 @@ bool lower_channel_broadcast(PlanBuilder& b, const Node& n, int src0, int c, alg
   const int64_t scale_n = val(b, c).shape.size() == size_t(nd) ? val(b, c).shape[0] : 1;
   const int out = b.new_slot(val(b, n.outputs[0]).name, DType::float32, val(b, n.outputs[0]).shape, md);
   b.bind(n.outputs[0], out);
-  auto step = std::make_unique<FunctionStep>();
-  step->nodes = {n.name};
-  step->kind = n.op + "(channel-broadcast)";
-  step->reads = {src0, scale};
-  step->writes = {out};
-  step->fn = [=](Runtime& rt) {
+  add_fn(b, n, n.op + "(channel-broadcast)", {src0, scale}, {out})->fn = [=](Runtime& rt) {
     const float* x = rt.data<float>(src0);
     const float* sc = rt.data<float>(scale);
     float* y = rt.data<float>(out);
@@ -829,7 +824,6 @@ bool lower_channel_broadcast(PlanBuilder& b, const Node& n, int src0, int c, alg
         }
       }
   };
-  b.add_step(std::move(step));
   return true;
 }
 
@@ -853,12 +847,7 @@ void lower_plain_broadcast(PlanBuilder& b, const Node& n, int a_value, int c_val
   const int src1 = b.plain(b.slot_of(c_value));
   const int out = b.new_slot(val(b, n.outputs[0]).name, DType::float32, yshape, plain_md(DType::float32, yshape));
   b.bind(n.outputs[0], out);
-  auto step = std::make_unique<FunctionStep>();
-  step->nodes = {n.name};
-  step->kind = n.op + "(broadcast)";
-  step->reads = {src0, src1};
-  step->writes = {out};
-  step->fn = [=](Runtime& rt) {
+  add_fn(b, n, n.op + "(broadcast)", {src0, src1}, {out})->fn = [=](Runtime& rt) {
     const float* x = rt.data<float>(src0);
     const float* cv = rt.data<float>(src1);
     float* y = rt.data<float>(out);
@@ -890,7 +879,6 @@ void lower_plain_broadcast(PlanBuilder& b, const Node& n, int a_value, int c_val
       }
     }
   };
-  b.add_step(std::move(step));
 }
 
 bool lower_binary(PlanBuilder& b, int index) {
@@ -1163,6 +1151,8 @@ bool lower_concat_batchnorm(PlanBuilder& b, int index, const std::vector<int>& s
     int input;
     int64_t src_block, dst_block;
   };
+  FunctionStep* step = add_fn(b, n, kind, srcs, {out});
+  step->nodes = names;
   if (B == -1) {
     // Channels-last: every (batch, pixel) row holds all channels; each input fills its slice.
     std::vector<int64_t> offsets;
@@ -1171,11 +1161,6 @@ bool lower_concat_batchnorm(PlanBuilder& b, int index, const std::vector<int>& s
       offsets.push_back(off);
       off += c;
     }
-    auto step = std::make_unique<FunctionStep>();
-    step->nodes = names;
-    step->kind = kind;
-    step->reads = srcs;
-    step->writes = {out};
     step->fn = [=](Runtime& rt) {
       std::vector<const float*> in(srcs.size());
       for (size_t k = 0; k < srcs.size(); ++k) in[k] = rt.data<float>(srcs[k]);
@@ -1195,7 +1180,6 @@ bool lower_concat_batchnorm(PlanBuilder& b, int index, const std::vector<int>& s
             for (int64_t c = 0; c < ck; ++c) yp[c] = xp[c] * sc[c] + sh[c];
         }
     };
-    b.add_step(std::move(step));
     return true;
   }
   std::vector<Item> items;
@@ -1206,11 +1190,6 @@ bool lower_concat_batchnorm(PlanBuilder& b, int index, const std::vector<int>& s
     offset += channels[k];
     nstrides.push_back(b.slots[size_t(srcs[k])].md.data.format_desc.blocking.strides[0]);
   }
-  auto step = std::make_unique<FunctionStep>();
-  step->nodes = names;
-  step->kind = kind;
-  step->reads = srcs;
-  step->writes = {out};
   step->fn = [=](Runtime& rt) {
     std::vector<const float*> in(srcs.size());
     for (size_t k = 0; k < srcs.size(); ++k) in[k] = rt.data<float>(srcs[k]);
@@ -1242,7 +1221,6 @@ bool lower_concat_batchnorm(PlanBuilder& b, int index, const std::vector<int>& s
         }
       }
   };
-  b.add_step(std::move(step));
   return true;
 }
 

@@ -56,17 +56,6 @@ void for_each_offset(const Shape& out, const std::vector<int64_t>& strides, int6
   }
 }
 
-FunctionStep* add_fn(PlanBuilder& b, const Node& n, const std::string& kind, std::vector<int> reads, std::vector<int> writes) {
-  auto step = std::make_unique<FunctionStep>();
-  step->nodes = {n.name};
-  step->kind = kind;
-  step->reads = std::move(reads);
-  step->writes = std::move(writes);
-  FunctionStep* raw = step.get();
-  b.add_step(std::move(step));
-  return raw;
-}
-
 int output_slot(PlanBuilder& b, int value) {
   const Value& v = val(b, value);
   const int s = b.new_slot(v.name, v.dtype, v.shape, plain_md(v.dtype, v.shape));
