@@ -57,6 +57,7 @@ def main():
     ap.add_argument("--out", help="write the table as Markdown here")
     args = ap.parse_args()
 
+    load_start = os.getloadavg()[0]
     manifest = {m["name"]: m for m in json.loads((REPO / "models/zoo/MANIFEST.json").read_text())["models"]}
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # as bricklab and ONNX Runtime do: fair on tiny random weights
@@ -118,7 +119,8 @@ def main():
         text = (f"# CPU engine benchmark\n\nMachine: {cpu}, {os.cpu_count()} cores; threads {args.threads}; "
                 f"onnxruntime {ort.__version__}, torch {torch.__version__}, bricklab {bricklab.__version__}. "
                 f"Medians of {args.repeats} runs per runtime, interleaved in blocks (one untimed + two timed runs per block), after {args.warmup} warm-up runs; random weights "
-                f"(`bricklab.zoo.materialize`), random inputs.\n\nReproduce: `.venv/bin/python benchmarks/bench_engine.py "
+                f"(`bricklab.zoo.materialize`), random inputs. Load average (1 min) {load_start:.1f} at the start and "
+                f"{os.getloadavg()[0]:.1f} at the end of the run (above 0 means other processes shared the cores).\n\nReproduce: `.venv/bin/python benchmarks/bench_engine.py "
                 f"--threads {args.threads} --batches {args.batches} --repeats {args.repeats} --out {args.out}`\n\n"
                 + header + body + "\n" + "\n".join(f"* {s}" for s in summary) + "\n")
         pathlib.Path(args.out).write_text(text)
