@@ -128,6 +128,12 @@ class Profile:
     memory_calibration: Tuple[float, float]  # (m0, k): step bytes = m0 + k * sum(layer bytes)
     batch_size: int
     calibration: List[Tuple[Dict[int, float], float, int]] = dataclasses.field(default_factory=list)
+    # Memory: bytes = param_bytes(ratios) + memory_const + sum_s memory_per_space[s] * r_s, where
+    # param_bytes counts Conv/Linear weights (r_in * r_out) and biases (r_out) with gradient and
+    # optimizer state, and the per-space terms (activations, batch norm) are measured on the model.
+    memory_const: float = 0.0
+    memory_per_space: Dict[int, float] = dataclasses.field(default_factory=dict)
+    param_slots: int = 3
 
     def layer_ratios(self, ratios: Mapping[int, float]) -> Dict[str, Tuple[float, float]]:
         """(r_in, r_out) of every layer under per-space keep ratios (missing spaces: 1)."""
@@ -157,10 +163,20 @@ class Profile:
         t0, k = self.time_calibration
         return t0 + k * sum(self.layer_times(ratios).values())
 
+    def param_bytes(self, ratios: Mapping[int, float]) -> float:
+        """Bytes of Conv/Linear weights and biases, with gradients and optimizer state, under ``ratios``."""
+        total = 0.0
+        for name, (r_in, r_out) in self.layer_ratios(ratios).items():
+            mod = self.graph.modules[name]
+            total += mod.weight.numel() * 4 * r_in * r_out
+            if mod.bias is not None:
+                total += mod.bias.numel() * 4 * r_out
+        return total * self.param_slots
+
     def predict_memory(self, ratios: Mapping[int, float]) -> float:
         """Predicted training memory (bytes) of one step under per-space keep ratios."""
-        m0, k = self.memory_calibration
-        return m0 + k * sum(self.layers[n].memory(*r) for n, r in self.layer_ratios(ratios).items())
+        act = sum(a * self._ratio(s, ratios) for s, a in self.memory_per_space.items())
+        return self.param_bytes(ratios) + self.memory_const + act
 
     def validate(self, batch, target, configs: int = 5, seed: int = 1, repeats: int = 5,
                  loss_fn=None) -> List[Dict[str, float]]:
@@ -233,6 +249,17 @@ def profile(model: nn.Module, batch: torch.Tensor, target: torch.Tensor, graph: 
         ys_m.append(nbytes)
     prof.time_calibration = _calibrate(xs, ys_t)
     prof.memory_calibration = _calibrate(ms, ys_m)
+    # Memory per space: the whole model's step memory with one space at half width, against the
+    # whole model (memory is deterministic, so one measurement per space suffices).
+    full_rest = step_memory_bytes(extract(graph, {}).module, batch, target, loss_fn) - prof.param_bytes({})
+    per_space = {}
+    for space in graph.maskable():
+        ratios = {space: 0.5}
+        r = prof._ratio(space, ratios)
+        half = step_memory_bytes(extract(graph, sched.masks(0, ratios)).module, batch, target, loss_fn)
+        per_space[space] = (full_rest - (half - prof.param_bytes(ratios))) / (1.0 - r)
+    prof.memory_per_space = per_space
+    prof.memory_const = full_rest - sum(per_space.values())
     return prof
 
 
@@ -241,6 +268,7 @@ def _calibrate(x, y) -> Tuple[float, float]:
         return (0.0, float(np.mean(y) / max(np.mean(x), 1e-30)))
     a = np.stack([np.ones(len(x)), np.array(x)], 1)
     (c0, k), *_ = np.linalg.lstsq(a, np.array(y, dtype=float), rcond=None)
-    if k <= 0:  # degenerate fit: fall back to a pure scale
-        return (0.0, float(np.mean(y) / max(np.mean(x), 1e-30)))
+    if k <= 0 or c0 < 0:  # noisy or degenerate fit: a pure scale through the origin (k > 0)
+        x, y = np.array(x, dtype=float), np.array(y, dtype=float)
+        return (0.0, float(max((x @ y) / max(x @ x, 1e-30), 1e-12)))
     return float(c0), float(k)
