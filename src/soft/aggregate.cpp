@@ -1,6 +1,6 @@
 // Masked weighted aggregation (include/bricklab/soft/aggregate.hpp). One pass over the data:
 // the work is cut into chunks across all tensors, each chunk is processed in small tiles whose
-// numerator and denominator stay in L1, clients are streamed through the tile, and the tile is
+// numerator, denominator and finiteness check stay in L1, clients are streamed through the tile, and the tile is
 // written once. Non-finite trained values are detected branch-free in the same pass (x - x is
 // NaN exactly when x is NaN or infinite); the rare failing chunk is rescanned to name the first
 // offending client, tensor and element.
@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <mutex>
 
@@ -36,6 +38,85 @@ struct Failure {
     return tensor != o.tensor ? tensor < o.tensor : element != o.element ? element < o.element : client < o.client;
   }
 };
+
+// The three inner kernels, compiled for AVX2 and for the baseline, picked at load time (the
+// library is built for generic x86-64). All are branch-free so that GCC vectorises them under
+// the default -ftrapping-math: untrained elements are zeroed and outputs selected with integer
+// masks, never with float selects.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define BRICKLAB_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define BRICKLAB_SIMD_CLONES
+#endif
+
+BRICKLAB_SIMD_CLONES
+void accumulate_masked(size_t n, const float* __restrict v, const uint8_t* __restrict m, float p, float* __restrict num, float* __restrict den, float* __restrict chk) {
+  for (size_t j = 0; j < n; ++j) {
+    const uint32_t keep = 0u - uint32_t(m[j] != 0);
+    uint32_t bits;
+    std::memcpy(&bits, v + j, 4);
+    bits &= keep;
+    float x;
+    std::memcpy(&x, &bits, 4);
+    const uint32_t one_bits = 0x3f800000u & keep;  // 1.0f or 0.0f
+    float one;
+    std::memcpy(&one, &one_bits, 4);
+    chk[j] += x - x;  // NaN exactly when x is NaN or infinite
+    num[j] += p * x;
+    den[j] += p * one;
+  }
+}
+
+// Two clients in one sweep: half the traffic to the L1 accumulators. A full update passes an
+// all-ones mask (a tile-sized buffer that stays in L1).
+BRICKLAB_SIMD_CLONES
+void accumulate_pair(size_t n, const float* __restrict v1, const uint8_t* __restrict m1, float p1, const float* __restrict v2, const uint8_t* __restrict m2,
+                     float p2, float* __restrict num, float* __restrict den, float* __restrict chk) {
+  for (size_t j = 0; j < n; ++j) {
+    const uint32_t k1 = 0u - uint32_t(m1[j] != 0), k2 = 0u - uint32_t(m2[j] != 0);
+    uint32_t b1, b2;
+    std::memcpy(&b1, v1 + j, 4);
+    std::memcpy(&b2, v2 + j, 4);
+    b1 &= k1;
+    b2 &= k2;
+    float x1, x2, o1, o2;
+    std::memcpy(&x1, &b1, 4);
+    std::memcpy(&x2, &b2, 4);
+    const uint32_t ob1 = 0x3f800000u & k1, ob2 = 0x3f800000u & k2;
+    std::memcpy(&o1, &ob1, 4);
+    std::memcpy(&o2, &ob2, 4);
+    chk[j] += (x1 - x1) + (x2 - x2);
+    num[j] += p1 * x1 + p2 * x2;
+    den[j] += p1 * o1 + p2 * o2;
+  }
+}
+
+BRICKLAB_SIMD_CLONES
+void accumulate_full(size_t n, const float* __restrict v, float p, float* __restrict num, float* __restrict den, float* __restrict chk) {
+  for (size_t j = 0; j < n; ++j) {
+    const float x = v[j];
+    chk[j] += x - x;
+    num[j] += p * x;
+    den[j] += p;
+  }
+}
+
+// Writes the averages (or the global value where nobody trained); returns how many were trained.
+BRICKLAB_SIMD_CLONES
+size_t finish(size_t n, const float* __restrict num, const float* __restrict den, const float* __restrict g, float* __restrict o) {
+  size_t trained = 0;
+  for (size_t j = 0; j < n; ++j) {
+    const uint32_t any = 0u - uint32_t(den[j] > 0.0f);
+    const float avg = num[j] / den[j];  // 0/0 = NaN where nobody trained: replaced below
+    uint32_t avg_bits, g_bits;
+    std::memcpy(&avg_bits, &avg, 4);
+    std::memcpy(&g_bits, g + j, 4);
+    const uint32_t out_bits = (avg_bits & any) | (g_bits & ~any);
+    std::memcpy(o + j, &out_bits, 4);
+    trained += any & 1u;
+  }
+  return trained;
+}
 
 void validate(const std::vector<TensorSlot>& tensors, const std::vector<ClientUpdate>& clients,
               const AggregateOptions& options) {
@@ -104,49 +185,49 @@ AggregateStats aggregate(const std::vector<TensorSlot>& tensors, const std::vect
     const TensorSlot& slot = tensors[item.tensor];
     alignas(64) float num[kTile];
     alignas(64) float den[kTile];
+    alignas(64) float chk[kTile];  // sum of (x - x) over trained values: 0, or NaN for inf/NaN
+    alignas(64) uint8_t ones[kTile];
+    std::fill(ones, ones + kTile, uint8_t(1));
     bool bad = false;
     for (size_t b = item.begin; b < item.end; b += kTile) {
       const size_t n = std::min(kTile, item.end - b);
       std::fill(num, num + n, 0.0f);
       std::fill(den, den + n, 0.0f);
-      float nonfinite = 0.0f;
+      std::fill(chk, chk + n, 0.0f);
+      // Clients that trained this tensor, taken two at a time.
+      size_t pending = SIZE_MAX;
       for (size_t i = 0; i < clients.size(); ++i) {
-        const float* v = clients[i].values[item.tensor];
-        if (!v) continue;
-        v += b;
-        const uint8_t* m = clients[i].masks[item.tensor];
-        const float p = weight[i];
-        if (m) {
-          m += b;
-          for (size_t j = 0; j < n; ++j) {
-            const bool trained = m[j] != 0;
-            const float x = v[j];
-            nonfinite += trained ? (x - x) : 0.0f;
-            num[j] += trained ? p * x : 0.0f;
-            den[j] += trained ? p : 0.0f;
-          }
-        } else {
-          for (size_t j = 0; j < n; ++j) {
-            const float x = v[j];
-            nonfinite += x - x;
-            num[j] += p * x;
-            den[j] += p;
-          }
+        if (!clients[i].values[item.tensor]) continue;
+        if (pending == SIZE_MAX) {
+          pending = i;
+          continue;
         }
+        const uint8_t* m1 = clients[pending].masks[item.tensor];
+        const uint8_t* m2 = clients[i].masks[item.tensor];
+        accumulate_pair(n, clients[pending].values[item.tensor] + b, m1 ? m1 + b : ones, weight[pending],
+                        clients[i].values[item.tensor] + b, m2 ? m2 + b : ones, weight[i], num, den, chk);
+        pending = SIZE_MAX;
       }
-      if (nonfinite != 0.0f || std::isnan(nonfinite)) {
+      if (pending != SIZE_MAX) {
+        const float* v = clients[pending].values[item.tensor] + b;
+        const uint8_t* m = clients[pending].masks[item.tensor];
+        if (m)
+          accumulate_masked(n, v, m + b, weight[pending], num, den, chk);
+        else
+          accumulate_full(n, v, weight[pending], num, den, chk);
+      }
+      // Element-wise accumulators and an integer OR keep every loop vectorisable (a float sum
+      // reduction would not be without -ffast-math).
+      unsigned flagged = 0;
+      for (size_t j = 0; j < n; ++j) flagged |= chk[j] != 0.0f;  // NaN != 0 is true
+      if (flagged) {
         bad = true;
         break;
       }
       const float* g = slot.global + b;
       float* o = slot.out + b;
-      size_t none = 0;
-      for (size_t j = 0; j < n; ++j) {
-        const bool any = den[j] > 0.0f;
-        none += any ? 0 : 1;
-        o[j] = any ? num[j] / den[j] : g[j];
-      }
-      untouched += none;
+      const size_t trained_count = finish(n, num, den, g, o);
+      untouched += n - trained_count;
     }
     if (bad) {
       // Slow path: find the first non-finite trained element of this chunk.
