@@ -8,7 +8,7 @@ from typing import List, Tuple
 import numpy as np
 import torch
 
-__all__ = ["load_fashion_mnist", "split_iid", "split_by_class", "FASHION_MNIST_DIR"]
+__all__ = ["load_fashion_mnist", "split_iid", "split_by_class", "split_dirichlet", "FASHION_MNIST_DIR"]
 
 FASHION_MNIST_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
@@ -61,5 +61,30 @@ def split_by_class(labels: np.ndarray, clients: int, per_client: int, classes_pe
         for j, c in enumerate(cls):
             k = per_client // classes_per_client + (1 if j < per_client % classes_per_client else 0)
             take += [pools[c].pop() for _ in range(k)]
+        out.append(np.array(take))
+    return out
+
+
+def split_dirichlet(labels: np.ndarray, clients: int, per_client: int, alpha: float = 0.5,
+                    seed: int = 0) -> List[np.ndarray]:
+    """Non-IID label skew: client i's class mix is drawn from Dirichlet(alpha), then ``per_client``
+    samples are taken without replacement following it (a class that runs out is skipped)."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    n_classes = int(labels.max()) + 1
+    pools = {c: list(rng.permutation(np.flatnonzero(labels == c))) for c in range(n_classes)}
+    out = []
+    for _ in range(clients):
+        q = rng.dirichlet(alpha * np.ones(n_classes))
+        take = []
+        while len(take) < per_client:
+            c = int(rng.choice(n_classes, p=q))
+            if pools[c]:
+                take.append(pools[c].pop())
+            else:
+                q[c] = 0
+                if q.sum() == 0:
+                    raise ValueError("not enough samples for the requested split")
+                q = q / q.sum()
         out.append(np.array(take))
     return out

@@ -1,8 +1,8 @@
 """Choose per-space keep ratios that let a (slow) client meet the round deadline.
 
 ELFISH's planner: start from the whole model and, while the client's predicted round time (or
-training memory) is over budget, shrink the most resource-intensive maskable channel space (the
-one whose layers currently cost the most) by one step. Input and output layers are in fixed
+training memory) is over budget, shrink by one step the maskable channel space whose shrinking
+saves the most time (or memory) -- the most resource-intensive channels first. Input and output layers are in fixed
 spaces and are never shrunk. The client's speed enters as a slowdown factor relative to the
 machine the profile was measured on (1 = same speed, 2 = twice as slow).
 """
@@ -57,19 +57,23 @@ def plan(profile: Profile, deadline_s: float, steps: int = 1, slowdown: float = 
         return seconds(r) > deadline_s or (memory_budget_bytes is not None and profile.predict_memory(r) > memory_budget_bytes)
 
     full = seconds(ratios)
-    # Cost attributed to a space: the time of the layers that produce or consume its channels.
-    touching = {s: [] for s in spaces}
-    for name, layer in profile.graph.layers.items():
-        if name not in profile.layers:
-            continue
-        for s in {layer.out_space, *[sid for sid, _, _ in layer.in_layout]}:
-            if s in touching:
-                touching[s].append(name)
     while over(ratios):
-        times = profile.layer_times(ratios)
-        candidates = [s for s in spaces if ratios[s] - step >= min_ratio - 1e-9]
-        if not candidates:
+        # Shrink the space whose next step saves the most of the resource that is over budget:
+        # the most resource-intensive channels go first, and a space that is already small (so
+        # that its layers cost little) is left alone in favour of the heavy ones.
+        time_over = seconds(ratios) > deadline_s
+        cost = seconds if time_over else profile.predict_memory
+        now = cost(ratios)
+        best, best_saving = None, None
+        for s in spaces:
+            if ratios[s] - step < min_ratio - 1e-9:
+                continue
+            trial = dict(ratios)
+            trial[s] = round(ratios[s] - step, 6)
+            saving = now - cost(trial)
+            if best is None or saving > best_saving + 1e-15:
+                best, best_saving = s, saving
+        if best is None:
             break
-        heaviest = max(candidates, key=lambda s: (sum(times[n] for n in touching[s]), -s))
-        ratios[heaviest] = round(ratios[heaviest] - step, 6)
+        ratios[best] = round(ratios[best] - step, 6)
     return Plan(ratios, seconds(ratios), profile.predict_memory(ratios), not over(ratios), full)

@@ -196,7 +196,7 @@ class Profile:
 
 
 def profile(model: nn.Module, batch: torch.Tensor, target: torch.Tensor, graph: Optional[ChannelGraph] = None,
-            grid: Sequence[float] = GRID, repeats: int = 5, calibration_ratios: Sequence[float] = (1.0, 0.75, 0.5, 0.25),
+            grid: Sequence[float] = GRID, repeats: int = 5, calibration_ratios: Sequence[float] = (1.0, 0.75, 0.5, 0.35, 0.25, 0.15),
             loss_fn=None) -> Profile:
     """Profiles ``model`` for training at the batch size of ``batch`` on this machine.
 
@@ -236,6 +236,7 @@ def profile(model: nn.Module, batch: torch.Tensor, target: torch.Tensor, graph: 
                                      _fit([(a, b, m) for a, b, _, m in samples]), samples)
     prof = Profile(graph, layers, (0.0, 1.0), (0.0, 1.0), int(batch.shape[0]))
     sched = MaskScheduler(graph, "static", 0)
+    measure_step(extract(graph, {}).module, batch, target, loss_fn, repeats=repeats)  # warm-up (allocator, kernels)
     xs, ts, ms, ys_t, ys_m = [], [], [], [], []
     for r in calibration_ratios:
         ratios = {s: r for s in graph.maskable()}
