@@ -7,7 +7,7 @@ Writes docs/soft-training-results.md, docs/img/soft_*.png and docs/soft_results.
 
 Set-up: 10 clients with 300 training images each (IID, or Dirichlet(0.5) label skew), 30% of the
 clients (chosen at random, seeded) are stragglers slowed 2x or 4x; LeNet-like CNN and MLP; 5
-local SGD steps of batch 32 per round; test accuracy on 2000 test images after every round.
+local SGD steps of batch 32 per round; 15 rounds; test accuracy on 1000 test images after every round.
 
 Wall-clock is simulated: a client's round time is the profiler's predicted step time of the
 (sub-)model it trains x its slowdown x the local steps, the round time is the maximum over the
@@ -76,13 +76,13 @@ def time_to(rows, target):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--clients", type=int, default=10)
     ap.add_argument("--per-client", type=int, default=300)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=0.05)
-    ap.add_argument("--test", type=int, default=2000)
+    ap.add_argument("--test", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="3 rounds, one model: a smoke run")
     ap.add_argument("--out", default=str(REPO / "docs"))

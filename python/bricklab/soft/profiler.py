@@ -2,20 +2,21 @@
 
 For every Conv2d / Linear of a model (found by :class:`ChannelGraph`), the profiler builds the
 layer alone at a grid of kept input and output fractions and measures one training step of it
-(forward, backward of the summed output) -- median time, and memory as the bytes of the tensors
+(forward, backward of the summed output) -- best-of-N time, and memory as the bytes of the tensors
 autograd saves for backward plus weights, gradients and optimizer state. Per layer it fits
 
     cost(r_in, r_out) = a + b * r_in * r_out + c * r_out
 
 (``b``: the multiply-adds, ``c``: the output activations), by least squares. Whole-model step
-time and memory are then ``t0 + k * sum(layer costs)``, with ``t0`` and ``k`` calibrated on a few
-measured whole-model steps (they absorb the loss, optimizer, activations and framework overhead).
+time is then ``t0 + k * sum(b * r_in * r_out + c * r_out)`` over the layers, with ``t0`` and ``k``
+calibrated on measured whole-model steps at a few uniform keep ratios (they absorb the loss, the
+optimizer, activations and framework overhead, including the per-call overhead ``a`` that the
+isolated layer runs include). Memory is modelled per channel space (see :class:`Profile`).
 :meth:`Profile.validate` measures held-out random mask configurations against the prediction.
 """
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -43,6 +44,12 @@ class LayerCost:
     def time(self, r_in: float, r_out: float) -> float:
         a, b, c = self.time_coef
         return a + b * r_in * r_out + c * r_out
+
+    def scalable_time(self, r_in: float, r_out: float) -> float:
+        """The part of :meth:`time` that shrinks with the layer (without the fixed per-call overhead
+        of running the layer alone, which the whole-model calibration accounts for once)."""
+        _, b, c = self.time_coef
+        return b * r_in * r_out + c * r_out
 
     def memory(self, r_in: float, r_out: float) -> float:
         a, b, c = self.memory_coef
@@ -82,7 +89,8 @@ def step_memory_bytes(model: nn.Module, batch: torch.Tensor, target: torch.Tenso
 
 def measure_step(model: nn.Module, batch: torch.Tensor, target: torch.Tensor, loss_fn=None, repeats: int = 5,
                  warmup: int = 2, lr: float = 0.01) -> float:
-    """Median seconds of one SGD training step (forward, loss, backward, update) of ``model``."""
+    """Seconds of one SGD training step (forward, loss, backward, update) of ``model``: the best
+    of ``repeats`` (the minimum filters out interference from other processes on the machine)."""
     loss_fn = loss_fn or nn.functional.cross_entropy
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     times = []
@@ -94,7 +102,7 @@ def measure_step(model: nn.Module, batch: torch.Tensor, target: torch.Tensor, lo
         opt.step()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 def _layer_input_shape(graph: ChannelGraph, name: str) -> Tuple[int, ...]:
@@ -116,7 +124,7 @@ def _time_layer(layer: nn.Module, x: torch.Tensor, repeats: int) -> Tuple[float,
             times.append(time.perf_counter() - t0)
     params = sum(p.numel() * p.element_size() for p in layer.parameters())
     saved = _saved_bytes(lambda: layer(x).sum())
-    return statistics.median(times), saved + 3 * params
+    return min(times), saved + 3 * params
 
 
 @dataclasses.dataclass
@@ -156,7 +164,8 @@ class Profile:
         return kept_count(float(ratios.get(space, 1.0)), n) / n
 
     def layer_times(self, ratios: Mapping[int, float]) -> Dict[str, float]:
-        return {n: self.layers[n].time(*r) for n, r in self.layer_ratios(ratios).items()}
+        """Each layer's scalable training time (seconds, before calibration) under ``ratios``."""
+        return {n: self.layers[n].scalable_time(*r) for n, r in self.layer_ratios(ratios).items()}
 
     def predict_time(self, ratios: Mapping[int, float]) -> float:
         """Predicted seconds of one training step under per-space keep ratios."""
