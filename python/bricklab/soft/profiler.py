@@ -57,10 +57,21 @@ class LayerCost:
 
 
 def _fit(samples) -> Tuple[float, float, float]:
+    """Least squares for ``a + b*r_in*r_out + c*r_out`` with ``b, c >= 0`` (a cost never grows
+    when channels are removed; noisy timings could otherwise give negative slopes)."""
     x = np.array([[1.0, ri * ro, ro] for ri, ro, _ in samples])
     y = np.array([v for _, _, v in samples])
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
-    return tuple(float(c) for c in coef)
+    best = None
+    for cols in ([0, 1, 2], [0, 1], [0, 2], [0]):
+        coef, *_ = np.linalg.lstsq(x[:, cols], y, rcond=None)
+        full = np.zeros(3)
+        full[cols] = coef
+        if full[1] < 0 or full[2] < 0:
+            continue
+        err = float(np.sum((x @ full - y) ** 2))
+        if best is None or err < best[0]:
+            best = (err, full)
+    return tuple(float(c) for c in best[1])
 
 
 def _saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
