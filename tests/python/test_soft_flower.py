@@ -90,3 +90,25 @@ def test_flower_round_with_three_client_processes(tmp_path):
         ref = np.where(den > 0, num / np.where(den > 0, den, 1), before)
         np.testing.assert_allclose(after, ref, rtol=1e-5, atol=1e-6)
     assert checked_partial > 0
+
+
+def test_strategy_plans_stragglers_from_the_profile():
+    import torch
+
+    from bricklab.soft import ChannelGraph, LayerCost, Profile
+    from bricklab.soft.flower import SoftStrategy
+    from bricklab.soft.models import MLP
+
+    model = MLP(hidden=32)
+    x = torch.zeros(2, 1, 28, 28)
+    g = ChannelGraph(model, x)
+    layers = {n: LayerCost(n, (0.0, w, 0.0), (0.0, 0.0, 0.0), []) for n, w in (("fc1", 4.0), ("fc2", 2.0), ("fc3", 0.5))}
+    prof = Profile(g, layers, (0.5, 1.0), (0.0, 1.0), 2)
+    strategy = SoftStrategy(model, x, profile=prof, steps=3)
+    assert strategy.deadline_s == pytest.approx(3 * 7.0)  # fast clients' whole-model pace
+    assert strategy.client_ratios("fast", 1.0) is None
+    ratios = strategy.client_ratios("slow", 2.0)
+    assert ratios and set(ratios) == set(g.maskable()) and min(ratios.values()) < 1.0
+    assert prof.predict_time(ratios) * 3 * 2.0 <= strategy.deadline_s
+    fixed = SoftStrategy(model, x, ratios={"pinned": 0.5})
+    assert all(r == 0.5 for r in fixed.client_ratios("pinned", 1.0).values())
