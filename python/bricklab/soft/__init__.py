@@ -12,6 +12,7 @@ Pieces, each usable alone:
 - :func:`extract` / :func:`scatter` -- a physically smaller dense sub-model, and its trained
   weights written back (untouched weights bitwise unchanged) with per-element masks.
 - :func:`aggregate` -- masked weighted average in C++ (multithreaded, zero-copy).
+- :func:`from_onnx` -- an ONNX model (through bricklab's graph) as a trainable torch.fx module.
 - :class:`Server` / :class:`Client` -- in-process rounds; ``bricklab.soft.flower`` has the Flower
   strategy and client (imported on demand, since it needs ``flwr``).
 
@@ -24,9 +25,11 @@ from .masks import POLICIES, MaskScheduler, kept_count  # noqa: F401
 from .planner import Plan, plan  # noqa: F401
 from .profiler import LayerCost, Profile, measure_step, profile, step_memory_bytes  # noqa: F401
 from .rounds import Client, RoundReport, Server, evaluate, train_local  # noqa: F401
+from .onnx import from_onnx  # noqa: F401
 
 __all__ = [
     "ChannelGraph", "Layer", "Space", "MaskScheduler", "POLICIES", "kept_count", "SubModel", "extract", "scatter",
     "element_masks", "ClientUpdate", "aggregate", "aggregate_stats", "Plan", "plan", "LayerCost", "Profile",
     "profile", "measure_step", "step_memory_bytes", "Client", "Server", "RoundReport", "evaluate", "train_local",
+    "from_onnx",
 ]

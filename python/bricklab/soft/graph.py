@@ -30,13 +30,13 @@ Segment = Tuple[int, int, int]
 
 _PASS_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.Hardswish,
                  nn.Dropout, nn.Dropout2d, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-                 nn.AdaptiveMaxPool2d, nn.MaxPool1d, nn.AvgPool1d)
+                 nn.AdaptiveMaxPool2d, nn.MaxPool1d, nn.AvgPool1d, nn.Hardtanh)
 _PASS_FUNCTIONS = {torch.relu, torch.nn.functional.relu, torch.sigmoid, torch.tanh, torch.nn.functional.gelu,
                    torch.nn.functional.silu, torch.nn.functional.dropout, torch.nn.functional.max_pool2d,
                    torch.nn.functional.avg_pool2d, torch.nn.functional.adaptive_avg_pool2d,
                    torch.nn.functional.leaky_relu, torch.nn.functional.relu6}
 _PASS_METHODS = {"relu", "sigmoid", "tanh", "contiguous", "clone", "detach", "relu_"}
-_ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add, operator.mul, torch.mul}
+_ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add, operator.mul, torch.mul, operator.sub, torch.sub}
 _CAT_FUNCTIONS = {torch.cat, torch.concat} if hasattr(torch, "concat") else {torch.cat}
 
 
@@ -174,6 +174,8 @@ class ChannelGraph:
                 tensor_args = [a for a in node.args[:2] if isinstance(a, torch.fx.Node) and lay(a)]
                 if len(tensor_args) == 2:
                     return self._merge(lay(tensor_args[0]), lay(tensor_args[1]), node, inputs, layouts)
+                if any(self._broadcasts_over_channels(a) for a in node.args[:2] if a not in tensor_args):
+                    return self._unknown(node, inputs, layouts)  # e.g. a per-channel constant: not sliced
                 return lay(tensor_args[0]) if tensor_args else []
             if node.target in _CAT_FUNCTIONS:
                 dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
@@ -198,6 +200,8 @@ class ChannelGraph:
                 a, b = node.args[0], node.args[1]
                 if isinstance(b, torch.fx.Node) and lay(b):
                     return self._merge(lay(a), lay(b), node, inputs, layouts)
+                if self._broadcasts_over_channels(b):
+                    return self._unknown(node, inputs, layouts)
                 return lay(a)
             if node.target in ("view", "reshape", "flatten"):
                 shape_in, shape_out = self._shape(node.args[0]), self._shape(node)
@@ -208,6 +212,18 @@ class ChannelGraph:
                 return []
             return self._unknown(node, inputs, layouts)
         return self._unknown(node, inputs, layouts)
+
+    def _broadcasts_over_channels(self, arg) -> bool:
+        """A tensor operand without a layout (a constant) that has more than one element."""
+        if not isinstance(arg, torch.fx.Node):
+            return False
+        shape = self._shape(arg)
+        if shape is None:
+            return False
+        n = 1
+        for d in shape:
+            n *= d
+        return n > 1
 
     def _merge(self, a, b, node, inputs, layouts) -> List[Segment]:
         if a is None or b is None or [(n, r) for _, n, r in a] != [(n, r) for _, n, r in b]:
