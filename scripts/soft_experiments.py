@@ -86,7 +86,12 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="3 rounds, one model: a smoke run")
     ap.add_argument("--out", default=str(REPO / "docs"))
+    ap.add_argument("--page-only", action="store_true", help="rewrite the page from OUT/soft_results.json")
     args = ap.parse_args()
+    if args.page_only:
+        out = pathlib.Path(args.out)
+        write_page(json.loads((out / "soft_results.json").read_text()), out)
+        return 0
     if args.quick:
         args.rounds = 3
     torch.set_num_threads(1)
@@ -211,6 +216,24 @@ def write_page(res, out):
             lines.append(f"| {m} | {split} | {sd} | {method} | {np.mean([r['round_s'] for r in rows]):.3f} | "
                          f"{rows[-1]['accuracy']:.3f} | {'-' if tt is None else f'{tt:.2f}'} | "
                          f"{'-' if tt is None else f'{100 * tt / t_wait:.0f}%'} |")
+    lines += ["", "## Goals", "", "| goal | case | value | met |", "|---|---|---|---|"]
+    for m, p in res["profiles"].items():
+        u = p["uniform"]["0.5"] if "0.5" in p["uniform"] else p["uniform"][0.5]
+        lines.append(f"| step time at r = 0.5 within 10% of prediction | {m} | {100 * u['error']:+.1f}% | "
+                     f"{'yes' if abs(u['error']) <= 0.10 else 'no'} |")
+        lines.append(f"| >= 1.8x faster at r = 0.5 | {m} | {u['speedup']:.2f}x | {'yes' if u['speedup'] >= 1.8 else 'no'} |")
+    for grp in groups:
+        wait = res["runs"][f"{grp}/fedavg_wait"]
+        rot = res["runs"][f"{grp}/rotating"]
+        drop = res["runs"][f"{grp}/fedavg_drop"]
+        tt = time_to(rot, wait[-1]["accuracy"] - 0.01)
+        frac = None if tt is None else tt / wait[-1]["time_s"]
+        lines.append(f"| rotating within 1 point of FedAvg-wait's final accuracy in <= 60% of its time | {grp} | "
+                     f"{'never' if frac is None else f'{100 * frac:.0f}%'} | {'yes' if frac is not None and frac <= 0.6 else 'no'} |")
+        if "/noniid/" in grp:
+            d = rot[-1]["accuracy"] - drop[-1]["accuracy"]
+            lines.append(f"| rotating beats dropping stragglers (non-IID, final accuracy) | {grp} | "
+                         f"{100 * d:+.1f} points | {'yes' if d > 0 else 'no'} |")
     lines += ["", "## Plots", ""]
     fig, axes = plt.subplots(len(groups) // 4 or 1, 4, figsize=(18, 4 * max(1, len(groups) // 4)), squeeze=False)
     for ax, grp in zip(axes.flat, groups):
