@@ -23,7 +23,7 @@ from torch import nn
 from .aggregate import ClientUpdate, aggregate
 from .extract import SubModel, extract, scatter
 from .graph import ChannelGraph
-from .masks import MaskScheduler
+from .masks import MaskScheduler, _seed_of
 
 __all__ = ["Client", "Server", "RoundReport", "train_local", "evaluate"]
 
@@ -67,7 +67,8 @@ class Client:
     seed: int = 0
 
     def __post_init__(self):
-        self._gen = torch.Generator().manual_seed(hash((self.client_id, self.seed)) & 0xFFFFFFFF)
+        # A digest, not hash(): str hashes change from process to process.
+        self._gen = torch.Generator().manual_seed(_seed_of("client", self.client_id, self.seed))
 
     @property
     def num_samples(self) -> int:
