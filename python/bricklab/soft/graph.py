@@ -151,6 +151,12 @@ class ChannelGraph:
                     self._fix_layout(src)  # Linear over a 3-D tensor: its features are not dim 1
                     self.unknown_ops.append(f"{node.target} (Linear on {len(shape_in)}-D input)")
                     src = [(self._new(shape_in[-1], fixed=True), shape_in[-1], 1)]
+                width = mod.in_channels if isinstance(mod, nn.Conv2d) else mod.in_features
+                if sum(n * r for _, n, r in (src or [])) != width:
+                    # The input's channels were not followed (e.g. an unknown op without a shape):
+                    # keep whatever feeds this layer whole and read all of its inputs.
+                    self._fix_layout(src)
+                    src = [(self._new(width, fixed=True), width, 1)]
                 out = self._new(size, producer=node.target)
                 self.layers[node.target] = Layer(node.target, "conv" if isinstance(mod, nn.Conv2d) else "linear",
                                                  out, list(src or []))
