@@ -40,13 +40,13 @@ MODELS = {"cnn": lambda: LeNet(width=16, hidden=128), "mlp": lambda: MLP(hidden=
 METHODS = ["fedavg_wait", "fedavg_drop", "static", "random", "rotating"]
 
 
-def run(method, make_model, data, stragglers, slowdown, prof, plans, args, seed):
+def run(method, make_model, data, stragglers, slowdown, prof, plans, args, seed, soft_factor=1.0):
     """One federated run; returns per-round accuracy and simulated time."""
     x_tr, y_tr, parts, x_te, y_te = data
     torch.manual_seed(seed)
     model = make_model()
     policy = method if method in ("static", "random", "rotating") else "rotating"
-    server = Server(model, x_tr[:2], policy=policy, seed=seed)
+    server = Server(model, x_tr[:2], policy=policy, seed=seed, soft_factor=soft_factor)
     clients = [Client(f"c{i}", x_tr[p], y_tr[p], steps=args.steps, batch_size=args.batch, lr=args.lr,
                       slowdown=slowdown if i in stragglers else 1.0, seed=seed) for i, p in enumerate(parts)]
     full_step = prof.predict_time({})
@@ -87,6 +87,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="3 rounds, one model: a smoke run")
     ap.add_argument("--out", default=str(REPO / "docs"))
     ap.add_argument("--page-only", action="store_true", help="rewrite the page from OUT/soft_results.json")
+    ap.add_argument("--ablation", action="store_true",
+                    help="only rotating soft-training with soft_factor 0.5 / 1 / 2 (same profile and plans); "
+                         "prints a table and writes OUT/soft_ablation.json")
     args = ap.parse_args()
     if args.page_only:
         out = pathlib.Path(args.out)
@@ -143,6 +146,17 @@ def main():
         print(f"[{model_name}] profiled in {t_prof:.1f}s; r=0.5 measured speed-up {speed[0.5]['speedup']:.2f}x, "
               f"prediction error {100 * speed[0.5]['error']:+.1f}%", flush=True)
 
+        if args.ablation:
+            for split_name, parts in splits.items():
+                data = (x_all, y_all, parts, x_te, y_te)
+                for slowdown in (2.0, 4.0):
+                    for factor in (0.5, 1.0, 2.0):
+                        key = f"{model_name}/{split_name}/{int(slowdown)}x/rotating/soft_factor={factor}"
+                        rows = run("rotating", make, data, stragglers, slowdown, prof, plans, args, args.seed, factor)
+                        results["runs"][key] = rows
+                        print(f"| {key} | {rows[-1]['accuracy']:.3f} |", flush=True)
+            continue
+
         # ---- federated runs ------------------------------------------------------------------
         for split_name, parts in splits.items():
             data = (x_all, y_all, parts, x_te, y_te)
@@ -163,6 +177,9 @@ def main():
                     results["runs"][key] = rows
 
     results["seconds"] = time.time() - t_start
+    if args.ablation:
+        (out / "soft_ablation.json").write_text(json.dumps(results, indent=1))
+        return 0
     (out / "soft_results.json").write_text(json.dumps(results, indent=1))
     write_page(results, out)
     print(f"done in {results['seconds']:.0f}s -> {out / 'soft-training-results.md'}")
