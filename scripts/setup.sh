@@ -43,6 +43,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 else
   echo "[setup] Python packages: up to date"
 fi
+# Flower (soft-training): its pinned dependencies are in requirements.txt; flwr itself without them.
+.venv/bin/python -c "import flwr" 2>/dev/null \
+  || .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-flwr.txt
 .venv/bin/python -c "import torch, torchvision, onnx, onnxruntime, numpy; assert numpy.__version__.startswith('1.'), numpy.__version__" \
   || { echo "[setup] error: the venv cannot import torch/onnx/onnxruntime with numpy 1.x" >&2; exit 1; }
 echo "[setup] done"

@@ -30,6 +30,7 @@ from ._core import (  # noqa: F401
 __all__ = [
     "load", "Model", "Node", "Value", "Session", "variants", "supported_ops", "backends",
     "Error", "FileError", "ModelFormatError", "UnsupportedError", "ShapeError", "ExternalDataError",
-    "InvalidArgument", "__version__", "tensor",
+    "InvalidArgument", "__version__", "tensor", "soft",
 ]
 from . import tensor  # noqa: F401
+# bricklab.soft (needs PyTorch) is imported on demand: import bricklab.soft

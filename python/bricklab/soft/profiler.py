@@ -1,0 +1,295 @@
+"""Per-layer training cost as a function of the kept fraction of channels, measured on this machine.
+
+For every Conv2d / Linear of a model (found by :class:`ChannelGraph`), the profiler builds the
+layer alone at a grid of kept input and output fractions and measures one training step of it
+(forward, backward of the summed output) -- best-of-N time, and memory as the bytes of the tensors
+autograd saves for backward plus weights, gradients and optimizer state. Per layer it fits
+
+    cost(r_in, r_out) = a + b * r_in * r_out + c * r_out
+
+(``b``: the multiply-adds, ``c``: the output activations), by least squares. Whole-model step
+time is then ``t0 + k * sum(b * r_in * r_out + c * r_out)`` over the layers, with ``t0`` and ``k``
+calibrated on measured whole-model steps at a few uniform keep ratios (they absorb the loss, the
+optimizer, activations and framework overhead, including the per-call overhead ``a`` that the
+isolated layer runs include). Memory is modelled per channel space (see :class:`Profile`).
+:meth:`Profile.validate` measures held-out random mask configurations against the prediction.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from .extract import extract
+from .graph import ChannelGraph
+from .masks import MaskScheduler, kept_count
+
+__all__ = ["LayerCost", "Profile", "profile", "measure_step", "step_memory_bytes"]
+
+GRID = (0.25, 0.5, 0.75, 1.0)
+
+
+@dataclasses.dataclass
+class LayerCost:
+    """Fitted cost of one layer: seconds and bytes as ``a + b*r_in*r_out + c*r_out``."""
+    name: str
+    time_coef: Tuple[float, float, float]
+    memory_coef: Tuple[float, float, float]
+    samples: List[Tuple[float, float, float, float]]  # (r_in, r_out, seconds, bytes)
+
+    def time(self, r_in: float, r_out: float) -> float:
+        a, b, c = self.time_coef
+        return a + b * r_in * r_out + c * r_out
+
+    def scalable_time(self, r_in: float, r_out: float) -> float:
+        """The part of :meth:`time` that shrinks with the layer (without the fixed per-call overhead
+        of running the layer alone, which the whole-model calibration accounts for once)."""
+        _, b, c = self.time_coef
+        return b * r_in * r_out + c * r_out
+
+    def memory(self, r_in: float, r_out: float) -> float:
+        a, b, c = self.memory_coef
+        return a + b * r_in * r_out + c * r_out
+
+
+def _fit(samples) -> Tuple[float, float, float]:
+    """Least squares for ``a + b*r_in*r_out + c*r_out`` with ``b, c >= 0`` (a cost never grows
+    when channels are removed; noisy timings could otherwise give negative slopes)."""
+    x = np.array([[1.0, ri * ro, ro] for ri, ro, _ in samples])
+    y = np.array([v for _, _, v in samples])
+    best = None
+    for cols in ([0, 1, 2], [0, 1], [0, 2], [0]):
+        coef, *_ = np.linalg.lstsq(x[:, cols], y, rcond=None)
+        full = np.zeros(3)
+        full[cols] = coef
+        if full[1] < 0 or full[2] < 0:
+            continue
+        err = float(np.sum((x @ full - y) ** 2))
+        if best is None or err < best[0]:
+            best = (err, full)
+    return tuple(float(c) for c in best[1])
+
+
+def _saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
+    """Bytes of the distinct tensors autograd saves for backward while ``fn`` runs its forward."""
+    seen: Dict[Tuple[int, int], int] = {}
+
+    def pack(t):
+        if isinstance(t, torch.Tensor):
+            seen[(t.data_ptr(), t.numel())] = t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    del out
+    return sum(seen.values())
+
+
+def step_memory_bytes(model: nn.Module, batch: torch.Tensor, target: torch.Tensor, loss_fn=None,
+                      optimizer_slots: int = 1) -> int:
+    """Training memory of one step: saved activations + weights + gradients + optimizer slots."""
+    loss_fn = loss_fn or nn.functional.cross_entropy
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    saved = _saved_bytes(lambda: loss_fn(model(batch), target))
+    return saved + params * (2 + optimizer_slots)
+
+
+def measure_step(model: nn.Module, batch: torch.Tensor, target: torch.Tensor, loss_fn=None, repeats: int = 5,
+                 warmup: int = 2, lr: float = 0.01) -> float:
+    """Seconds of one SGD training step (forward, loss, backward, update) of ``model``: the best
+    of ``repeats`` (the minimum filters out interference from other processes on the machine)."""
+    loss_fn = loss_fn or nn.functional.cross_entropy
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    times = []
+    for i in range(warmup + repeats):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(batch), target)
+        loss.backward()
+        opt.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def _layer_input_shape(graph: ChannelGraph, name: str) -> Tuple[int, ...]:
+    for node in graph.traced.graph.nodes:
+        if node.op == "call_module" and node.target == name:
+            return tuple(node.args[0].meta["tensor_meta"].shape)
+    raise ValueError(f"layer '{name}' not found in the traced graph")
+
+
+def _time_layer(layer: nn.Module, x: torch.Tensor, repeats: int) -> Tuple[float, int]:
+    x = x.requires_grad_(True)
+    times = []
+    for i in range(2 + repeats):
+        t0 = time.perf_counter()
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+        layer(x).sum().backward()
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    params = sum(p.numel() * p.element_size() for p in layer.parameters())
+    saved = _saved_bytes(lambda: layer(x).sum())
+    return min(times), saved + 3 * params
+
+
+@dataclasses.dataclass
+class Profile:
+    """A model's per-layer cost model on one machine, for one batch size."""
+    graph: ChannelGraph
+    layers: Dict[str, LayerCost]
+    time_calibration: Tuple[float, float]    # (t0, k): step seconds = t0 + k * sum(layer times)
+    memory_calibration: Tuple[float, float]  # (m0, k): step bytes = m0 + k * sum(layer bytes)
+    batch_size: int
+    calibration: List[Tuple[Dict[int, float], float, int]] = dataclasses.field(default_factory=list)
+    # Memory: bytes = param_bytes(ratios) + memory_const + sum_s memory_per_space[s] * r_s, where
+    # param_bytes counts Conv/Linear weights (r_in * r_out) and biases (r_out) with gradient and
+    # optimizer state, and the per-space terms (activations, batch norm) are measured on the model.
+    memory_const: float = 0.0
+    memory_per_space: Dict[int, float] = dataclasses.field(default_factory=dict)
+    param_slots: int = 3
+
+    def layer_ratios(self, ratios: Mapping[int, float]) -> Dict[str, Tuple[float, float]]:
+        """(r_in, r_out) of every layer under per-space keep ratios (missing spaces: 1)."""
+        out = {}
+        for name, layer in self.graph.layers.items():
+            if layer.kind == "norm":
+                continue
+            r_out = self._ratio(layer.out_space, ratios)
+            total = in_kept = 0
+            for sid, n, _ in layer.in_layout:
+                total += n
+                in_kept += kept_count(self._ratio(sid, ratios), n) if not self.graph.spaces[sid].fixed else n
+            out[name] = (in_kept / total if total else 1.0, r_out)
+        return out
+
+    def _ratio(self, space, ratios) -> float:
+        if space is None or self.graph.spaces[space].fixed:
+            return 1.0
+        n = self.graph.spaces[space].size
+        return kept_count(float(ratios.get(space, 1.0)), n) / n
+
+    def layer_times(self, ratios: Mapping[int, float]) -> Dict[str, float]:
+        """Each layer's scalable training time (seconds, before calibration) under ``ratios``."""
+        return {n: self.layers[n].scalable_time(*r) for n, r in self.layer_ratios(ratios).items()}
+
+    def predict_time(self, ratios: Mapping[int, float]) -> float:
+        """Predicted seconds of one training step under per-space keep ratios."""
+        t0, k = self.time_calibration
+        return t0 + k * sum(self.layer_times(ratios).values())
+
+    def param_bytes(self, ratios: Mapping[int, float]) -> float:
+        """Bytes of Conv/Linear weights and biases, with gradients and optimizer state, under ``ratios``."""
+        total = 0.0
+        for name, (r_in, r_out) in self.layer_ratios(ratios).items():
+            mod = self.graph.modules[name]
+            total += mod.weight.numel() * 4 * r_in * r_out
+            if mod.bias is not None:
+                total += mod.bias.numel() * 4 * r_out
+        return total * self.param_slots
+
+    def predict_memory(self, ratios: Mapping[int, float]) -> float:
+        """Predicted training memory (bytes) of one step under per-space keep ratios."""
+        act = sum(a * self._ratio(s, ratios) for s, a in self.memory_per_space.items())
+        return self.param_bytes(ratios) + self.memory_const + act
+
+    def validate(self, batch, target, configs: int = 5, seed: int = 1, repeats: int = 5,
+                 loss_fn=None) -> List[Dict[str, float]]:
+        """Predicted vs measured step time and memory for random held-out per-space ratios."""
+        rng = np.random.default_rng(seed)
+        sched = MaskScheduler(self.graph, "random", seed)
+        rows = []
+        for i in range(configs):
+            ratios = {s: float(rng.uniform(0.2, 1.0)) for s in self.graph.maskable()}
+            sub = extract(self.graph, sched.masks(i, ratios)).module
+            measured = measure_step(sub, batch, target, loss_fn, repeats=repeats)
+            mem = step_memory_bytes(sub, batch, target, loss_fn)
+            rows.append({"config": i, "predicted_s": self.predict_time(ratios), "measured_s": measured,
+                         "predicted_bytes": self.predict_memory(ratios), "measured_bytes": float(mem),
+                         "mean_ratio": float(np.mean(list(ratios.values()))) if ratios else 1.0})
+        return rows
+
+
+def profile(model: nn.Module, batch: torch.Tensor, target: torch.Tensor, graph: Optional[ChannelGraph] = None,
+            grid: Sequence[float] = GRID, repeats: int = 5, calibration_ratios: Sequence[float] = (1.0, 0.75, 0.5, 0.35, 0.25, 0.15),
+            loss_fn=None) -> Profile:
+    """Profiles ``model`` for training at the batch size of ``batch`` on this machine.
+
+    ``batch``/``target``: one representative mini-batch (inputs and class labels). ``grid``: kept
+    fractions measured per layer (every pair of input and output fraction). Calibration uses
+    whole-model steps at uniform keep ratios ``calibration_ratios``.
+    """
+    graph = graph or ChannelGraph(model, batch)
+    layers: Dict[str, LayerCost] = {}
+    torch.manual_seed(0)
+    for name, layer in graph.layers.items():
+        if layer.kind == "norm":
+            continue
+        mod = graph.modules[name]
+        shape = _layer_input_shape(graph, name)
+        in_fixed = all(graph.spaces[s].fixed for s, _, _ in layer.in_layout)
+        out_fixed = graph.spaces[layer.out_space].fixed
+        samples = []
+        for r_in in ((1.0,) if in_fixed else grid):
+            for r_out in ((1.0,) if out_fixed else grid):
+                in_size = max(1, round(shape[1] * r_in))
+                if isinstance(mod, nn.Conv2d):
+                    out_size = max(1, round(mod.out_channels * r_out))
+                    probe = nn.Conv2d(in_size, out_size, mod.kernel_size, mod.stride, mod.padding, mod.dilation,
+                                      bias=mod.bias is not None)
+                else:
+                    out_size = max(1, round(mod.out_features * r_out))
+                    probe = nn.Linear(in_size, out_size, bias=mod.bias is not None)
+                x = torch.randn((shape[0], in_size) + tuple(shape[2:]))
+                seconds, nbytes = _time_layer(probe, x, repeats)
+                samples.append((r_in, r_out, seconds, float(nbytes)))
+        if len(samples) < 3:  # fixed on both sides: a constant cost
+            t, m = samples[0][2], samples[0][3]
+            layers[name] = LayerCost(name, (t, 0.0, 0.0), (m, 0.0, 0.0), samples)
+        else:
+            layers[name] = LayerCost(name, _fit([(a, b, t) for a, b, t, _ in samples]),
+                                     _fit([(a, b, m) for a, b, _, m in samples]), samples)
+    prof = Profile(graph, layers, (0.0, 1.0), (0.0, 1.0), int(batch.shape[0]))
+    sched = MaskScheduler(graph, "static", 0)
+    measure_step(extract(graph, {}).module, batch, target, loss_fn, repeats=repeats)  # warm-up (allocator, kernels)
+    xs, ts, ms, ys_t, ys_m = [], [], [], [], []
+    for r in calibration_ratios:
+        ratios = {s: r for s in graph.maskable()}
+        sub = extract(graph, sched.masks(0, ratios)).module
+        seconds = measure_step(sub, batch, target, loss_fn, repeats=repeats)
+        nbytes = step_memory_bytes(sub, batch, target, loss_fn)
+        prof.calibration.append((ratios, seconds, nbytes))
+        xs.append(sum(prof.layer_times(ratios).values()))
+        ms.append(sum(layers[n].memory(*rr) for n, rr in prof.layer_ratios(ratios).items()))
+        ys_t.append(seconds)
+        ys_m.append(nbytes)
+    prof.time_calibration = _calibrate(xs, ys_t)
+    prof.memory_calibration = _calibrate(ms, ys_m)
+    # Memory per space: the whole model's step memory with one space at half width, against the
+    # whole model (memory is deterministic, so one measurement per space suffices).
+    full_rest = step_memory_bytes(extract(graph, {}).module, batch, target, loss_fn) - prof.param_bytes({})
+    per_space = {}
+    for space in graph.maskable():
+        ratios = {space: 0.5}
+        r = prof._ratio(space, ratios)
+        half = step_memory_bytes(extract(graph, sched.masks(0, ratios)).module, batch, target, loss_fn)
+        per_space[space] = (full_rest - (half - prof.param_bytes(ratios))) / (1.0 - r)
+    prof.memory_per_space = per_space
+    prof.memory_const = full_rest - sum(per_space.values())
+    return prof
+
+
+def _calibrate(x, y) -> Tuple[float, float]:
+    if len(x) < 2 or np.ptp(x) == 0:
+        return (0.0, float(np.mean(y) / max(np.mean(x), 1e-30)))
+    a = np.stack([np.ones(len(x)), np.array(x)], 1)
+    (c0, k), *_ = np.linalg.lstsq(a, np.array(y, dtype=float), rcond=None)
+    if k <= 0 or c0 < 0:  # noisy or degenerate fit: a pure scale through the origin (k > 0)
+        x, y = np.array(x, dtype=float), np.array(y, dtype=float)
+        return (0.0, float(max((x @ y) / max(x @ x, 1e-30), 1e-12)))
+    return float(c0), float(k)
