@@ -928,19 +928,36 @@ bool lower_binary(PlanBuilder& b, int index) {
     src1 = b.new_slot(val(b, c).name + "@bcast", DType::float32, cs, plain_md(DType::float32, cs));
     b.slots[size_t(src1)].alias_of = p;
   }
-  if (val(b, c).shape != yv.shape) {
-    // A broadcast oneDNN has only its reference kernel for: the plain row loop instead.
-    bool ref = true;
+  auto only_reference = [&] {
     try {
       const dnnl::binary::primitive_desc probe(
           dnnl::binary::desc(it->second, b.slots[size_t(src0)].md, b.slots[size_t(src1)].md, b.slots[size_t(src0)].md), cpu_engine());
-      ref = std::string(probe.impl_info_str()).find("ref") != std::string::npos;
+      return std::string(probe.impl_info_str()).find("ref") != std::string::npos;
     } catch (const dnnl::error&) {
+      return true;
     }
-    if (ref) {
+  };
+  if (val(b, c).shape != yv.shape) {
+    // A broadcast oneDNN has only its reference kernel for: the plain row loop instead.
+    if (only_reference()) {
       lower_plain_broadcast(b, n, a, c, it->second);
       return true;
     }
+  } else if (only_reference()) {
+    // Same shapes in a layout oneDNN's JIT kernels do not take (e.g. a transposed view such as
+    // ViT's [L, N, E] -> [N, L, E] attention output): both operands plain, so its JIT kernel runs.
+    // Operands oneDNN produced may carry a descriptor that compares equal to the plain one but
+    // is written with other strides for size-1 dims ("bac" for 1 x L x E): give them the
+    // canonical plain descriptor (same bytes, an alias), which the JIT kernel accepts.
+    auto canonical = [&](int s) {
+      if (b.slots[size_t(s)].blocked) return b.plain(s);
+      const Slot sl = b.slots[size_t(s)];
+      const int v = b.new_slot(sl.name + "@plain", sl.dtype, sl.shape, plain_md(sl.dtype, sl.shape));
+      b.slots[size_t(v)].alias_of = s;
+      return v;
+    };
+    src0 = canonical(src0);
+    src1 = canonical(src1);
   }
   std::vector<std::string> names = {n.name};
   std::string kind = n.op;
