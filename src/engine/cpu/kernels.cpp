@@ -488,6 +488,20 @@ void lower_matmul(PlanBuilder& b, int index) {
   const size_t rank = std::max(as.size(), bs.size());
   while (as.size() < rank) as.insert(as.begin(), 1);
   while (bs.size() < rank) bs.insert(bs.begin(), 1);
+  if (!gemm && rank > 2) {
+    // A batch of products with one shared 2-D B ([L, 1, E] x [E, F], as in ViT's attention
+    // projections): one GEMM over all of A's rows instead of L products of one row each.
+    bool shared_b = true;
+    int64_t rows = 1;
+    for (size_t i = 0; i + 2 < rank; ++i) shared_b = shared_b && bs[i] == 1;
+    for (size_t i = 0; i + 1 < rank; ++i) rows *= as[i];
+    if (shared_b && rows != as[rank - 2]) {
+      Shape folded(rank, 1);
+      folded[rank - 2] = rows;
+      folded[rank - 1] = as[rank - 1];
+      as = folded;
+    }
+  }
   auto swap_last = [](Shape s) { std::swap(s[s.size() - 1], s[s.size() - 2]); return s; };
   auto strides_of = [](const Shape& s, bool transposed) {
     // row-major strides of the stored tensor; for a transposed operand, swap the last two.
