@@ -30,6 +30,8 @@ from ._core import (  # noqa: F401
 __all__ = [
     "load", "Model", "Node", "Value", "Session", "variants", "supported_ops", "backends",
     "Error", "FileError", "ModelFormatError", "UnsupportedError", "ShapeError", "ExternalDataError",
-    "InvalidArgument", "__version__", "tensor",
+    "InvalidArgument", "__version__", "tensor", "bricks", "predict",
 ]
 from . import tensor  # noqa: F401
+from . import bricks  # noqa: F401
+from .bricks import predict  # noqa: F401

@@ -13,6 +13,7 @@ using namespace bricklab;
 void bind_tensor(pybind11::module_& m);
 
 void bind_engine(pybind11::module_& m);  // bind_engine.cpp
+void bind_bricks(pybind11::module_& m);  // bind_bricks.cpp
 
 namespace {
 
@@ -317,4 +318,5 @@ PYBIND11_MODULE(_core, m) {
   });
   bind_engine(m);
   bind_tensor(m);
+  bind_bricks(m);
 }

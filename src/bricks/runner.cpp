@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <set>
@@ -256,7 +257,7 @@ std::string Fingerprint::json() const {
          "\",\"cold_weights\":" + (cold_weights ? "true" : "false") + ",\"cores\":" + std::to_string(cores) +
          ",\"cpu\":\"" + json_escape(cpu_model) + "\",\"fusion\":" + (fusion ? "true" : "false") + ",\"isa\":\"" +
          json_escape(isa) + "\",\"onednn\":\"" + json_escape(onednn) + "\",\"pinned\":" + (pinned ? "true" : "false") +
-         ",\"threads\":" + std::to_string(threads) + "}";
+         ",\"threads\":" + std::to_string(threads) + (label.empty() ? "" : ",\"label\":\"" + json_escape(label) + "\"") + "}";
 }
 
 std::string Fingerprint::id() const { return key_id(json()); }
@@ -269,6 +270,7 @@ Fingerprint system_fingerprint(const RunnerOptions& o) {
   f.cold_weights = o.cold_weights;
   f.fusion = o.fusion;
   f.bricklab_version = version();
+  if (const char* label = std::getenv("BRICKLAB_FINGERPRINT_LABEL")) f.label = label;
   std::ifstream cpuinfo("/proc/cpuinfo");
   std::string line, flags;
   while (std::getline(cpuinfo, line)) {

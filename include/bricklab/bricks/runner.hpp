@@ -70,6 +70,7 @@ struct Fingerprint {
   std::string cpu_model, isa, onednn, backend = "cpu", bricklab_version;
   int cores = 0, threads = 1;
   bool pinned = false, cold_weights = false, fusion = true;
+  std::string label;  // $BRICKLAB_FINGERPRINT_LABEL: keeps experiments apart on one machine
   std::string json() const;
   std::string id() const;  // short hash of json()
 };
