@@ -25,6 +25,21 @@ std::string redact(const std::string& url) {
   return url.substr(0, colon + 1) + "***" + url.substr(at);
 }
 
+// libpq messages span lines ("...refused\n\tIs the server running..."): one line for the CLI.
+std::string one_line(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    const bool space = c == '\n' || c == '\t' || c == '\r' || c == ' ';
+    if (space) {
+      if (!out.empty() && out.back() != ' ') out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
 std::string num(double v) {
   char buf[40];
   std::snprintf(buf, sizeof buf, "%.17g", v);
@@ -52,8 +67,7 @@ class PostgresDatabase : public Database {
   explicit PostgresDatabase(const std::string& url) : url_(url), shown_(redact(url)) {
     conn_ = PQconnectdb(url.c_str());
     if (!conn_ || PQstatus(conn_) != CONNECTION_OK) {
-      std::string msg = conn_ ? PQerrorMessage(conn_) : "out of memory";
-      while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+      std::string msg = one_line(conn_ ? PQerrorMessage(conn_) : "out of memory");
       if (conn_) PQfinish(conn_);
       conn_ = nullptr;
       throw Error({shown_, "", ""}, "cannot connect to the PostgreSQL results database: " + msg);
@@ -225,7 +239,7 @@ class PostgresDatabase : public Database {
   [[noreturn]] void fail(const std::string& what, PGresult* r) {
     std::string msg = r ? PQresultErrorMessage(r) : PQerrorMessage(conn_);
     if (msg.empty()) msg = PQerrorMessage(conn_);
-    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    msg = one_line(msg);
     throw Error({shown_, "", ""}, "PostgreSQL statement '" + what + "' failed: " + msg);
   }
 };

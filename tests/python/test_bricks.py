@@ -75,7 +75,7 @@ def test_emitted_fused_bricks_match_onnxruntime(materialized, tmp_path):
 
 
 def test_emitted_single_op_bricks_match_onnxruntime(materialized):
-    # One brick per operator of MobileNet-v3 (HardSwish, HardSigmoid, GlobalAveragePool, Mul, Gemm, ...).
+    # One brick per operator of MobileNet-v3 (HardSigmoid, GlobalAveragePool, Mul, Gemm, ...).
     model = bricklab.load(materialized["mobilenet_v3_small"])
     d = bricklab.bricks.decompose(model, granularity="op")
     assert d.instances == len(model.nodes)
@@ -86,7 +86,7 @@ def test_emitted_single_op_bricks_match_onnxruntime(materialized):
             continue
         seen.add(brick["label"])
         check_brick(model, brick["nodes"], bricklab.bricks.to_onnx(bricklab.bricks.subgraph(model, brick["nodes"])), rng)
-    assert {"Conv", "HardSwish", "HardSigmoid", "GlobalAveragePool", "Mul", "Gemm"} <= seen
+    assert {"Conv", "HardSigmoid", "GlobalAveragePool", "Mul", "Gemm", "Add"} <= seen
 
 
 def test_stripped_model_bricks_are_runnable(tmp_path):
@@ -173,7 +173,9 @@ def test_benchmark_then_predict_workflow(cli, tmp_path):
     r = subprocess.run([cli, "predict", model, "--db", db, "--threads", "2"], capture_output=True, text=True)
     assert r.returncode == 1 and "missing" in r.stdout
     # A model with bricks the database lacks: listed by id.
-    r = subprocess.run([cli, "predict", str(ZOO / "resnet34.onnx"), "--db", db, "--json"], capture_output=True, text=True)
+    # (ResNet-34 would be complete: every one of its bricks occurs in ResNet-18.)
+    r = subprocess.run([cli, "predict", str(BUNDLED / "mobilenet_v2.onnx"), "--db", db, "--json"], capture_output=True,
+                       text=True)
     j = json.loads(r.stdout)
     assert r.returncode == 1 and not j["complete"] and j["missing"]
     assert {b["id"] for b in j["bricks"] if b["missing"]}
@@ -237,9 +239,8 @@ def test_postgres_work_queue_three_workers(cli):
     summaries = [json.loads(out) for out, _ in outs]
     total = summaries[0]["bricks"]
     assert all(s["bricks"] == total for s in summaries)
-    assert all(s["queue"]["pending"] == 0 for s in summaries)
+    assert min(s["queue"]["pending"] for s in summaries) == 0  # the last worker to finish sees the suite done
     # Disjoint claims: every brick measured exactly once across the three workers.
-    assert all(s["already_stored"] == 0 for s in summaries)
     assert sum(s["measured"] for s in summaries) == total
     q = subprocess.run(["psql", url, "-tA", "-v", "suite=" + suite],
                        input="SELECT count(*), sum(claims), count(DISTINCT worker), count(*) FILTER (WHERE state = 'done') "
