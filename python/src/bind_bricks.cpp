@@ -31,8 +31,13 @@ bb::RunnerOptions runner_options(const py::dict& o) {
     else if (k == "tolerance") r.tolerance = v.cast<double>();
     else if (k == "budget_s") r.budget_s = v.cast<double>();
     else if (k == "fusion") r.fusion = v.cast<bool>();
+    else if (k == "clock") {
+      const std::string c = py::str(v);
+      if (c != "wall" && c != "cpu") throw InvalidArgument("clock must be 'wall' or 'cpu', got '" + c + "'");
+      r.cpu_clock = c == "cpu";
+    }
     else throw InvalidArgument("unknown runner option '" + k +
-                               "' (known: threads, pin, cold_weights, warmup, min_reps, max_reps, tolerance, budget_s, fusion)");
+                               "' (known: threads, pin, cold_weights, warmup, min_reps, max_reps, tolerance, budget_s, fusion, clock)");
   }
   if (r.threads < 0) throw InvalidArgument("threads must be >= 0");
   if (r.warmup < 0 || r.min_reps < 1 || r.max_reps < r.min_reps) throw InvalidArgument("need warmup >= 0 and 1 <= min_reps <= max_reps");
@@ -107,6 +112,9 @@ void bind_bricks(py::module_& m) {
           py::list nodes;
           for (int n : b.nodes) nodes.append(d.models[size_t(b.model)].graph->nodes[size_t(n)].name);
           x["nodes"] = nodes;
+          py::list context;
+          for (int n : b.context) context.append(d.models[size_t(b.model)].graph->nodes[size_t(n)].name);
+          x["context"] = context;
           out.append(x);
         }
         return out;

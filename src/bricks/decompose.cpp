@@ -413,6 +413,65 @@ static std::string runtime_key(const Graph& model) {
   return key;
 }
 
+// The units producing the external activation inputs of `unit` (through view nodes, which run
+// no step), and a label of them for the key: the layout of an input depends on its producer.
+// Producers without a convolution (pooling, element-wise, concat: they keep whatever layout
+// they get) are followed further up, so that the context starts where the layout is set.
+static std::vector<int> context_of(const Graph& g, const std::vector<int>& unit, const std::vector<std::vector<int>>& units,
+                                   const std::vector<int>& unit_of, std::string& label) {
+  std::set<int> inside(unit.begin(), unit.end()), context;
+  std::vector<std::string> labels;
+  auto sets_layout = [&](int u) {
+    for (int n : units[size_t(u)]) {
+      const std::string& op = g.nodes[size_t(n)].op;
+      if (op == "Conv" || op == "ConvTranspose") return true;
+    }
+    return false;
+  };
+  // Frontier of (node set, depth): the brick first, then context units that pass layouts through.
+  std::vector<std::pair<std::vector<int>, int>> todo{{unit, 0}};
+  std::set<int> seen_values, seen_units;
+  while (!todo.empty()) {
+    auto [nodes, depth] = todo.back();
+    todo.pop_back();
+    for (int n : nodes)
+      for (int v : g.nodes[size_t(n)].inputs) {
+        if (v < 0 || !seen_values.insert(v).second) continue;
+        int producer = g.values[size_t(v)].producer;
+        if (producer < 0) {
+          if (depth == 0 && !g.values[size_t(v)].is_constant()) labels.push_back("input");
+          continue;
+        }
+        if (inside.count(producer) || context.count(producer)) continue;
+        std::string what;
+        for (int hops = 0; producer >= 0 && hops < 8; ++hops) {
+          const int u = unit_of[size_t(producer)];
+          if (u >= 0) {
+            if (!seen_units.insert(u).second) break;
+            for (int c : units[size_t(u)]) context.insert(c);
+            what += g.nodes[size_t(units[size_t(u)].back())].op;
+            if (!sets_layout(u) && depth < 3) todo.push_back({units[size_t(u)], depth + 1});
+            break;
+          }
+          // A view (no step of its own): it runs on its source's buffer; go up to the source.
+          context.insert(producer);
+          what += g.nodes[size_t(producer)].op + "<";
+          int next = -1;
+          for (int in : g.nodes[size_t(producer)].inputs)
+            if (in >= 0 && !g.values[size_t(in)].is_constant()) {
+              next = g.values[size_t(in)].producer;
+              break;
+            }
+          producer = next;
+        }
+        if (depth == 0) labels.push_back(what.empty() ? "input" : what);
+      }
+  }
+  for (size_t i = 0; i < labels.size(); ++i) label += (i ? "," : "") + labels[i];
+  for (int n : unit) context.erase(n);
+  return std::vector<int>(context.begin(), context.end());
+}
+
 Decomposition decompose_graphs(const std::vector<std::shared_ptr<const Graph>>& graphs, const DecomposeOptions& options) {
   if (graphs.empty()) throw InvalidArgument("decompose: no models given");
   Decomposition d;
@@ -454,10 +513,15 @@ Decomposition decompose_graphs(const std::vector<std::shared_ptr<const Graph>>& 
         if (!internal) m.reorders.push_back(r);
       }
     }
+    std::vector<int> unit_of(g.nodes.size(), -1);
+    for (size_t u = 0; u < units.size(); ++u)
+      for (int n : units[u]) unit_of[size_t(n)] = int(u);
     for (auto& u : units) {
       BrickUse use;
-      use.key = group_key(g, u);
       use.nodes = u;
+      std::string ctx;
+      use.context = context_of(g, u, units, unit_of, ctx);
+      use.key = group_key(g, u) + " | ctx " + ctx;
       auto it = d.index.find(use.key);
       if (it == d.index.end()) {
         Brick b;
@@ -469,6 +533,7 @@ Decomposition decompose_graphs(const std::vector<std::shared_ptr<const Graph>>& 
         }
         b.model = int(mi);
         b.nodes = u;
+        b.context = use.context;
         d.index[use.key] = d.bricks.size();
         d.bricks.push_back(b);
         it = d.index.find(use.key);
@@ -491,6 +556,15 @@ Decomposition decompose(const std::vector<std::string>& paths, const DecomposeOp
 
 Graph brick_graph(const Decomposition& d, const Brick& brick) {
   return extract_subgraph(*d.models.at(size_t(brick.model)).graph, brick.nodes);
+}
+
+Graph timing_graph(const Decomposition& d, const Brick& brick, std::set<std::string>& own) {
+  const Graph& g = *d.models.at(size_t(brick.model)).graph;
+  std::vector<int> nodes = brick.nodes;
+  nodes.insert(nodes.end(), brick.context.begin(), brick.context.end());
+  own.clear();
+  for (int n : brick.nodes) own.insert(g.nodes[size_t(n)].name);
+  return extract_subgraph(g, nodes);
 }
 
 }  // namespace bricklab::bricks

@@ -121,8 +121,9 @@ BenchmarkSummary benchmark(const Decomposition& d, Database& db, const RunnerOpt
   auto run_job = [&](const Job& job) {
     std::vector<StoredResult> rows;
     if (job.brick) {
-      const Graph g = brick_graph(d, *job.brick);
-      BrickTiming t = time_brick(g, o);
+      std::set<std::string> own;
+      const Graph g = timing_graph(d, *job.brick, own);
+      BrickTiming t = time_brick(g, o, own);
       rows.push_back(stored(job.key, fid, t.steps));
       for (const auto& [k, m] : t.reorders) rows.push_back(stored(k, fid, m, t.reorder_bytes[k]));
     } else {

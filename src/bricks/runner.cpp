@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <random>
 #include <set>
@@ -157,6 +158,8 @@ CompileOptions compile_options(const RunnerOptions& o) {
   CompileOptions c;
   c.threads = o.threads;
   c.fusion = o.fusion;
+  c.profile_cpu_time = o.cpu_clock;
+  c.adopt_input_layout = false;  // bricks and models alike: a model's own input rarely feeds such a conv
   return c;
 }
 
@@ -166,7 +169,15 @@ struct Prepared {
   std::map<std::string, Tensor> inputs;
   double compile_s = 0;
 };
+double thread_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) * 1e-6;
+}
+
 Prepared prepare(const Graph& g, const RunnerOptions& o) {
+  if (o.cpu_clock && o.threads != 1)
+    throw InvalidArgument("the CPU clock measures one thread: use it with threads = 1 (got " + std::to_string(o.threads) + ")");
   const auto t0 = clock_type::now();
   Prepared p;
   if (o.pin) pin_threads(o.threads);
@@ -177,38 +188,45 @@ Prepared prepare(const Graph& g, const RunnerOptions& o) {
 }
 }  // namespace
 
-BrickTiming time_brick(const Graph& g, const RunnerOptions& o) {
+BrickTiming time_brick(const Graph& g, const RunnerOptions& o, const std::set<std::string>& own_nodes) {
   Prepared p = prepare(g, o);
-  // Which reorder steps are at the brick's boundary (the model would not do them here).
-  std::set<std::string> inputs, outputs;
-  for (int v : g.inputs) inputs.insert(g.values[size_t(v)].name);
+  std::set<std::string> own = own_nodes;
+  if (own.empty())
+    for (const auto& n : g.nodes) own.insert(n.name);
+  std::set<std::string> outputs;
   for (int v : g.outputs) outputs.insert(g.values[size_t(v)].name);
   BrickTiming result;
   std::map<std::string, std::vector<double>> reorder_samples;
   auto sample = [&]() {
     const auto steps = p.exe->run_profiled(p.inputs);
-    double own = 0;
+    double mine = 0;
     std::map<std::string, double> reorders;
     for (const auto& s : steps) {
       if (s.kind == "reorder" && !s.nodes.empty()) {
         const std::string& name = s.nodes[0];
         const size_t at = name.rfind('@');
-        if (at != std::string::npos) {
-          const std::string value = name.substr(0, at), why = name.substr(at + 1);
-          if (inputs.count(value) || (outputs.count(value) && why == "plain")) {
-            const int vi = g.find_value(value);
-            const Value& val = g.values[size_t(vi)];
-            const std::string key = "reorder|" + why + "|" + dtype_name(val.dtype) + shape_str(val.shape);
-            reorders[key] += s.ms;
-            result.reorder_bytes[key] = val.nbytes();
-            continue;
-          }
+        const int vi = at == std::string::npos ? -1 : g.find_value(name.substr(0, at));
+        if (vi < 0) continue;
+        const Value& val = g.values[size_t(vi)];
+        const std::string why = name.substr(at + 1);
+        const bool from_input = val.kind == ValueKind::input;
+        const bool from_own = val.producer >= 0 && own.count(g.nodes[size_t(val.producer)].name);
+        if (from_input || (from_own && outputs.count(val.name) && why == "plain")) {
+          // At the brick's boundary: the model does not do this one here; kept as a reorder brick.
+          const std::string key = "reorder|" + why + "|" + dtype_name(val.dtype) + shape_str(val.shape);
+          reorders[key] += s.ms;
+          result.reorder_bytes[key] = val.nbytes();
+        } else if (from_own) {
+          mine += s.ms;  // inside the brick
         }
+        continue;  // reorders between context and brick are the model's, counted there
       }
-      own += s.ms;
+      bool is_own = false;
+      for (const auto& n : s.nodes) is_own = is_own || own.count(n);
+      if (is_own) mine += s.ms;
     }
     for (const auto& [k, ms] : reorders) reorder_samples[k].push_back(ms);
-    return own;
+    return mine;
   };
   std::function<void()> before;
   if (o.cold_weights) before = flush_caches;
@@ -229,6 +247,11 @@ BrickTiming time_brick(const Graph& g, const RunnerOptions& o) {
 Measurement time_whole(const Graph& g, const RunnerOptions& o) {
   Prepared p = prepare(g, o);
   auto sample = [&]() {
+    if (o.cpu_clock) {
+      const double t0 = thread_cpu_ms();
+      p.exe->run(p.inputs);
+      return thread_cpu_ms() - t0;
+    }
     const auto t0 = clock_type::now();
     p.exe->run(p.inputs);
     return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
@@ -255,7 +278,7 @@ std::string json_escape(const std::string& s) {
 std::string Fingerprint::json() const {
   return "{\"backend\":\"" + json_escape(backend) + "\",\"bricklab\":\"" + json_escape(bricklab_version) +
          "\",\"cold_weights\":" + (cold_weights ? "true" : "false") + ",\"cores\":" + std::to_string(cores) +
-         ",\"cpu\":\"" + json_escape(cpu_model) + "\",\"fusion\":" + (fusion ? "true" : "false") + ",\"isa\":\"" +
+         ",\"cpu\":\"" + json_escape(cpu_model) + "\",\"fusion\":" + (fusion ? "true" : "false") + (cpu_clock ? ",\"clock\":\"thread_cpu\"" : "") + ",\"isa\":\"" +
          json_escape(isa) + "\",\"onednn\":\"" + json_escape(onednn) + "\",\"pinned\":" + (pinned ? "true" : "false") +
          ",\"threads\":" + std::to_string(threads) + (label.empty() ? "" : ",\"label\":\"" + json_escape(label) + "\"") + "}";
 }
@@ -269,6 +292,7 @@ Fingerprint system_fingerprint(const RunnerOptions& o) {
   f.pinned = o.pin;
   f.cold_weights = o.cold_weights;
   f.fusion = o.fusion;
+  f.cpu_clock = o.cpu_clock;
   f.bricklab_version = version();
   if (const char* label = std::getenv("BRICKLAB_FINGERPRINT_LABEL")) f.label = label;
   std::ifstream cpuinfo("/proc/cpuinfo");

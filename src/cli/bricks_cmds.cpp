@@ -42,6 +42,7 @@ Runner (benchmark; predict uses them to pick the same fingerprint):
   --warmup N  --min-reps N  --max-reps N                                      [3, 7, 1000]
   --pin                pin engine threads to cores
   --cold-weights       evict caches before every repetition
+  --clock wall|cpu     wall clock, or the thread's CPU time (needs --threads 1; for shared machines) [wall]
   --progress / --no-progress   progress bar on stderr (default: when stderr is a terminal)
 Database: --db PATH (SQLite) or --db postgresql://USER@HOST:PORT/DB; default: )";
 
@@ -98,6 +99,11 @@ BricksArgs parse(const std::string& command, const std::vector<std::string>& arg
     else if (s == "--max-reps") a.runner.max_reps = int(positive(s, next()));
     else if (s == "--pin") a.runner.pin = true;
     else if (s == "--cold-weights") a.runner.cold_weights = true;
+    else if (s == "--clock") {
+      const std::string c = next();
+      if (c != "wall" && c != "cpu") throw InvalidArgument("--clock expects wall or cpu, got '" + c + "'");
+      a.runner.cpu_clock = c == "cpu";
+    }
     else if (s == "--progress") a.progress = 1;
     else if (s == "--no-progress") a.progress = 0;
     else if (s == "--db") a.db = next();
@@ -109,6 +115,7 @@ BricksArgs parse(const std::string& command, const std::vector<std::string>& arg
   if (a.models.empty()) throw InvalidArgument(command + " expects at least one MODEL");
   if (command == "predict" && a.models.size() != 1) throw InvalidArgument("predict expects exactly one MODEL");
   if (a.runner.max_reps < a.runner.min_reps) throw InvalidArgument("--max-reps must be >= --min-reps");
+  if (a.runner.cpu_clock && a.runner.threads != 1) throw InvalidArgument("--clock cpu needs --threads 1");
   a.decompose.compile = bb::compile_options(a.runner);
   if (a.db.empty()) a.db = bb::default_db_path();
   return a;

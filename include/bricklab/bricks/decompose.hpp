@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -55,7 +56,8 @@ PlanUnits fused_units(const Graph& graph, const CompileOptions& options);
 // One use of a brick in a model.
 struct BrickUse {
   std::string key;
-  std::vector<int> nodes;  // node indices in the model
+  std::vector<int> nodes;    // node indices in the model
+  std::vector<int> context;  // the units producing its inputs (see Brick::context)
 };
 
 struct ModelBricks {
@@ -75,6 +77,10 @@ struct Brick {
   std::map<std::string, int> per_model;  // model path -> uses
   int model = 0;                  // representative: index into Decomposition::models
   std::vector<int> nodes;         // representative node indices in that model
+  // The units that produce the brick's inputs in the model. They run before the brick when it
+  // is timed (and are not counted) so that its inputs arrive in the layout and cache state they
+  // have in the model: oneDNN picks a different kernel for a plain input than for a blocked one.
+  std::vector<int> context;
 };
 
 struct DecomposeOptions {
@@ -97,8 +103,10 @@ Decomposition decompose(const std::vector<std::string>& model_paths, const Decom
 // Same for graphs already loaded (path used as the model's name).
 Decomposition decompose_graphs(const std::vector<std::shared_ptr<const Graph>>& graphs, const DecomposeOptions& options);
 
-// The runnable graph of a brick: extract_subgraph of its representative nodes.
+// The runnable graph of a brick: extract_subgraph of its representative nodes (what is emitted).
 Graph brick_graph(const Decomposition& d, const Brick& brick);
+// The graph timed for a brick: its nodes plus its context units; `own` gets the brick's node names.
+Graph timing_graph(const Decomposition& d, const Brick& brick, std::set<std::string>& own);
 // The graph that measures the per-run overhead of a model: one Identity per model output
 // (input binding + output copies of that size, no compute).
 Graph runtime_graph(const Graph& model);

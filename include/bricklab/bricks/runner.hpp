@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,9 @@ struct RunnerOptions {
   double tolerance = 0.02;     // relative half-width of the median's 95% CI
   double budget_s = 10.0;      // per measurement (warm-up excluded), then stop unconverged
   bool fusion = true;
+  // Time with the thread's CPU clock instead of the wall clock (threads = 1 only): on a machine
+  // shared with other jobs, what the model costs rather than how long it waited for a core.
+  bool cpu_clock = false;
 };
 
 struct Measurement {
@@ -60,7 +64,9 @@ struct BrickTiming {
   std::map<std::string, Measurement> reorders;  // reorder key -> time
   std::map<std::string, double> reorder_bytes;
 };
-BrickTiming time_brick(const Graph& brick, const RunnerOptions& options);
+// `own`: names of the brick's nodes; other nodes of the graph are context (run, not counted).
+// Empty: every node is the brick's.
+BrickTiming time_brick(const Graph& brick, const RunnerOptions& options, const std::set<std::string>& own = {});
 // Whole-run wall time (Executable::run) of a graph: for models end to end and runtime bricks.
 Measurement time_whole(const Graph& graph, const RunnerOptions& options);
 
@@ -69,7 +75,7 @@ Measurement time_whole(const Graph& graph, const RunnerOptions& options);
 struct Fingerprint {
   std::string cpu_model, isa, onednn, backend = "cpu", bricklab_version;
   int cores = 0, threads = 1;
-  bool pinned = false, cold_weights = false, fusion = true;
+  bool pinned = false, cold_weights = false, fusion = true, cpu_clock = false;
   std::string label;  // $BRICKLAB_FINGERPRINT_LABEL: keeps experiments apart on one machine
   std::string json() const;
   std::string id() const;  // short hash of json()
