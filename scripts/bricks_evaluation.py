@@ -106,15 +106,17 @@ def run_bricklab(names, manifest, batch, opts, workdir):
 
 
 def ort_measure(sess, feeds, opts):
-    """The same stopping rule as the bricklab runner, in Python, for ONNX Runtime sessions."""
+    """The same stopping rule and clock as the bricklab runner, in Python, for ONNX Runtime
+    sessions (with one intra-op thread ORT runs on the calling thread, so its CPU clock works)."""
+    clock = time.thread_time if opts.get("clock") == "cpu" else time.perf_counter
     for _ in range(opts["warmup"]):
         sess.run(None, feeds)
     samples = []
     t_start = time.perf_counter()
     while True:
-        t0 = time.perf_counter()
+        t0 = clock()
         sess.run(None, feeds)
-        samples.append((time.perf_counter() - t0) * 1e3)
+        samples.append((clock() - t0) * 1e3)
         n = len(samples)
         if n >= opts["min_reps"]:
             lo, hi = bricklab._core.bricks_median_ci(samples)
@@ -139,7 +141,8 @@ def run_ort(names, manifest, opts, workdir):
 
     def feeds_for(sess):
         rng = np.random.default_rng(0)
-        return {i.name: rng.standard_normal(i.shape).astype(np.float32) for i in sess.get_inputs()}
+        return {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
+                for i in sess.get_inputs()}
 
     paths = [str(ZOO / manifest[n]["file"]) for n in names]
     d = bricklab.bricks.decompose(paths, batch=1, threads=opts["threads"])
@@ -249,6 +252,12 @@ def main():
     ap.add_argument("--batch8-max-gmacs", type=float, default=1e9,
                     help="at batch > 1, only models whose batch-1 MACs are at most this many G (time limits)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--clock", default="cpu", choices=["cpu", "wall"],
+                    help="cpu: the thread's CPU time (for a machine shared with other jobs); wall: wall clock")
+    ap.add_argument("--cold-weights", action="store_true",
+                    help="evict caches before every repetition (bricks and models alike)")
+    ap.add_argument("--burn-in", type=float, default=20.0,
+                    help="seconds of untimed model runs first (on this VM the first seconds of a process run slow)")
     ap.add_argument("--tolerance", type=float, default=0.03)
     ap.add_argument("--budget", type=float, default=3.0)
     ap.add_argument("--min-reps", type=int, default=7)
@@ -261,11 +270,18 @@ def main():
     manifest = {m["name"]: m for m in json.loads((ZOO / "MANIFEST.json").read_text())["models"]}
     names = list(manifest) if args.models == "all" else args.models.split(",")
     opts = {"threads": args.threads, "tolerance": args.tolerance, "budget_s": args.budget, "min_reps": args.min_reps,
-            "warmup": args.warmup, "max_reps": 500}
+            "warmup": args.warmup, "max_reps": 500, "clock": args.clock,
+            "cold_weights": args.cold_weights}
     results = {"command": " ".join(["scripts/bricks_evaluation.py"] + sys.argv[1:]), "options": opts,
-               "fingerprint": bricklab.bricks.fingerprint(threads=args.threads), "platform": platform.platform(),
+               "fingerprint": bricklab.bricks.fingerprint(threads=args.threads, clock=args.clock,
+                                                          cold_weights=args.cold_weights),
+               "platform": platform.platform(),
                "load_start": load_avg(), "bricklab": []}
     t_all = time.time()
+    burn_until = time.time() + args.burn_in
+    while time.time() < burn_until:
+        for n in ["mobilenet_v2", "resnet18", "densenet121"]:
+            bricklab.bricks.measure_model(str(ZOO / manifest[n]["file"]), **dict(opts, max_reps=20))
     with tempfile.TemporaryDirectory(prefix="bricks_eval_") as tmp:
         work = pathlib.Path(tmp)
         for b in [int(x) for x in args.batches.split(",")]:
