@@ -188,7 +188,7 @@ std::unique_ptr<Database> open_database(const std::string& location, bool create
   if (location.rfind("postgresql://", 0) == 0 || location.rfind("postgres://", 0) == 0)
     return open_postgres(location);
   if (location.find("://") != std::string::npos)
-    throw InvalidArgument("database '" + location + "': unknown URL scheme (use a file path or postgresql://...)");
+    throw Error({location, "", ""}, "unknown database URL scheme (use a file path or postgresql://...)");
   return std::make_unique<SqliteDatabase>(location, create);
 }
 

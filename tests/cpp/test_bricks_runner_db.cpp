@@ -174,7 +174,12 @@ TEST_CASE("results database: bad locations give clear errors and keep the data",
   std::ifstream in(junk);
   std::string back((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK(back == content);  // untouched
-  CHECK_THROWS_AS(bb::open_database("mysql://host/db"), InvalidArgument);
+  try {
+    bb::open_database("mysql://host/db");
+    FAIL("accepted an unknown URL scheme");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("mysql://host/db") != std::string::npos);
+  }
   try {
     bb::open_database("postgresql://nobody:secret@127.0.0.1:1/none?connect_timeout=2");
     FAIL("connected to a closed port");

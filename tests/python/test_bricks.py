@@ -136,7 +136,7 @@ def test_cli_decompose_emit_and_json(cli, tmp_path):
     (["decompose", "CORRUPT"], 1, "corrupt.onnx"),
     (["predict", "MODEL", "--db", "MISSINGDB"], 1, "no results database"),
     (["predict", "MODEL", "--db", "postgresql://u:pw@127.0.0.1:1/x?connect_timeout=2"], 1, "cannot connect"),
-    (["benchmark", "MODEL", "--db", "mysql://h/x"], 2, "unknown URL scheme"),
+    (["benchmark", "MODEL", "--db", "mysql://h/x"], 1, "mysql://h/x: unknown database URL scheme"),
     (["benchmark", "MODEL", "--db", "DB", "--queue", "s"], 2, "work-queue mode needs a PostgreSQL"),
 ])
 def test_cli_errors(cli, tmp_path, args, rc, message):
