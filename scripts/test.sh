@@ -9,6 +9,10 @@ jobs="$(nproc)"
 ./scripts/setup.sh
 ./scripts/build.sh
 
+echo "[test] PostgreSQL server on loopback for the bricks work-queue tests"
+eval "$(./scripts/pg_test_server.sh start)"
+trap './scripts/pg_test_server.sh stop "$BRICKLAB_TEST_PG_DIR"' EXIT
+
 echo "[test] C++ tests (release)"
 ctest --test-dir build --output-on-failure -j "$jobs"
 

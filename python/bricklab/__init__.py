@@ -30,7 +30,9 @@ from ._core import (  # noqa: F401
 __all__ = [
     "load", "Model", "Node", "Value", "Session", "variants", "supported_ops", "backends",
     "Error", "FileError", "ModelFormatError", "UnsupportedError", "ShapeError", "ExternalDataError",
-    "InvalidArgument", "__version__", "tensor", "soft",
+    "InvalidArgument", "__version__", "tensor", "bricks", "predict", "soft",
 ]
 from . import tensor  # noqa: F401
+from . import bricks  # noqa: F401
+from .bricks import predict  # noqa: F401
 # bricklab.soft (needs PyTorch) is imported on demand: import bricklab.soft

@@ -14,6 +14,7 @@ void bind_tensor(pybind11::module_& m);
 
 void bind_engine(pybind11::module_& m);  // bind_engine.cpp
 void bind_soft(pybind11::module_& m);    // bind_soft.cpp
+void bind_bricks(pybind11::module_& m);  // bind_bricks.cpp
 
 namespace {
 
@@ -319,4 +320,5 @@ PYBIND11_MODULE(_core, m) {
   bind_engine(m);
   bind_tensor(m);
   bind_soft(m);
+  bind_bricks(m);
 }

@@ -15,6 +15,7 @@
 #include "bricklab/bricklab.hpp"
 
 int cmd_recover(const std::vector<std::string>& args);  // recover.cpp
+int cmd_bricks(const std::string& command, const std::vector<std::string>& args);  // bricks_cmds.cpp
 #include "bricklab/core/npy.hpp"
 
 namespace {
@@ -37,6 +38,13 @@ commands:
   recover (--obs FILE | --indices FILE --levels FILE) --rank R --out EST.npy [...]
                       tensor recovery from quantized observations (.npy/.csv); writes
                       the estimate as .npy (`bricklab recover --help` for the options)
+  decompose MODEL... [--batch N] [--granularity op|fused|seq:K] [--emit DIR] [--json]
+                      split models into bricks (unique layers), multiplicities, ONNX bricks
+  benchmark MODEL... [--db PATH|URL] [--queue SUITE] [...]
+                      time every unique brick not yet in the results database
+  predict MODEL [--db PATH|URL] [--json]
+                      model latency from its bricks (sum and critical path)
+                      (`bricklab decompose --help` for the options of all three)
   ops [--json]        the operators bricklab supports and how it counts their cost
   info [--json]       version, backends and this machine
   help                this text
@@ -314,6 +322,8 @@ int main(int argc, char** argv) {
   const std::string command = args[0];
   try {
     if (command == "recover") return cmd_recover({args.begin() + 1, args.end()});
+    if (command == "decompose" || command == "benchmark" || command == "predict")
+      return cmd_bricks(command, {args.begin() + 1, args.end()});
     const Args a = parse_args({args.begin() + 1, args.end()});
     if (command == "inspect") return cmd_inspect(a);
     if (command == "run") return cmd_run(a);

@@ -27,6 +27,14 @@ struct CompileOptions {
   // Flush denormal floats to zero while running (as ONNX Runtime does): random or tiny weights
   // (e.g. ConvNeXt's 1e-6 layer scale) otherwise make arithmetic 10-100x slower.
   bool flush_denormals = true;
+  // run_profiled times steps with the calling thread's CPU clock instead of the wall clock:
+  // time the thread actually ran, not time spent preempted on a shared machine. Meaningful
+  // with threads = 1 (work on other threads is not counted).
+  bool profile_cpu_time = false;
+  // A Conv reading a graph input may adopt the input's plain layout (when oneDNN has a JIT
+  // kernel for it) instead of reordering. Bricks turn this off: in the model the same input
+  // comes from an earlier step in a blocked layout, and the brick must run the model's kernel.
+  bool adopt_input_layout = true;
 };
 
 // One semantically equivalent way of running a node (algorithm, layout, precision, fusion).

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
+#include <ctime>
 
 #include "cpu_internal.hpp"
 
@@ -212,13 +213,15 @@ class CpuExecutable : public Executable {
     std::vector<StepTime> times;
     for (auto& s : steps_) {
       const auto t0 = std::chrono::steady_clock::now();
+      const double cpu0 = options_.profile_cpu_time ? thread_cpu_ms() : 0.0;
       s->execute(rt_);
       rt_.stream.wait();
       StepTime t;
       t.nodes = s->nodes;
       for (const auto& n : s->nodes) t.name += (t.name.empty() ? "" : "+") + n;
       t.kind = s->kind;
-      t.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      t.ms = options_.profile_cpu_time ? thread_cpu_ms() - cpu0
+                                       : std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       times.push_back(std::move(t));
     }
     collect_outputs();
@@ -388,6 +391,12 @@ class CpuExecutable : public Executable {
       out[output_names_[i]] = std::move(t);
     }
     return out;
+  }
+
+  static double thread_cpu_ms() {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) * 1e-6;
   }
 
   static std::string join(const std::vector<std::string>& v) {

@@ -367,8 +367,9 @@ void lower_conv(PlanBuilder& b, int index) {
   // Layout propagation: when the input already sits in another layout, take it as it is if
   // oneDNN has a JIT kernel for that layout too, instead of reordering.
   const memory::desc& have = b.slots[size_t(b.slot_of(x))].md;
+  const bool from_input = b.slots[size_t(b.slot_of(x))].storage == Slot::Storage::input;
   if (act_tag == memory::format_tag::any && compute_t == memory::data_type::f32 && have != pd.src_desc() &&
-      have.data_type() == memory::data_type::f32) {
+      have.data_type() == memory::data_type::f32 && (b.options.adopt_input_layout || !from_input)) {
     try {
       auto alt = make_pd(have);
       // Only when the kernel is the very one oneDNN prefers (same algorithm and ISA), just reading

@@ -1,0 +1,72 @@
+// The results database: SQLite (default, a file in the user's cache directory) with a
+// versioned schema, WAL and a busy timeout so several processes can benchmark at once; each
+// result is committed in its own transaction (a killed run keeps everything it committed) and
+// (brick key, fingerprint) is unique, so nothing is stored twice.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bricklab/bricks/runner.hpp"
+
+namespace bricklab::bricks {
+
+struct StoredResult {
+  std::string key, fingerprint;
+  double median_ms = 0, p10_ms = 0, p90_ms = 0, cv = 0, ci_rel = 0, wall_s = 0, bytes = 0;
+  int reps = 0;
+  bool converged = false;
+};
+
+class Database {
+ public:
+  virtual ~Database() = default;
+  virtual std::string location() const = 0;
+  virtual int schema_version() = 0;
+  virtual void register_fingerprint(const Fingerprint& fp) = 0;
+  virtual std::optional<StoredResult> find(const std::string& key, const std::string& fingerprint) = 0;
+  virtual std::map<std::string, StoredResult> all(const std::string& fingerprint) = 0;
+  // Stores a result unless (key, fingerprint) is already there; true when inserted.
+  virtual bool insert(const StoredResult& r) = 0;
+
+  // Work queue (PostgreSQL): several machines on one suite claim disjoint bricks. A claim is a
+  // lease; a worker that dies leaves it to expire and another worker takes the brick.
+  virtual bool has_queue() const { return false; }
+  // Adds the suite's keys not yet queued (idempotent).
+  virtual void enqueue(const std::string& suite, const std::string& fingerprint, const std::vector<std::string>& keys) {
+    (void)suite, (void)fingerprint, (void)keys;
+  }
+  // Claims one unfinished, unleased brick of the suite; nullopt when none is left to claim.
+  virtual std::optional<std::string> claim(const std::string& suite, const std::string& fingerprint, const std::string& worker,
+                                           int lease_s) {
+    (void)suite, (void)fingerprint, (void)worker, (void)lease_s;
+    return std::nullopt;
+  }
+  // Stores the results of a claimed brick and marks it done, in one transaction.
+  virtual void complete(const std::string& suite, const std::string& key, const std::vector<StoredResult>& results) {
+    (void)suite, (void)key;
+    for (const auto& r : results) insert(r);
+  }
+  // Bricks of the suite not done yet (queued or leased).
+  virtual int pending(const std::string& suite, const std::string& fingerprint) {
+    (void)suite, (void)fingerprint;
+    return 0;
+  }
+};
+
+// Current schema version written by this library.
+constexpr int kSchemaVersion = 1;
+
+// The default database path: $BRICKLAB_DB, else $XDG_CACHE_HOME/bricklab/bricks.sqlite,
+// else ~/.cache/bricklab/bricks.sqlite.
+std::string default_db_path();
+// Opens (creating when `create`) a database: a file path for SQLite, or a postgresql:// URL.
+// Errors name the location.
+std::unique_ptr<Database> open_database(const std::string& location, bool create = true);
+// PostgreSQL (libpq, prepared statements only); defined in postgres.cpp.
+std::unique_ptr<Database> open_postgres(const std::string& url);
+
+}  // namespace bricklab::bricks

@@ -1,0 +1,47 @@
+// Prediction: a model's latency constructed from its bricks' stored times. Sum (layers run one
+// after another) and critical path (independent branches run in parallel), with the per-brick
+// breakdown; bricks missing from the database are listed, never silently skipped.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "bricklab/bricks/database.hpp"
+#include "bricklab/bricks/decompose.hpp"
+
+namespace bricklab::bricks {
+
+struct PredictedUse {
+  std::string key, id, label;
+  std::vector<std::string> nodes;
+  double ms = 0;
+  bool missing = false;
+};
+
+struct Prediction {
+  std::string model;
+  std::string fingerprint;
+  double sum_ms = 0;            // steps + reorders + runtime overhead
+  double critical_path_ms = 0;  // longest path of step times + reorders on it + overhead
+  double steps_ms = 0, reorders_ms = 0, overhead_ms = 0;
+  int reorders_estimated = 0;   // reorders without a measured twin, priced by measured bytes/ms
+  std::vector<PredictedUse> uses;
+  std::vector<std::string> missing;  // brick keys not in the database
+  bool complete() const { return missing.empty(); }
+};
+
+Prediction predict(const ModelBricks& model, Database& db, const std::string& fingerprint);
+
+// Benchmarks every brick (and runtime brick) of a decomposition not yet in `db` for `fp`.
+struct BenchmarkSummary {
+  int bricks = 0, already = 0, measured = 0, reorders_stored = 0;
+  double wall_s = 0;
+};
+using Progress = std::function<void(int done, int total, double elapsed_s, const std::string& label)>;
+// With `queue_suite` (PostgreSQL only), bricks are claimed from the shared work queue of that
+// suite, so several machines started on the same suite measure disjoint bricks.
+BenchmarkSummary benchmark(const Decomposition& d, Database& db, const RunnerOptions& options,
+                           const Progress& progress = nullptr, const std::string& queue_suite = "");
+
+}  // namespace bricklab::bricks

@@ -1,0 +1,85 @@
+// The brick benchmark runner: warm-up, then repetitions until the 95% confidence interval of
+// the median is within a relative tolerance or a time budget runs out; median, p10, p90, CV.
+// Options for threads, thread pinning and cold weights (caches flushed before each repetition).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "bricklab/engine/backend.hpp"
+
+namespace bricklab::bricks {
+
+struct RunnerOptions {
+  int threads = 1;             // engine threads (0 = all cores)
+  bool pin = false;            // pin the engine's threads to cores
+  bool cold_weights = false;   // evict caches before every repetition
+  int warmup = 3;
+  int min_reps = 7;            // the order-statistic CI needs a few samples
+  int max_reps = 1000;
+  double tolerance = 0.02;     // relative half-width of the median's 95% CI
+  double budget_s = 10.0;      // per measurement (warm-up excluded), then stop unconverged
+  bool fusion = true;
+  // Time with the thread's CPU clock instead of the wall clock (threads = 1 only): on a machine
+  // shared with other jobs, what the model costs rather than how long it waited for a core.
+  bool cpu_clock = false;
+};
+
+struct Measurement {
+  double median_ms = 0, p10_ms = 0, p90_ms = 0, mean_ms = 0, cv = 0;
+  double ci_low_ms = 0, ci_high_ms = 0;
+  double ci_rel = 0;     // (ci_high - ci_low) / 2 / median
+  int reps = 0;
+  bool converged = false;
+  double wall_s = 0;     // total time spent, compile + warm-up + repetitions
+  std::vector<double> samples_ms;
+};
+
+// 95% CI of the median from order statistics of sorted samples (distribution-free).
+void median_ci(const std::vector<double>& sorted, double& low, double& high);
+// Repeats `sample` (returns one time in ms) under the stopping rule; `before` runs untimed
+// before each repetition (cache eviction).
+Measurement measure(const std::function<double()>& sample, const RunnerOptions& options,
+                    const std::function<void()>& before = nullptr);
+
+// Evicts the CPU caches (writes and reads a buffer of a few times the last-level cache).
+void flush_caches();
+// Pins the OpenMP threads of the engine to cores 0..threads-1.
+void pin_threads(int threads);
+
+// Deterministic inputs for every graph input (float: normal(0,1); integers and bool: zero).
+std::map<std::string, Tensor> brick_inputs(const Graph& graph, uint64_t seed = 0);
+
+// Compile options matching the runner options (the same settings for bricks and models).
+CompileOptions compile_options(const RunnerOptions& options);
+
+// Result of timing one brick in isolation: its own steps (boundary reorders excluded) and
+// the boundary reorders it did, each as a measured reorder brick.
+struct BrickTiming {
+  Measurement steps;
+  std::map<std::string, Measurement> reorders;  // reorder key -> time
+  std::map<std::string, double> reorder_bytes;
+};
+// `own`: names of the brick's nodes; other nodes of the graph are context (run, not counted).
+// Empty: every node is the brick's.
+BrickTiming time_brick(const Graph& brick, const RunnerOptions& options, const std::set<std::string>& own = {});
+// Whole-run wall time (Executable::run) of a graph: for models end to end and runtime bricks.
+Measurement time_whole(const Graph& graph, const RunnerOptions& options);
+
+// What makes results comparable: machine, library, settings. Results from different
+// fingerprints never mix.
+struct Fingerprint {
+  std::string cpu_model, isa, onednn, backend = "cpu", bricklab_version;
+  int cores = 0, threads = 1;
+  bool pinned = false, cold_weights = false, fusion = true, cpu_clock = false;
+  std::string label;  // $BRICKLAB_FINGERPRINT_LABEL: keeps experiments apart on one machine
+  std::string json() const;
+  std::string id() const;  // short hash of json()
+};
+Fingerprint system_fingerprint(const RunnerOptions& options);
+
+}  // namespace bricklab::bricks

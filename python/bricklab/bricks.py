@@ -1,0 +1,112 @@
+"""DLBricks: benchmark a suite of models by timing only their unique layers ("bricks"), and
+predict each model's latency from them.
+
+    >>> import bricklab
+    >>> d = bricklab.bricks.decompose(["models/zoo/resnet18.onnx", "models/zoo/resnet34.onnx"], batch=8)
+    >>> d.instances, d.unique                     # layer instances vs unique bricks
+    >>> bricklab.bricks.benchmark(d, db="bricks.sqlite", tolerance=0.02)
+    >>> bricklab.predict("models/zoo/resnet50.onnx", db="bricks.sqlite", batch=8)["sum_ms"]
+
+Runner options (the same for bricks, models and predictions, so that results share a
+fingerprint): ``threads`` (default 1), ``pin``, ``cold_weights``, ``warmup``, ``min_reps``,
+``max_reps``, ``tolerance`` (relative half-width of the median's 95% CI, default 0.02),
+``budget_s`` (per brick, default 10), ``fusion``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Optional, Union
+
+from . import _core
+
+__all__ = [
+    "decompose", "benchmark", "predict", "measure_model", "emit", "fingerprint", "node_key", "group_key",
+    "subgraph", "to_onnx", "default_db", "Decomposition",
+]
+
+Decomposition = _core.Decomposition
+ModelLike = Union[str, os.PathLike, "_core.Model"]
+
+
+def _runner(options: dict) -> dict:
+    opts = {"threads": 1}
+    opts.update(options)
+    return opts
+
+
+def _load(model: ModelLike, batch: Optional[int]):
+    if isinstance(model, _core.Model):
+        if batch is not None:
+            raise ValueError("batch applies when a path is given; load the model with bricklab.load(path, batch=...)")
+        return model
+    return _core.load(os.fspath(model), batch)
+
+
+def decompose(models: Union[ModelLike, Iterable[ModelLike]], batch: Optional[int] = None, granularity: str = "fused",
+              **runner) -> "_core.Decomposition":
+    """Split models into bricks. ``granularity``: "op", "fused" (the engine's fused groups) or "seq:K"."""
+    if isinstance(models, (str, os.PathLike, _core.Model)):
+        models = [models]
+    graphs = [_load(m, batch) for m in models]
+    if not graphs:
+        raise ValueError("decompose: no models given")
+    return _core.bricks_decompose(graphs, granularity, _runner(runner))
+
+
+def benchmark(models, db: Optional[str] = None, batch: Optional[int] = None, granularity: str = "fused",
+              queue: str = "", **runner) -> dict:
+    """Time every brick of the models not yet in ``db`` (a SQLite path or postgresql:// URL) for this
+    machine's fingerprint. ``queue``: claim bricks from a shared PostgreSQL work queue of that name."""
+    d = models if isinstance(models, _core.Decomposition) else decompose(models, batch, granularity, **runner)
+    return d.benchmark(os.fspath(db) if db else default_db(), _runner(runner), queue)
+
+
+def predict(model: ModelLike, db: Optional[str] = None, batch: Optional[int] = None, granularity: str = "fused",
+            **runner) -> dict:
+    """The model's latency from its bricks in ``db``: ``sum_ms`` (sequential), ``critical_path_ms``
+    (parallel branches), the per-brick breakdown, and the bricks ``missing`` from the database."""
+    d = decompose([model], batch, granularity, **runner)
+    return d.predict(0, os.fspath(db) if db else default_db(), _runner(runner))
+
+
+def measure_model(model: ModelLike, batch: Optional[int] = None, **runner) -> dict:
+    """End-to-end latency of the whole model under the same runner and stopping rule as bricks."""
+    return _core.bricks_measure_model(_load(model, batch), _runner(runner))
+
+
+def emit(models, out_dir: str, batch: Optional[int] = None, granularity: str = "fused", weight_seed: int = 0,
+         **runner) -> list:
+    """Write every brick as a standalone ONNX model ``out_dir/<id>.onnx``; returns the paths."""
+    d = models if isinstance(models, _core.Decomposition) else decompose(models, batch, granularity, **runner)
+    os.makedirs(out_dir, exist_ok=True)
+    return d.emit(os.fspath(out_dir), weight_seed)
+
+
+def fingerprint(**runner) -> dict:
+    """This machine's fingerprint for the runner settings: {'id': ..., 'json': ...}."""
+    return _core.bricks_fingerprint(_runner(runner))
+
+
+def node_key(model, node: str) -> str:
+    """Canonical brick key of one node."""
+    return _core.bricks_node_key(model, node)
+
+
+def group_key(model, nodes) -> str:
+    """Canonical brick key of a group of nodes."""
+    return _core.bricks_group_key(model, list(nodes))
+
+
+def subgraph(model, nodes) -> "_core.Model":
+    """The runnable graph of some nodes (what a brick runs), as a Model usable with bricklab.Session."""
+    return _core.bricks_subgraph(model, list(nodes))
+
+
+def to_onnx(model, weight_seed: int = 0) -> bytes:
+    """Serialized standalone ONNX model of a graph (e.g. a subgraph)."""
+    return _core.bricks_to_onnx(model, weight_seed)
+
+
+def default_db() -> str:
+    """The default results database path ($BRICKLAB_DB or the user's cache directory)."""
+    return _core.bricks_default_db()

@@ -1,0 +1,342 @@
+#!/usr/bin/env python3
+"""DLBricks evaluation: predicted vs measured end-to-end latency on the model zoo, and the
+benchmarking-time speedup of timing only the unique bricks.
+
+For each batch size:
+  1. decompose the suite into fused bricks (the engine's own fused groups);
+  2. benchmark every unique brick into a fresh SQLite database (the runner: warm-up, then
+     repetitions until the median's 95% CI is within --tolerance, or --budget seconds);
+  3. measure every whole model end to end with the same runner, the same tolerance and budget,
+     the same threads and engine settings;
+  4. predict every model from the database (sum of brick times + reorders between bricks +
+     the measured per-run overhead) and compare.
+Nothing is fitted to the measured model latencies.
+
+Optionally (--ort N) the same for ONNX Runtime on the first N models at batch 1: the emitted
+ONNX bricks are timed in ORT and each model's ORT latency is predicted as the sum of its bricks.
+
+Writes a JSON file with every number, a markdown report and the predicted-vs-measured plot.
+"""
+import argparse
+import json
+import math
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+ZOO = REPO / "models" / "zoo"
+
+import bricklab  # noqa: E402
+
+
+def load_avg():
+    try:
+        la = os.getloadavg()
+        psi = pathlib.Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        return {"loadavg": la, "cpu_pressure": psi}
+    except OSError:
+        return {}
+
+
+def metrics(rows, pred_key="pred_ms", meas_key="meas_ms"):
+    errs = [(r[pred_key] - r[meas_key]) / r[meas_key] for r in rows]
+    acc = [1 - abs(e) for e in errs]
+    return {
+        "models": len(rows),
+        "mean_accuracy": statistics.mean(acc),
+        "min_accuracy": min(acc),
+        "within_5": sum(abs(e) <= 0.05 for e in errs) / len(errs),
+        "within_10": sum(abs(e) <= 0.10 for e in errs) / len(errs),
+        "rmspe": math.sqrt(statistics.mean(e * e for e in errs)),
+        "mean_signed_error": statistics.mean(errs),
+    }
+
+
+def run_bricklab(names, manifest, batch, opts, workdir):
+    paths = [str(ZOO / manifest[n]["file"]) for n in names]
+    t0 = time.time()
+    d = bricklab.bricks.decompose(paths, batch=batch, threads=opts["threads"])
+    decompose_s = time.time() - t0
+    db = str(workdir / f"bricks_b{batch}.sqlite")
+    print(f"[b{batch}] {len(paths)} models: {d.instances} layer instances, {d.unique} unique bricks "
+          f"(decomposition {decompose_s:.1f} s); benchmarking bricks ...", flush=True)
+    t0 = time.time()
+    summary = d.benchmark(db, opts)
+    bricks_wall = time.time() - t0
+    print(f"[b{batch}] bricks: {summary['measured']} measured in {bricks_wall:.1f} s; models end to end ...", flush=True)
+    rows = []
+    e2e_wall = 0.0
+    for i, (name, path) in enumerate(zip(names, paths)):
+        t0 = time.time()
+        m = bricklab.bricks.measure_model(path, batch=batch, **opts)
+        e2e_wall += time.time() - t0
+        p = d.predict(i, db, opts)
+        if not p["complete"]:
+            raise SystemExit(f"{name}: prediction incomplete, missing {p['missing'][:3]}")
+        row = {"model": name, "family": manifest[name]["family"], "batch": batch, "meas_ms": m["median_ms"],
+               "meas_ci_rel": m["ci_rel"], "meas_reps": m["reps"], "meas_converged": m["converged"],
+               "pred_ms": p["sum_ms"], "pred_cp_ms": p["critical_path_ms"], "steps_ms": p["steps_ms"],
+               "reorders_ms": p["reorders_ms"], "overhead_ms": p["overhead_ms"],
+               "reorders_estimated": p["reorders_estimated"], "bricks_used": len(p["bricks"])}
+        row["accuracy"] = 1 - abs(row["pred_ms"] - row["meas_ms"]) / row["meas_ms"]
+        rows.append(row)
+        print(f"  {name:<30} b{batch} measured {row['meas_ms']:9.2f} ms  predicted {row['pred_ms']:9.2f} ms  "
+              f"acc {row['accuracy']:.3f}", flush=True)
+    import sqlite3
+    con = sqlite3.connect(db)
+    brick_stats = con.execute("SELECT count(*), sum(converged), avg(ci_rel), sum(wall_s) FROM results "
+                              "WHERE brick_key NOT LIKE 'reorder|%'").fetchone()
+    con.close()
+    return {
+        "batch": batch, "rows": rows, "instances": d.instances, "unique": d.unique,
+        "decompose_s": decompose_s, "bricks_wall_s": bricks_wall, "e2e_wall_s": e2e_wall,
+        "speedup": e2e_wall / bricks_wall, "speedup_with_decomposition": e2e_wall / (bricks_wall + decompose_s),
+        "bricks_measured": summary["measured"], "bricks_converged": brick_stats[1], "bricks_mean_ci_rel": brick_stats[2],
+        "models_converged": sum(r["meas_converged"] for r in rows),
+        "models_mean_ci_rel": statistics.mean(r["meas_ci_rel"] for r in rows),
+        "metrics": metrics(rows),
+    }
+
+
+def ort_measure(sess, feeds, opts):
+    """The same stopping rule and clock as the bricklab runner, in Python, for ONNX Runtime
+    sessions (with one intra-op thread ORT runs on the calling thread, so its CPU clock works)."""
+    clock = time.thread_time if opts.get("clock") == "cpu" else time.perf_counter
+    for _ in range(opts["warmup"]):
+        sess.run(None, feeds)
+    samples = []
+    t_start = time.perf_counter()
+    while True:
+        t0 = clock()
+        sess.run(None, feeds)
+        samples.append((clock() - t0) * 1e3)
+        n = len(samples)
+        if n >= opts["min_reps"]:
+            lo, hi = bricklab._core.bricks_median_ci(samples)
+            med = statistics.median(samples)
+            if (hi - lo) / 2 <= opts["tolerance"] * med:
+                break
+        if n >= opts["max_reps"] or (n >= 3 and time.perf_counter() - t_start > opts["budget_s"]):
+            break
+    return statistics.median(samples)
+
+
+def run_ort(names, manifest, opts, workdir):
+    import onnxruntime as ort
+    from bricklab import zoo
+
+    def session(path_or_bytes):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = opts["threads"]
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        return ort.InferenceSession(path_or_bytes, so, providers=["CPUExecutionProvider"])
+
+    def feeds_for(sess):
+        rng = np.random.default_rng(0)
+        return {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
+                for i in sess.get_inputs()}
+
+    paths = [str(ZOO / manifest[n]["file"]) for n in names]
+    d = bricklab.bricks.decompose(paths, batch=1, threads=opts["threads"])
+    brick_dir = workdir / "ort_bricks"
+    files = d.emit(str(brick_dir))
+    t0 = time.time()
+    brick_ms = {}
+    for b, f in zip(d.bricks, files):
+        s = session(f)
+        brick_ms[b["id"]] = ort_measure(s, feeds_for(s), opts)
+
+    # ORT's per-run overhead (binding, output allocation), measured on Identity models: one per
+    # output signature for the model side, the smallest one for what each brick session pays.
+    def identity_ms(shapes):
+        import onnx
+        from onnx import TensorProto, helper
+        ins = [helper.make_tensor_value_info(f"x{k}", TensorProto.FLOAT, sh) for k, sh in enumerate(shapes)]
+        outs = [helper.make_tensor_value_info(f"y{k}", TensorProto.FLOAT, sh) for k, sh in enumerate(shapes)]
+        nodes = [helper.make_node("Identity", [f"x{k}"], [f"y{k}"]) for k in range(len(shapes))]
+        model = helper.make_model(helper.make_graph(nodes, "runtime", ins, outs),
+                                  opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        sess = session(model.SerializeToString())
+        return ort_measure(sess, feeds_for(sess), opts)
+
+    per_run_ms = identity_ms([[1]])
+    bricks_wall = time.time() - t0
+    rows = []
+    e2e_wall = 0.0
+    for i, (name, path) in enumerate(zip(names, paths)):
+        full = workdir / f"{name}.onnx"
+        zoo.materialize_file(path, str(full), seed=0)
+        t0 = time.time()
+        s = session(str(full))
+        meas = ort_measure(s, feeds_for(s), opts)
+        e2e_wall += time.time() - t0
+        full.unlink()
+        model_graph = bricklab.load(path, batch=1)
+        overhead = identity_ms([list(v.shape) for v in model_graph.outputs])
+        pred = sum(brick_ms[u["id"]] - per_run_ms for u in d.models[i]["uses"]) + overhead
+        rows.append({"model": name, "family": manifest[name]["family"], "batch": 1, "meas_ms": meas, "pred_ms": pred,
+                     "accuracy": 1 - abs(pred - meas) / meas})
+        print(f"  ORT {name:<26} measured {meas:9.2f} ms  predicted {pred:9.2f} ms  acc {rows[-1]['accuracy']:.3f}",
+              flush=True)
+    return {"rows": rows, "unique": d.unique, "instances": d.instances, "bricks_wall_s": bricks_wall,
+            "per_run_overhead_ms": per_run_ms,
+            "e2e_wall_s": e2e_wall, "metrics": metrics(rows)}
+
+
+def plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = [(f"bricklab engine, batch {r['batch']}", r["rows"]) for r in results["bricklab"]]
+    if results.get("ort"):
+        panels.append(("ONNX Runtime (emitted bricks), batch 1", results["ort"]["rows"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5), squeeze=False)
+    colors = {"classification": "tab:blue", "mobile": "tab:green", "transformer": "tab:red",
+              "segmentation": "tab:purple", "video": "tab:orange"}
+    for ax, (title, rows) in zip(axes[0], panels):
+        for fam, c in colors.items():
+            sel = [r for r in rows if r["family"] == fam]
+            if sel:
+                ax.scatter([r["meas_ms"] for r in sel], [r["pred_ms"] for r in sel], s=18, c=c, label=fam)
+        lo = min(min(r["meas_ms"], r["pred_ms"]) for r in rows) * 0.8
+        hi = max(max(r["meas_ms"], r["pred_ms"]) for r in rows) * 1.25
+        xs = np.geomspace(lo, hi, 50)
+        ax.plot(xs, xs, "k-", lw=0.8)
+        ax.plot(xs, xs * 1.1, "k--", lw=0.6)
+        ax.plot(xs, xs * 0.9, "k--", lw=0.6, label="±10%")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("measured latency (ms)")
+        ax.set_ylabel("predicted from bricks (ms)")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def report(results, path):
+    lines = ["# DLBricks evaluation results", "",
+             "<!-- Generated by scripts/bricks_evaluation.py; do not edit by hand. -->", "",
+             f"Command: `{results['command']}`", ""]
+    if results.get("ort_command"):
+        lines += [f"ONNX Runtime part rerun afterwards (per-run overhead model added) with: `{results['ort_command']}`", ""]
+    lines += [
+             f"Machine: {results['fingerprint']['json']}; load at start {results['load_start']}, "
+             f"at end {results['load_end']}. Total time {results['total_s'] / 60:.1f} min.", ""]
+    lines += ["## Summary", "",
+              "| engine | batch | models | layer instances | unique bricks | mean accuracy | min accuracy | within ±5% | within ±10% | RMSPE | e2e benchmark time | bricks time | speedup | speedup incl. decomposition |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results["bricklab"]:
+        m = r["metrics"]
+        lines.append(f"| bricklab | {r['batch']} | {m['models']} | {r['instances']} | {r['unique']} | {m['mean_accuracy']:.1%} | "
+                     f"{m['min_accuracy']:.1%} | {m['within_5']:.0%} | {m['within_10']:.0%} | {m['rmspe']:.1%} | "
+                     f"{r['e2e_wall_s']:.0f} s | {r['bricks_wall_s']:.0f} s | {r['speedup']:.2f}x | {r['speedup_with_decomposition']:.2f}x |")
+    if results.get("ort"):
+        o = results["ort"]
+        m = o["metrics"]
+        lines.append(f"| ONNX Runtime | 1 | {m['models']} | {o['instances']} | {o['unique']} | {m['mean_accuracy']:.1%} | "
+                     f"{m['min_accuracy']:.1%} | {m['within_5']:.0%} | {m['within_10']:.0%} | {m['rmspe']:.1%} | "
+                     f"{o['e2e_wall_s']:.0f} s | {o['bricks_wall_s']:.0f} s | {o['e2e_wall_s'] / o['bricks_wall_s']:.2f}x | |")
+    lines += ["", "Statistical quality of both sides (same runner, same stopping rule):", ""]
+    for r in results["bricklab"]:
+        lines.append(f"* batch {r['batch']}: bricks converged {r['bricks_converged']}/{r['bricks_measured']} "
+                     f"(mean CI half-width {r['bricks_mean_ci_rel']:.1%}); models converged {r['models_converged']}/"
+                     f"{len(r['rows'])} (mean CI half-width {r['models_mean_ci_rel']:.1%}); mean signed error "
+                     f"{r['metrics']['mean_signed_error']:+.1%}.")
+    lines += ["", "## Per model", "",
+              "| model | family | batch | measured ms | CI ± | predicted ms (sum) | critical path ms | accuracy |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results["bricklab"]:
+        for row in r["rows"]:
+            lines.append(f"| {row['model']} | {row['family']} | {row['batch']} | {row['meas_ms']:.2f} | {row['meas_ci_rel']:.1%} | "
+                         f"{row['pred_ms']:.2f} | {row['pred_cp_ms']:.2f} | {row['accuracy']:.1%} |")
+    if results.get("ort"):
+        lines += ["", "## ONNX Runtime from emitted bricks (batch 1)", "",
+                  "| model | measured ms | predicted ms | accuracy |", "|---|---:|---:|---:|"]
+        for row in results["ort"]["rows"]:
+            lines.append(f"| {row['model']} | {row['meas_ms']:.2f} | {row['pred_ms']:.2f} | {row['accuracy']:.1%} |")
+    pathlib.Path(path).write_text("\n".join(lines) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batches", default="1,8", help="comma-separated batch sizes")
+    ap.add_argument("--models", default="all", help="comma-separated zoo names, or 'all'")
+    ap.add_argument("--batch8-max-gmacs", type=float, default=1e9,
+                    help="at batch > 1, only models whose batch-1 MACs are at most this many G (time limits)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--clock", default="cpu", choices=["cpu", "wall"],
+                    help="cpu: the thread's CPU time (for a machine shared with other jobs); wall: wall clock")
+    ap.add_argument("--cold-weights", action="store_true",
+                    help="evict caches before every repetition (bricks and models alike)")
+    ap.add_argument("--burn-in", type=float, default=20.0,
+                    help="seconds of untimed model runs first (on this VM the first seconds of a process run slow)")
+    ap.add_argument("--tolerance", type=float, default=0.03)
+    ap.add_argument("--budget", type=float, default=3.0)
+    ap.add_argument("--min-reps", type=int, default=7)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--ort", type=int, default=0, help="also ONNX Runtime on the N smallest models at batch 1")
+    ap.add_argument("--ort-only", action="store_true",
+                    help="rerun only the ONNX Runtime part, keeping the bricklab results of --out")
+    ap.add_argument("--out", default=str(REPO / "docs" / "bricks-evaluation.json"))
+    ap.add_argument("--report", default=str(REPO / "docs" / "bricks-evaluation.md"))
+    ap.add_argument("--plot", default=str(REPO / "docs" / "img" / "bricks_pred_vs_meas.png"))
+    args = ap.parse_args()
+    manifest = {m["name"]: m for m in json.loads((ZOO / "MANIFEST.json").read_text())["models"]}
+    names = list(manifest) if args.models == "all" else args.models.split(",")
+    opts = {"threads": args.threads, "tolerance": args.tolerance, "budget_s": args.budget, "min_reps": args.min_reps,
+            "warmup": args.warmup, "max_reps": 500, "clock": args.clock,
+            "cold_weights": args.cold_weights}
+    results = {"command": " ".join(["scripts/bricks_evaluation.py"] + sys.argv[1:]), "options": opts,
+               "fingerprint": bricklab.bricks.fingerprint(threads=args.threads, clock=args.clock,
+                                                          cold_weights=args.cold_weights),
+               "platform": platform.platform(),
+               "load_start": load_avg(), "bricklab": []}
+    if args.ort_only:
+        results = json.loads(pathlib.Path(args.out).read_text())
+        small = sorted(names, key=lambda n: manifest[n]["ref_macs"])[: args.ort]
+        t0 = time.time()
+        with tempfile.TemporaryDirectory(prefix="bricks_eval_") as tmp:
+            results["ort"] = run_ort(small, manifest, opts, pathlib.Path(tmp))
+        results["ort_command"] = " ".join(["scripts/bricks_evaluation.py"] + sys.argv[1:])
+        results["ort_s"] = time.time() - t0
+        pathlib.Path(args.out).write_text(json.dumps(results, indent=1))
+        report(results, args.report)
+        plot(results, args.plot)
+        print(f"rewrote {args.out}, {args.report}, {args.plot}")
+        return
+    t_all = time.time()
+    burn_until = time.time() + args.burn_in
+    while time.time() < burn_until:
+        for n in ["mobilenet_v2", "resnet18", "densenet121"]:
+            bricklab.bricks.measure_model(str(ZOO / manifest[n]["file"]), **dict(opts, max_reps=20))
+    with tempfile.TemporaryDirectory(prefix="bricks_eval_") as tmp:
+        work = pathlib.Path(tmp)
+        for b in [int(x) for x in args.batches.split(",")]:
+            sel = names if b == 1 else [n for n in names if manifest[n]["ref_macs"] / 1e9 <= args.batch8_max_gmacs]
+            results["bricklab"].append(run_bricklab(sel, manifest, b, opts, work))
+            m = results["bricklab"][-1]["metrics"]
+            print(f"[b{b}] mean accuracy {m['mean_accuracy']:.3f}, within 10% {m['within_10']:.2f}, "
+                  f"speedup {results['bricklab'][-1]['speedup']:.2f}x", flush=True)
+        if args.ort:
+            small = sorted(names, key=lambda n: manifest[n]["ref_macs"])[: args.ort]
+            results["ort"] = run_ort(small, manifest, opts, work)
+    results["total_s"] = time.time() - t_all
+    results["load_end"] = load_avg()
+    pathlib.Path(args.out).write_text(json.dumps(results, indent=1))
+    report(results, args.report)
+    plot(results, args.plot)
+    print(f"wrote {args.out}, {args.report}, {args.plot} in {results['total_s'] / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

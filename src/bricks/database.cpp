@@ -1,0 +1,195 @@
+// The SQLite results database (see database.hpp). Every statement is prepared with bound
+// parameters; each insert is its own transaction.
+#include "bricklab/bricks/database.hpp"
+
+#include <sqlite3.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "bricklab/core/error.hpp"
+
+namespace bricklab::bricks {
+
+std::string default_db_path() {
+  if (const char* p = std::getenv("BRICKLAB_DB"); p && *p) return p;
+  std::filesystem::path base;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) base = x;
+  else if (const char* h = std::getenv("HOME"); h && *h) base = std::filesystem::path(h) / ".cache";
+  else base = std::filesystem::temp_directory_path();
+  return (base / "bricklab" / "bricks.sqlite").string();
+}
+
+namespace {
+
+class Statement {
+ public:
+  Statement(sqlite3* db, const std::string& sql, const std::string& where) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql.c_str(), int(sql.size()), &stmt_, nullptr) != SQLITE_OK)
+      throw Error(where + ": " + sqlite3_errmsg(db));
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  Statement& bind(int i, const std::string& s) {
+    sqlite3_bind_text(stmt_, i, s.c_str(), int(s.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& bind(int i, double v) {
+    sqlite3_bind_double(stmt_, i, v);
+    return *this;
+  }
+  Statement& bind(int i, int v) {
+    sqlite3_bind_int(stmt_, i, v);
+    return *this;
+  }
+  // SQLITE_ROW / SQLITE_DONE; throws on errors.
+  int step(const std::string& where) {
+    const int rc = sqlite3_step(stmt_);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) throw Error(where + ": " + sqlite3_errmsg(db_));
+    return rc;
+  }
+  double real(int c) const { return sqlite3_column_double(stmt_, c); }
+  int integer(int c) const { return sqlite3_column_int(stmt_, c); }
+  std::string text(int c) const {
+    const auto* p = sqlite3_column_text(stmt_, c);
+    return p ? reinterpret_cast<const char*>(p) : "";
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+const char* kResultColumns = "brick_key, fingerprint, median_ms, p10_ms, p90_ms, cv, ci_rel, reps, converged, wall_s, bytes";
+
+class SqliteDatabase : public Database {
+ public:
+  SqliteDatabase(const std::string& path, bool create) : path_(path) {
+    if (!create && !std::filesystem::exists(path))
+      throw FileError({path, "", ""}, "no results database here (run `bricklab benchmark ... --db " + path + "` first)");
+    if (create) {
+      std::error_code ec;
+      const auto parent = std::filesystem::path(path).parent_path();
+      if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    }
+    const int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_FULLMUTEX;
+    if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+      const std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+      sqlite3_close(db_);
+      db_ = nullptr;
+      throw FileError({path, "", ""}, "cannot open the results database: " + msg);
+    }
+    try {
+      sqlite3_busy_timeout(db_, 60000);
+      exec("PRAGMA journal_mode=WAL");
+      exec("PRAGMA synchronous=NORMAL");
+      exec("BEGIN IMMEDIATE");
+      exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+      exec("CREATE TABLE IF NOT EXISTS fingerprints (id TEXT PRIMARY KEY, json TEXT NOT NULL)");
+      exec("CREATE TABLE IF NOT EXISTS results (brick_key TEXT NOT NULL, fingerprint TEXT NOT NULL, median_ms REAL NOT NULL,"
+           " p10_ms REAL, p90_ms REAL, cv REAL, ci_rel REAL, reps INTEGER, converged INTEGER, wall_s REAL, bytes REAL,"
+           " created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, UNIQUE (brick_key, fingerprint))");
+      {
+        Statement s(db_, "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", where());
+        s.bind(1, std::to_string(kSchemaVersion)).step(where());
+      }
+      exec("COMMIT");
+    } catch (const Error& e) {
+      sqlite3_close(db_);
+      db_ = nullptr;
+      throw Error({path, "", ""}, std::string("not a usable bricklab results database: ") + e.problem());
+    }
+    const int v = schema_version();
+    if (v != kSchemaVersion) {
+      sqlite3_close(db_);
+      db_ = nullptr;
+      throw UnsupportedError({path, "", ""}, "results database has schema version " + std::to_string(v) +
+                                                 "; this bricklab reads version " + std::to_string(kSchemaVersion));
+    }
+  }
+  ~SqliteDatabase() override {
+    if (db_) sqlite3_close(db_);
+  }
+
+  std::string location() const override { return path_; }
+
+  int schema_version() override {
+    Statement s(db_, "SELECT value FROM meta WHERE key = 'schema_version'", where());
+    if (s.step(where()) != SQLITE_ROW) return 0;
+    return std::atoi(s.text(0).c_str());
+  }
+
+  void register_fingerprint(const Fingerprint& fp) override {
+    Statement s(db_, "INSERT OR IGNORE INTO fingerprints (id, json) VALUES (?, ?)", where());
+    s.bind(1, fp.id()).bind(2, fp.json()).step(where());
+  }
+
+  std::optional<StoredResult> find(const std::string& key, const std::string& fingerprint) override {
+    Statement s(db_, std::string("SELECT ") + kResultColumns + " FROM results WHERE brick_key = ? AND fingerprint = ?", where());
+    s.bind(1, key).bind(2, fingerprint);
+    if (s.step(where()) != SQLITE_ROW) return std::nullopt;
+    return row(s);
+  }
+
+  std::map<std::string, StoredResult> all(const std::string& fingerprint) override {
+    Statement s(db_, std::string("SELECT ") + kResultColumns + " FROM results WHERE fingerprint = ?", where());
+    s.bind(1, fingerprint);
+    std::map<std::string, StoredResult> out;
+    while (s.step(where()) == SQLITE_ROW) {
+      StoredResult r = row(s);
+      out[r.key] = r;
+    }
+    return out;
+  }
+
+  bool insert(const StoredResult& r) override {
+    Statement s(db_, std::string("INSERT OR IGNORE INTO results (") + kResultColumns + ") VALUES (?,?,?,?,?,?,?,?,?,?,?)", where());
+    s.bind(1, r.key).bind(2, r.fingerprint).bind(3, r.median_ms).bind(4, r.p10_ms).bind(5, r.p90_ms).bind(6, r.cv);
+    s.bind(7, r.ci_rel).bind(8, r.reps).bind(9, r.converged ? 1 : 0).bind(10, r.wall_s).bind(11, r.bytes);
+    s.step(where());
+    return sqlite3_changes(db_) > 0;
+  }
+
+ private:
+  std::string path_;
+  sqlite3* db_ = nullptr;
+
+  std::string where() const { return path_; }
+  void exec(const std::string& sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      const std::string msg = err ? err : sqlite3_errmsg(db_);
+      sqlite3_free(err);
+      throw Error(msg);
+    }
+  }
+  static StoredResult row(const Statement& s) {
+    StoredResult r;
+    r.key = s.text(0);
+    r.fingerprint = s.text(1);
+    r.median_ms = s.real(2);
+    r.p10_ms = s.real(3);
+    r.p90_ms = s.real(4);
+    r.cv = s.real(5);
+    r.ci_rel = s.real(6);
+    r.reps = s.integer(7);
+    r.converged = s.integer(8) != 0;
+    r.wall_s = s.real(9);
+    r.bytes = s.real(10);
+    return r;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Database> open_database(const std::string& location, bool create) {
+  if (location.empty()) throw InvalidArgument("empty database location");
+  if (location.rfind("postgresql://", 0) == 0 || location.rfind("postgres://", 0) == 0)
+    return open_postgres(location);
+  if (location.find("://") != std::string::npos)
+    throw Error({location, "", ""}, "unknown database URL scheme (use a file path or postgresql://...)");
+  return std::make_unique<SqliteDatabase>(location, create);
+}
+
+}  // namespace bricklab::bricks

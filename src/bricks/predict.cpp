@@ -1,0 +1,181 @@
+// Latency prediction from stored brick times, and the suite benchmark loop (see predict.hpp).
+#include "bricklab/bricks/predict.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+
+#include "bricklab/core/error.hpp"
+
+namespace bricklab::bricks {
+
+namespace {
+StoredResult stored(const std::string& key, const std::string& fp, const Measurement& m, double bytes = 0) {
+  StoredResult r;
+  r.key = key;
+  r.fingerprint = fp;
+  r.median_ms = m.median_ms;
+  r.p10_ms = m.p10_ms;
+  r.p90_ms = m.p90_ms;
+  r.cv = m.cv;
+  r.ci_rel = m.ci_rel;
+  r.reps = m.reps;
+  r.converged = m.converged;
+  r.wall_s = m.wall_s;
+  r.bytes = bytes;
+  return r;
+}
+}  // namespace
+
+Prediction predict(const ModelBricks& m, Database& db, const std::string& fp) {
+  const auto results = db.all(fp);
+  const Graph& g = *m.graph;
+  Prediction p;
+  p.model = m.path;
+  p.fingerprint = fp;
+  std::set<std::string> missing;
+  std::vector<double> weights(g.nodes.size(), 0.0);
+  for (const auto& use : m.uses) {
+    PredictedUse u;
+    u.key = use.key;
+    u.id = key_id(use.key);
+    for (int n : use.nodes) {
+      u.nodes.push_back(g.nodes[size_t(n)].name);
+      u.label += (u.label.empty() ? "" : "+") + g.nodes[size_t(n)].op;
+    }
+    auto it = results.find(use.key);
+    if (it == results.end()) {
+      u.missing = true;
+      missing.insert(use.key);
+    } else {
+      u.ms = it->second.median_ms;
+    }
+    p.steps_ms += u.ms;
+    weights[size_t(use.nodes.back())] += u.ms;
+    p.uses.push_back(std::move(u));
+  }
+  // Reorders between units: the measured twin (same reason, type and shape) when a brick did
+  // one at its boundary, else priced at the median measured reorder rate (ms per byte).
+  std::vector<double> rates;
+  for (const auto& [key, r] : results)
+    if (key.rfind("reorder|", 0) == 0 && r.bytes > 0) rates.push_back(r.median_ms / r.bytes);
+  std::sort(rates.begin(), rates.end());
+  const double rate = rates.empty() ? -1 : rates[rates.size() / 2];
+  for (const auto& r : m.reorders) {
+    double ms = 0;
+    auto it = results.find(r.key);
+    if (it != results.end()) ms = it->second.median_ms;
+    else if (rate >= 0) {
+      ms = rate * r.bytes;
+      p.reorders_estimated++;
+    } else {
+      missing.insert(r.key);
+    }
+    p.reorders_ms += ms;
+    const int v = g.find_value(r.value);
+    int attach = v >= 0 ? g.values[size_t(v)].producer : -1;
+    if (attach < 0 && v >= 0 && !g.values[size_t(v)].consumers.empty()) attach = g.values[size_t(v)].consumers.front();
+    if (attach >= 0) weights[size_t(attach)] += ms;
+  }
+  if (!m.runtime_key.empty()) {
+    auto it = results.find(m.runtime_key);
+    if (it == results.end()) missing.insert(m.runtime_key);
+    else p.overhead_ms = it->second.median_ms;
+  }
+  p.missing.assign(missing.begin(), missing.end());
+  p.sum_ms = p.steps_ms + p.reorders_ms + p.overhead_ms;
+  p.critical_path_ms = g.critical_path(weights).length + p.overhead_ms;
+  return p;
+}
+
+namespace {
+struct Job {
+  std::string key, label;
+  const Brick* brick = nullptr;  // null: runtime brick of `model`
+  const ModelBricks* model = nullptr;
+};
+}  // namespace
+
+BenchmarkSummary benchmark(const Decomposition& d, Database& db, const RunnerOptions& o, const Progress& progress,
+                           const std::string& queue_suite) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const Fingerprint fp = system_fingerprint(o);
+  const std::string fid = fp.id();
+  db.register_fingerprint(fp);
+  std::vector<Job> jobs;
+  std::map<std::string, size_t> by_key;
+  for (const auto& b : d.bricks) {
+    by_key[b.key] = jobs.size();
+    jobs.push_back({b.key, b.label, &b, nullptr});
+  }
+  for (const auto& m : d.models)
+    if (!by_key.count(m.runtime_key)) {
+      by_key[m.runtime_key] = jobs.size();
+      jobs.push_back({m.runtime_key, "runtime", nullptr, &m});
+    }
+  BenchmarkSummary s;
+  s.bricks = int(jobs.size());
+  auto done_keys = db.all(fid);
+  auto run_job = [&](const Job& job) {
+    std::vector<StoredResult> rows;
+    if (job.brick) {
+      std::set<std::string> own;
+      const Graph g = timing_graph(d, *job.brick, own);
+      BrickTiming t = time_brick(g, o, own);
+      rows.push_back(stored(job.key, fid, t.steps));
+      for (const auto& [k, m] : t.reorders) rows.push_back(stored(k, fid, m, t.reorder_bytes[k]));
+    } else {
+      const Graph g = runtime_graph(*job.model->graph);
+      rows.push_back(stored(job.key, fid, time_whole(g, o)));
+    }
+    return rows;
+  };
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  int done = 0;
+  for (const auto& j : jobs)
+    if (done_keys.count(j.key)) ++done;
+  s.already = done;
+  if (progress) progress(done, s.bricks, elapsed(), "");
+  if (!queue_suite.empty()) {
+    if (!db.has_queue())
+      throw InvalidArgument("work-queue mode needs a PostgreSQL database (--db postgresql://...), not " + db.location());
+    std::vector<std::string> todo;
+    for (const auto& j : jobs)
+      if (!done_keys.count(j.key)) todo.push_back(j.key);
+    db.enqueue(queue_suite, fid, todo);
+    char host[256] = {0};
+    gethostname(host, sizeof host - 1);
+    const std::string worker = std::string(host) + ":" + std::to_string(getpid());
+    while (auto key = db.claim(queue_suite, fid, worker, 600)) {
+      auto it = by_key.find(*key);
+      if (it == by_key.end()) continue;  // queued by a run on another suite version: leave it
+      auto rows = run_job(jobs[it->second]);
+      db.complete(queue_suite, *key, rows);
+      s.measured++;
+      s.reorders_stored += int(rows.size()) - 1;
+      if (progress) progress(++done, s.bricks, elapsed(), jobs[it->second].label);
+    }
+  } else {
+    for (const auto& j : jobs) {
+      if (done_keys.count(j.key)) continue;
+      if (db.find(j.key, fid)) {  // another process measured it meanwhile
+        s.already++;
+        ++done;
+        continue;
+      }
+      auto rows = run_job(j);
+      for (const auto& r : rows) {
+        const bool added = db.insert(r);
+        if (&r != &rows.front()) s.reorders_stored += added;
+      }
+      s.measured++;
+      if (progress) progress(++done, s.bricks, elapsed(), j.label);
+    }
+  }
+  s.wall_s = elapsed();
+  return s;
+}
+
+}  // namespace bricklab::bricks

@@ -1,0 +1,311 @@
+// The brick benchmark runner (see runner.hpp): stopping rule on the median's confidence
+// interval, cache eviction, thread pinning, system fingerprint.
+#include "bricklab/bricks/runner.hpp"
+
+#include <omp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "bricklab/backend/devices.hpp"
+#include "bricklab/bricks/decompose.hpp"
+#include "bricklab/core/version.hpp"
+
+namespace bricklab::bricks {
+
+namespace {
+using clock_type = std::chrono::steady_clock;
+double seconds_since(clock_type::time_point t0) { return std::chrono::duration<double>(clock_type::now() - t0).count(); }
+
+double quantile(const std::vector<double>& sorted, double q) {
+  if (sorted.empty()) return 0;
+  const double pos = q * double(sorted.size() - 1);
+  const size_t lo = size_t(pos);
+  const size_t hi = std::min(lo + 1, sorted.size() - 1);
+  return sorted[lo] + (pos - double(lo)) * (sorted[hi] - sorted[lo]);
+}
+
+void summarise(Measurement& m) {
+  std::vector<double> s = m.samples_ms;
+  std::sort(s.begin(), s.end());
+  m.reps = int(s.size());
+  if (s.empty()) return;
+  m.median_ms = quantile(s, 0.5);
+  m.p10_ms = quantile(s, 0.1);
+  m.p90_ms = quantile(s, 0.9);
+  double sum = 0;
+  for (double x : s) sum += x;
+  m.mean_ms = sum / double(s.size());
+  double var = 0;
+  for (double x : s) var += (x - m.mean_ms) * (x - m.mean_ms);
+  var = s.size() > 1 ? var / double(s.size() - 1) : 0;
+  m.cv = m.mean_ms > 0 ? std::sqrt(var) / m.mean_ms : 0;
+  median_ci(s, m.ci_low_ms, m.ci_high_ms);
+  m.ci_rel = m.median_ms > 0 ? (m.ci_high_ms - m.ci_low_ms) / 2 / m.median_ms : 0;
+}
+}  // namespace
+
+void median_ci(const std::vector<double>& sorted, double& low, double& high) {
+  // Ranks j, k with P(x_(j) <= median <= x_(k)) ~ 95% (binomial(n, 1/2), normal approximation).
+  const double n = double(sorted.size());
+  if (sorted.empty()) {
+    low = high = 0;
+    return;
+  }
+  const double half = 1.96 * std::sqrt(n) / 2;
+  long j = long(std::floor(n / 2 - half));      // 1-based
+  long k = long(std::ceil(1 + n / 2 + half));   // 1-based
+  j = std::clamp(j, 1L, long(n));
+  k = std::clamp(k, 1L, long(n));
+  low = sorted[size_t(j - 1)];
+  high = sorted[size_t(k - 1)];
+}
+
+Measurement measure(const std::function<double()>& sample, const RunnerOptions& o, const std::function<void()>& before) {
+  if (o.tolerance <= 0) throw InvalidArgument("runner: tolerance must be > 0");
+  if (o.min_reps < 1 || o.max_reps < o.min_reps) throw InvalidArgument("runner: need 1 <= min_reps <= max_reps");
+  Measurement m;
+  const auto t0 = clock_type::now();
+  for (int i = 0; i < o.warmup; ++i) {
+    if (before) before();
+    sample();
+  }
+  const auto t_reps = clock_type::now();
+  std::vector<double> sorted;
+  while (true) {
+    if (before) before();
+    const double x = sample();
+    m.samples_ms.push_back(x);
+    sorted.insert(std::upper_bound(sorted.begin(), sorted.end(), x), x);
+    const int n = int(sorted.size());
+    if (n >= o.min_reps) {
+      double lo = 0, hi = 0;
+      median_ci(sorted, lo, hi);
+      const double med = quantile(sorted, 0.5);
+      if (med <= 0 || (hi - lo) / 2 <= o.tolerance * med) {
+        m.converged = true;
+        break;
+      }
+    }
+    if (n >= o.max_reps) break;
+    if (n >= 3 && seconds_since(t_reps) > o.budget_s) break;
+  }
+  summarise(m);
+  m.wall_s = seconds_since(t0);
+  return m;
+}
+
+void flush_caches() {
+  static std::vector<char> buffer;
+  if (buffer.empty()) {
+    long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (llc <= 0) llc = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    const size_t size = std::max<size_t>(size_t(std::max(llc, 0L)) * 4, size_t(64) << 20);
+    buffer.assign(size, 1);
+  }
+  volatile char sink = 0;
+  char acc = 0;
+  for (size_t i = 0; i < buffer.size(); i += 64) {
+    buffer[i] = char(buffer[i] + 1);
+    acc = char(acc + buffer[i]);
+  }
+  sink = acc;
+  (void)sink;
+}
+
+void pin_threads(int threads) {
+  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads <= 0) threads = cores;
+#pragma omp parallel num_threads(threads)
+  {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(omp_get_thread_num() % cores, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  }
+}
+
+std::map<std::string, Tensor> brick_inputs(const Graph& graph, uint64_t seed) {
+  std::map<std::string, Tensor> out;
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  for (int v : graph.inputs) {
+    const Value& value = graph.values[size_t(v)];
+    Tensor t(value.dtype, value.shape);  // zero: valid indices for Gather and friends
+    if (value.dtype == DType::float32) {
+      float* p = t.data_as<float>();
+      for (int64_t i = 0; i < t.numel(); ++i) p[i] = float(normal(rng));
+    } else if (value.dtype == DType::float64) {
+      double* p = t.data_as<double>();
+      for (int64_t i = 0; i < t.numel(); ++i) p[i] = normal(rng);
+    }
+    out[value.name] = std::move(t);
+  }
+  return out;
+}
+
+CompileOptions compile_options(const RunnerOptions& o) {
+  CompileOptions c;
+  c.threads = o.threads;
+  c.fusion = o.fusion;
+  c.profile_cpu_time = o.cpu_clock;
+  c.adopt_input_layout = false;  // bricks and models alike: a model's own input rarely feeds such a conv
+  return c;
+}
+
+namespace {
+struct Prepared {
+  std::unique_ptr<Executable> exe;
+  std::map<std::string, Tensor> inputs;
+  double compile_s = 0;
+};
+double thread_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) * 1e-6;
+}
+
+Prepared prepare(const Graph& g, const RunnerOptions& o) {
+  if (o.cpu_clock && o.threads != 1)
+    throw InvalidArgument("the CPU clock measures one thread: use it with threads = 1 (got " + std::to_string(o.threads) + ")");
+  const auto t0 = clock_type::now();
+  Prepared p;
+  if (o.pin) pin_threads(o.threads);
+  p.exe = get_backend("cpu").compile(g, compile_options(o));
+  p.inputs = brick_inputs(g, 0);
+  p.compile_s = seconds_since(t0);
+  return p;
+}
+}  // namespace
+
+BrickTiming time_brick(const Graph& g, const RunnerOptions& o, const std::set<std::string>& own_nodes) {
+  Prepared p = prepare(g, o);
+  std::set<std::string> own = own_nodes;
+  if (own.empty())
+    for (const auto& n : g.nodes) own.insert(n.name);
+  std::set<std::string> outputs;
+  for (int v : g.outputs) outputs.insert(g.values[size_t(v)].name);
+  BrickTiming result;
+  std::map<std::string, std::vector<double>> reorder_samples;
+  auto sample = [&]() {
+    const auto steps = p.exe->run_profiled(p.inputs);
+    double mine = 0;
+    std::map<std::string, double> reorders;
+    for (const auto& s : steps) {
+      if (s.kind == "reorder" && !s.nodes.empty()) {
+        const std::string& name = s.nodes[0];
+        const size_t at = name.rfind('@');
+        const int vi = at == std::string::npos ? -1 : g.find_value(name.substr(0, at));
+        if (vi < 0) continue;
+        const Value& val = g.values[size_t(vi)];
+        const std::string why = name.substr(at + 1);
+        const bool from_input = val.kind == ValueKind::input;
+        const bool from_own = val.producer >= 0 && own.count(g.nodes[size_t(val.producer)].name);
+        if (from_input || (from_own && outputs.count(val.name) && why == "plain")) {
+          // At the brick's boundary: the model does not do this one here; kept as a reorder brick.
+          const std::string key = "reorder|" + why + "|" + dtype_name(val.dtype) + shape_str(val.shape);
+          reorders[key] += s.ms;
+          result.reorder_bytes[key] = val.nbytes();
+        } else if (from_own) {
+          mine += s.ms;  // inside the brick
+        }
+        continue;  // reorders between context and brick are the model's, counted there
+      }
+      bool is_own = false;
+      for (const auto& n : s.nodes) is_own = is_own || own.count(n);
+      if (is_own) mine += s.ms;
+    }
+    for (const auto& [k, ms] : reorders) reorder_samples[k].push_back(ms);
+    return mine;
+  };
+  std::function<void()> before;
+  if (o.cold_weights) before = flush_caches;
+  result.steps = measure(sample, o, before);
+  result.steps.wall_s += p.compile_s;
+  for (auto& [k, samples] : reorder_samples) {
+    Measurement m;
+    // Warm-up runs also recorded samples: keep the timed ones only.
+    if (samples.size() > size_t(result.steps.reps)) samples.erase(samples.begin(), samples.end() - result.steps.reps);
+    m.samples_ms = samples;
+    summarise(m);
+    m.converged = result.steps.converged;
+    result.reorders[k] = m;
+  }
+  return result;
+}
+
+Measurement time_whole(const Graph& g, const RunnerOptions& o) {
+  Prepared p = prepare(g, o);
+  auto sample = [&]() {
+    if (o.cpu_clock) {
+      const double t0 = thread_cpu_ms();
+      p.exe->run(p.inputs);
+      return thread_cpu_ms() - t0;
+    }
+    const auto t0 = clock_type::now();
+    p.exe->run(p.inputs);
+    return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
+  };
+  std::function<void()> before;
+  if (o.cold_weights) before = flush_caches;
+  Measurement m = measure(sample, o, before);
+  m.wall_s += p.compile_s;
+  return m;
+}
+
+namespace {
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) continue;
+    out += c;
+  }
+  return out;
+}
+}  // namespace
+
+std::string Fingerprint::json() const {
+  return "{\"backend\":\"" + json_escape(backend) + "\",\"bricklab\":\"" + json_escape(bricklab_version) +
+         "\",\"cold_weights\":" + (cold_weights ? "true" : "false") + ",\"cores\":" + std::to_string(cores) +
+         ",\"cpu\":\"" + json_escape(cpu_model) + "\",\"fusion\":" + (fusion ? "true" : "false") + (cpu_clock ? ",\"clock\":\"thread_cpu\"" : "") + ",\"isa\":\"" +
+         json_escape(isa) + "\",\"onednn\":\"" + json_escape(onednn) + "\",\"pinned\":" + (pinned ? "true" : "false") +
+         ",\"threads\":" + std::to_string(threads) + (label.empty() ? "" : ",\"label\":\"" + json_escape(label) + "\"") + "}";
+}
+
+std::string Fingerprint::id() const { return key_id(json()); }
+
+Fingerprint system_fingerprint(const RunnerOptions& o) {
+  Fingerprint f;
+  f.cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  f.threads = o.threads > 0 ? o.threads : f.cores;
+  f.pinned = o.pin;
+  f.cold_weights = o.cold_weights;
+  f.fusion = o.fusion;
+  f.cpu_clock = o.cpu_clock;
+  f.bricklab_version = version();
+  if (const char* label = std::getenv("BRICKLAB_FINGERPRINT_LABEL")) f.label = label;
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line, flags;
+  while (std::getline(cpuinfo, line)) {
+    if (f.cpu_model.empty() && line.rfind("model name", 0) == 0) f.cpu_model = line.substr(line.find(':') + 2);
+    if (flags.empty() && line.rfind("flags", 0) == 0) flags = " " + line.substr(line.find(':') + 1) + " ";
+  }
+  for (const char* isa : {"avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16"})
+    if (flags.find(std::string(" ") + isa + " ") != std::string::npos) f.isa += (f.isa.empty() ? "" : ",") + std::string(isa);
+  for (const auto& b : backends())
+    if (b.name == "cpu") f.onednn = b.library;
+  return f;
+}
+
+}  // namespace bricklab::bricks

@@ -1,0 +1,260 @@
+// `bricklab decompose`, `bricklab benchmark` and `bricklab predict`: the DLBricks workflow on
+// the command line. Bad flags throw bricklab::InvalidArgument (exit 2); bad models, databases
+// or servers throw other bricklab::Error types (exit 1); main() prints the one-line message.
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "bricklab/bricks/database.hpp"
+#include "bricklab/bricks/decompose.hpp"
+#include "bricklab/bricks/emit.hpp"
+#include "bricklab/bricks/predict.hpp"
+#include "bricklab/bricks/runner.hpp"
+#include "bricklab/core/error.hpp"
+
+namespace {
+
+using bricklab::InvalidArgument;
+namespace bb = bricklab::bricks;
+
+const char* kBricksUsage = R"(usage:
+  bricklab decompose MODEL... [--batch N] [--granularity op|fused|seq:K] [--emit DIR] [--json]
+  bricklab benchmark MODEL... [--db PATH|postgresql://...] [--queue SUITE] [runner options] [--json]
+  bricklab predict MODEL [--db PATH|postgresql://...] [runner options] [--json]
+
+Common:
+  --batch N            batch size bound to the models' batch dimension        [1]
+  --granularity G      op | fused (what the engine runs) | seq:K              [fused]
+  --threads N          engine threads (bricks and models alike)               [1]
+  --no-fusion          engine fusions off
+Runner (benchmark; predict uses them to pick the same fingerprint):
+  --tolerance F        stop when the median's 95% CI half-width <= F x median   [0.02]
+  --budget S           seconds per brick before stopping unconverged           [10]
+  --warmup N  --min-reps N  --max-reps N                                      [3, 7, 1000]
+  --pin                pin engine threads to cores
+  --cold-weights       evict caches before every repetition
+  --clock wall|cpu     wall clock, or the thread's CPU time (needs --threads 1; for shared machines) [wall]
+  --progress / --no-progress   progress bar on stderr (default: when stderr is a terminal)
+Database: --db PATH (SQLite) or --db postgresql://USER@HOST:PORT/DB; default: )";
+
+struct BricksArgs {
+  std::vector<std::string> models;
+  bb::DecomposeOptions decompose;
+  bb::RunnerOptions runner;
+  std::string db, emit_dir, queue;
+  bool json = false;
+  int progress = -1;  // -1: when stderr is a TTY
+};
+
+int64_t positive(const std::string& flag, const std::string& text, int64_t min = 1) {
+  try {
+    size_t used = 0;
+    const long long v = std::stoll(text, &used);
+    if (used == text.size() && v >= min) return v;
+  } catch (const std::exception&) {
+  }
+  throw InvalidArgument(flag + " expects an integer >= " + std::to_string(min) + ", got '" + text + "'");
+}
+
+double positive_real(const std::string& flag, const std::string& text) {
+  try {
+    size_t used = 0;
+    const double v = std::stod(text, &used);
+    if (used == text.size() && v > 0 && std::isfinite(v)) return v;
+  } catch (const std::exception&) {
+  }
+  throw InvalidArgument(flag + " expects a positive number, got '" + text + "'");
+}
+
+BricksArgs parse(const std::string& command, const std::vector<std::string>& argv) {
+  BricksArgs a;
+  a.runner.threads = 1;
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& s = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argv.size()) throw InvalidArgument(s + " needs a value");
+      return argv[++i];
+    };
+    if (s == "--help" || s == "-h") {
+      std::cout << kBricksUsage << bb::default_db_path() << "\n";
+      std::exit(0);
+    } else if (s == "--json") a.json = true;
+    else if (s == "--batch") a.decompose.load.batch = positive(s, next());
+    else if (s == "--granularity") a.decompose.granularity = bb::Granularity::parse(next());
+    else if (s == "--threads") a.runner.threads = int(positive(s, next()));
+    else if (s == "--no-fusion") a.runner.fusion = false;
+    else if (s == "--tolerance") a.runner.tolerance = positive_real(s, next());
+    else if (s == "--budget") a.runner.budget_s = positive_real(s, next());
+    else if (s == "--warmup") a.runner.warmup = int(positive(s, next(), 0));
+    else if (s == "--min-reps") a.runner.min_reps = int(positive(s, next()));
+    else if (s == "--max-reps") a.runner.max_reps = int(positive(s, next()));
+    else if (s == "--pin") a.runner.pin = true;
+    else if (s == "--cold-weights") a.runner.cold_weights = true;
+    else if (s == "--clock") {
+      const std::string c = next();
+      if (c != "wall" && c != "cpu") throw InvalidArgument("--clock expects wall or cpu, got '" + c + "'");
+      a.runner.cpu_clock = c == "cpu";
+    }
+    else if (s == "--progress") a.progress = 1;
+    else if (s == "--no-progress") a.progress = 0;
+    else if (s == "--db") a.db = next();
+    else if (s == "--emit" && command == "decompose") a.emit_dir = next();
+    else if (s == "--queue" && command == "benchmark") a.queue = next();
+    else if (s.size() > 1 && s[0] == '-') throw InvalidArgument("unknown option '" + s + "' (see `bricklab " + command + " --help`)");
+    else a.models.push_back(s);
+  }
+  if (a.models.empty()) throw InvalidArgument(command + " expects at least one MODEL");
+  if (command == "predict" && a.models.size() != 1) throw InvalidArgument("predict expects exactly one MODEL");
+  if (a.runner.max_reps < a.runner.min_reps) throw InvalidArgument("--max-reps must be >= --min-reps");
+  if (a.runner.cpu_clock && a.runner.threads != 1) throw InvalidArgument("--clock cpu needs --threads 1");
+  a.decompose.compile = bb::compile_options(a.runner);
+  if (a.db.empty()) a.db = bb::default_db_path();
+  return a;
+}
+
+nlohmann::json decomposition_json(const bb::Decomposition& d) {
+  nlohmann::json j;
+  j["granularity"] = d.granularity.str();
+  j["batch"] = d.batch;
+  j["instances"] = d.instances();
+  j["unique"] = d.bricks.size();
+  j["repetition"] = d.bricks.empty() ? 0.0 : double(d.instances()) / double(d.bricks.size());
+  for (const auto& m : d.models) {
+    std::set<std::string> unique;
+    for (const auto& u : m.uses) unique.insert(u.key);
+    j["models"].push_back({{"model", m.path}, {"instances", m.uses.size()}, {"unique", unique.size()}, {"reorders", m.reorders.size()}});
+  }
+  j["bricks"] = nlohmann::json::array();
+  for (const auto& b : d.bricks) {
+    nlohmann::json per_model = nlohmann::json::object();
+    for (const auto& [m, n] : b.per_model) per_model[m] = n;
+    j["bricks"].push_back({{"id", b.id}, {"key", b.key}, {"label", b.label}, {"multiplicity", b.multiplicity},
+                           {"models", b.per_model.size()}, {"per_model", per_model}, {"flops", b.flops}});
+  }
+  return j;
+}
+
+int cmd_decompose(const BricksArgs& a) {
+  const bb::Decomposition d = bb::decompose(a.models, a.decompose);
+  nlohmann::json j = decomposition_json(d);
+  if (!a.emit_dir.empty()) {
+    nlohmann::json index = nlohmann::json::array();
+    for (const auto& b : d.bricks) {
+      const std::string file = (std::filesystem::path(a.emit_dir) / (b.id + ".onnx")).string();
+      bb::write_onnx(bb::brick_graph(d, b), file);
+      nlohmann::json nodes = nlohmann::json::array();
+      for (int n : b.nodes) nodes.push_back(d.models[size_t(b.model)].graph->nodes[size_t(n)].name);
+      index.push_back({{"id", b.id}, {"file", b.id + ".onnx"}, {"key", b.key}, {"label", b.label},
+                       {"multiplicity", b.multiplicity}, {"source_model", d.models[size_t(b.model)].path}, {"nodes", nodes}});
+    }
+    std::ofstream f(std::filesystem::path(a.emit_dir) / "index.json");
+    if (!f) throw bricklab::FileError({a.emit_dir, "", ""}, "cannot write index.json");
+    f << index.dump(1) << "\n";
+    j["emitted"] = {{"dir", a.emit_dir}, {"files", d.bricks.size()}};
+  }
+  if (a.json) {
+    std::cout << j.dump(1) << "\n";
+    return 0;
+  }
+  std::cout << fmt::format("{:<18} {:<28} {:>6} {:>6} {:>12}\n", "brick", "operators", "uses", "models", "GFLOP");
+  for (const auto& b : d.bricks) {
+    std::string label = b.label.size() > 28 ? b.label.substr(0, 27) + "~" : b.label;
+    std::cout << fmt::format("{:<18} {:<28} {:>6} {:>6} {:>12.4f}\n", b.id, label, b.multiplicity, b.per_model.size(), b.flops / 1e9);
+  }
+  for (const auto& m : j["models"])
+    std::cout << fmt::format("model {}: {} layer instances, {} unique bricks\n", m["model"].get<std::string>(),
+                             m["instances"].get<int64_t>(), m["unique"].get<int64_t>());
+  std::cout << fmt::format("suite: {} models, {} layer instances, {} unique bricks ({:.2f}x repetition), granularity {}, batch {}\n",
+                           d.models.size(), d.instances(), d.bricks.size(), j["repetition"].get<double>(), d.granularity.str(), d.batch);
+  if (!a.emit_dir.empty()) std::cout << "emitted " << d.bricks.size() << " ONNX bricks to " << a.emit_dir << "\n";
+  return 0;
+}
+
+int cmd_benchmark(const BricksArgs& a) {
+  const bb::Decomposition d = bb::decompose(a.models, a.decompose);
+  auto db = bb::open_database(a.db, true);
+  const bool bar = a.progress == 1 || (a.progress == -1 && isatty(2));
+  double first_elapsed = -1;
+  int first_done = 0;
+  bb::Progress progress = [&](int done, int total, double elapsed, const std::string& label) {
+    if (!bar) return;
+    if (first_elapsed < 0) {
+      first_elapsed = elapsed;
+      first_done = done;
+    }
+    const int width = 30;
+    const int filled = total ? done * width / total : width;
+    std::string eta = "--";
+    if (done > first_done) {
+      const double per = (elapsed - first_elapsed) / double(done - first_done);
+      eta = fmt::format("{:.0f}s", per * double(total - done));
+    }
+    std::cerr << fmt::format("\r[{}{}] {}/{} bricks  {:.0f}s elapsed  ETA {}  {:<24.24}", std::string(size_t(filled), '#'),
+                             std::string(size_t(width - filled), '.'), done, total, elapsed, eta, label)
+              << std::flush;
+    if (done == total) std::cerr << "\n";
+  };
+  const bb::BenchmarkSummary s = bb::benchmark(d, *db, a.runner, progress, a.queue);
+  const bb::Fingerprint fp = bb::system_fingerprint(a.runner);
+  if (a.json) {
+    nlohmann::json j = {{"db", db->location()}, {"fingerprint", fp.id()}, {"fingerprint_json", nlohmann::json::parse(fp.json())},
+                        {"bricks", s.bricks}, {"already_stored", s.already}, {"measured", s.measured},
+                        {"reorders_stored", s.reorders_stored}, {"wall_s", s.wall_s}};
+    if (!a.queue.empty()) j["queue"] = {{"suite", a.queue}, {"pending", db->pending(a.queue, fp.id())}};
+    std::cout << j.dump(1) << "\n";
+  } else {
+    std::cout << fmt::format("{} bricks: {} already in {}, {} measured now ({} boundary reorders stored) in {:.1f} s; fingerprint {}\n",
+                             s.bricks, s.already, db->location(), s.measured, s.reorders_stored, s.wall_s, fp.id());
+  }
+  return 0;
+}
+
+int cmd_predict(const BricksArgs& a) {
+  const bb::Decomposition d = bb::decompose(a.models, a.decompose);
+  auto db = bb::open_database(a.db, false);
+  const bb::Fingerprint fp = bb::system_fingerprint(a.runner);
+  const bb::Prediction p = bb::predict(d.models.at(0), *db, fp.id());
+  if (a.json) {
+    nlohmann::json j = {{"model", p.model}, {"batch", d.batch}, {"granularity", d.granularity.str()}, {"db", db->location()},
+                        {"fingerprint", p.fingerprint}, {"sum_ms", p.sum_ms}, {"critical_path_ms", p.critical_path_ms},
+                        {"steps_ms", p.steps_ms}, {"reorders_ms", p.reorders_ms}, {"overhead_ms", p.overhead_ms},
+                        {"reorders_estimated", p.reorders_estimated}, {"complete", p.complete()}, {"missing", p.missing}};
+    j["bricks"] = nlohmann::json::array();
+    for (const auto& u : p.uses)
+      j["bricks"].push_back({{"id", u.id}, {"label", u.label}, {"nodes", u.nodes}, {"ms", u.ms}, {"missing", u.missing}});
+    std::cout << j.dump(1) << "\n";
+  } else {
+    std::cout << fmt::format("{:<18} {:<28} {:>10}  {}\n", "brick", "operators", "ms", "nodes");
+    for (const auto& u : p.uses) {
+      std::string label = u.label.size() > 28 ? u.label.substr(0, 27) + "~" : u.label;
+      std::cout << fmt::format("{:<18} {:<28} {:>10}  {}\n", u.id, label, u.missing ? "MISSING" : fmt::format("{:.4f}", u.ms),
+                               u.nodes.empty() ? "" : u.nodes.front() + (u.nodes.size() > 1 ? " ..." : ""));
+    }
+    std::cout << fmt::format("predicted: sum {:.3f} ms (steps {:.3f} + reorders {:.3f} + run overhead {:.3f}), critical path {:.3f} ms\n",
+                             p.sum_ms, p.steps_ms, p.reorders_ms, p.overhead_ms, p.critical_path_ms);
+    if (!p.missing.empty()) {
+      std::cout << p.missing.size() << " brick(s) missing from " << db->location() << " for fingerprint " << p.fingerprint
+                << " (run `bricklab benchmark` with the same settings):\n";
+      for (const auto& k : p.missing) std::cout << "  " << bb::key_id(k) << "  " << k.substr(0, 160) << "\n";
+    }
+  }
+  return p.complete() ? 0 : 1;
+}
+
+}  // namespace
+
+int cmd_bricks(const std::string& command, const std::vector<std::string>& args) {
+  const BricksArgs a = parse(command, args);
+  if (command == "decompose") return cmd_decompose(a);
+  if (command == "benchmark") return cmd_benchmark(a);
+  return cmd_predict(a);
+}

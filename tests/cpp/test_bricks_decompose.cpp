@@ -1,0 +1,235 @@
+// Bricks: canonical keys (equal layers in different models share a key; any change of shape or
+// attribute changes it), granularities, the engine's fused groups, ONNX emission round trip.
+#include <catch2/catch.hpp>
+
+#include <onnx/onnx_pb.h>
+
+#include <cmath>
+#include <set>
+
+#include "bricklab/bricklab.hpp"
+#include "bricklab/bricks/decompose.hpp"
+#include "bricklab/bricks/emit.hpp"
+#include "model_builder.hpp"
+
+using namespace bricklab;
+using testutil::ModelBuilder;
+namespace bb = bricklab::bricks;
+
+namespace {
+
+struct ConvSpec {
+  int64_t batch = 1, cin = 8, cout = 16, hw = 12, k = 3, stride = 1, dilation = 1, group = 1;
+  std::string auto_pad;       // "" = explicit pads
+  bool explicit_defaults = false;  // write strides/dilations/group even when default
+  std::string node_name = "conv";
+  bool stripped = false;
+  float weight_scale = 1.0f;
+};
+
+// Conv -> Relu model; returns the loaded graph.
+Graph conv_model(const ConvSpec& s) {
+  ModelBuilder b;
+  b.input("x", {s.batch, s.cin, s.hw, s.hw});
+  b.weight("w", {s.cout, s.cin / s.group, s.k, s.k}, s.stripped);
+  if (s.weight_scale != 1.0f) {
+    auto* t = b.graph().mutable_initializer(0);
+    std::string raw = t->raw_data();
+    for (size_t i = 0; i + 4 <= raw.size(); i += 4) reinterpret_cast<float*>(raw.data())[i / 4] *= s.weight_scale;
+    t->set_raw_data(raw);
+  }
+  auto& n = b.node("Conv", {"x", "w"}, {"y"}, s.node_name);
+  ModelBuilder::attr(n, "kernel_shape", std::vector<int64_t>{s.k, s.k});
+  if (s.stride != 1 || s.explicit_defaults) ModelBuilder::attr(n, "strides", std::vector<int64_t>{s.stride, s.stride});
+  if (s.dilation != 1 || s.explicit_defaults) ModelBuilder::attr(n, "dilations", std::vector<int64_t>{s.dilation, s.dilation});
+  if (s.group != 1 || s.explicit_defaults) ModelBuilder::attr(n, "group", s.group);
+  if (!s.auto_pad.empty()) ModelBuilder::attr(n, "auto_pad", s.auto_pad);
+  else {
+    const int64_t p = (s.k - 1) * s.dilation / 2;
+    ModelBuilder::attr(n, "pads", std::vector<int64_t>{p, p, p, p});
+  }
+  b.node("Relu", {"y"}, {"z"}, s.node_name + "_relu");
+  b.output("z");
+  return load_onnx_bytes(b.bytes());
+}
+
+std::string conv_key(const ConvSpec& s) {
+  Graph g = conv_model(s);
+  return bb::node_key(g, 0);
+}
+
+}  // namespace
+
+TEST_CASE("brick keys: equal layers share a key whatever their names, weights or spelling", "[bricks]") {
+  ConvSpec a;
+  ConvSpec b = a;
+  b.node_name = "some_other_layer";
+  b.weight_scale = 3.0f;
+  CHECK(conv_key(a) == conv_key(b));
+  ConvSpec c = a;
+  c.explicit_defaults = true;  // strides=1, dilations=1, group=1 written out
+  CHECK(conv_key(a) == conv_key(c));
+  ConvSpec d = a;
+  d.auto_pad = "SAME_UPPER";  // 3x3 stride 1: SAME_UPPER == pads 1,1,1,1
+  CHECK(conv_key(a) == conv_key(d));
+  ConvSpec e = a;
+  e.stripped = true;  // weights without values: same shapes, same key
+  CHECK(conv_key(a) == conv_key(e));
+}
+
+TEST_CASE("brick keys: any change of shape or attribute changes the key", "[bricks]") {
+  const ConvSpec base;
+  const std::string k0 = conv_key(base);
+  std::vector<ConvSpec> changed(7, base);
+  changed[0].batch = 2;
+  changed[1].cin = 4;
+  changed[2].cout = 32;
+  changed[3].hw = 14;
+  changed[4].stride = 2;
+  changed[5].dilation = 2;
+  changed[6].group = 2;
+  std::set<std::string> keys{k0};
+  for (const auto& s : changed) keys.insert(conv_key(s));
+  CHECK(keys.size() == changed.size() + 1);  // all distinct
+  ConvSpec k5 = base;
+  k5.k = 5;
+  CHECK(conv_key(k5) != k0);
+  ConvSpec lower = base;
+  lower.auto_pad = "SAME_LOWER";
+  lower.k = 2;  // even kernel: SAME_LOWER and SAME_UPPER pad differently
+  ConvSpec upper = lower;
+  upper.auto_pad = "SAME_UPPER";
+  CHECK(conv_key(lower) != conv_key(upper));
+}
+
+TEST_CASE("brick keys: group keys include the wiring", "[bricks]") {
+  // y = Relu(x + x) vs y = Relu(c + x): same operators and shapes, different wiring.
+  auto build = [](bool swap) {
+    ModelBuilder b;
+    b.input("x", {1, 4, 8, 8});
+    b.input("c", {1, 4, 8, 8});
+    b.node("Add", swap ? std::vector<std::string>{"c", "x"} : std::vector<std::string>{"x", "x"}, {"s"}, "add");
+    b.node("Relu", {"s"}, {"y"}, "relu");
+    b.output("y");
+    return load_onnx_bytes(b.bytes());
+  };
+  Graph g1 = build(false), g2 = build(true);
+  CHECK(bb::group_key(g1, {0, 1}) != bb::group_key(g2, {0, 1}));
+  CHECK(bb::group_key(g1, {0, 1}) == bb::group_key(g1, {1, 0}));  // order of the given nodes does not matter
+}
+
+TEST_CASE("granularity parsing names what is accepted", "[bricks]") {
+  CHECK(bb::Granularity::parse("op").kind == bb::Granularity::Kind::op);
+  CHECK(bb::Granularity::parse("fused").kind == bb::Granularity::Kind::fused);
+  CHECK(bb::Granularity::parse("seq:3").k == 3);
+  for (const char* bad : {"seq:0", "seq:", "seq:x", "seq:2x", "fuse", ""}) {
+    try {
+      bb::Granularity::parse(bad);
+      FAIL("accepted " << bad);
+    } catch (const InvalidArgument& e) {
+      CHECK(std::string(e.what()).find("seq:K") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("decomposition of two ResNets: shared bricks, multiplicities, fused groups", "[bricks]") {
+  bb::DecomposeOptions o;
+  o.compile.threads = 1;
+  const auto d = bb::decompose({testutil::repo_path("models/zoo/resnet18.onnx"), testutil::repo_path("models/zoo/resnet34.onnx")}, o);
+  REQUIRE(d.models.size() == 2);
+  int64_t total = 0, shared = 0;
+  for (const auto& b : d.bricks) {
+    total += b.multiplicity;
+    int per_model = 0;
+    for (const auto& [m, n] : b.per_model) per_model += n;
+    CHECK(per_model == b.multiplicity);
+    shared += b.per_model.size() == 2;
+  }
+  CHECK(total == d.instances());
+  CHECK(shared >= 10);  // ResNet-18 and -34 share their stem, stage transitions and head
+  CHECK(size_t(d.instances()) > d.bricks.size());
+  // Fused: every Conv followed only by a Relu runs as one step, so it is one brick with it.
+  const Graph& g = *d.models[0].graph;
+  int conv_relu = 0;
+  for (const auto& u : d.models[0].uses) {
+    std::vector<std::string> ops;
+    for (int n : u.nodes) ops.push_back(g.nodes[size_t(n)].op);
+    if (ops == std::vector<std::string>{"Conv", "Relu"}) ++conv_relu;
+    // No view op (Flatten) is a brick: it runs no step.
+    for (const auto& op : ops) CHECK(op != "Flatten");
+  }
+  CHECK(conv_relu >= 8);
+  // Every non-view node is in exactly one unit.
+  std::set<int> seen;
+  for (const auto& u : d.models[0].uses)
+    for (int n : u.nodes) CHECK(seen.insert(n).second);
+
+  // Without fusion, Conv and Relu are separate bricks.
+  bb::DecomposeOptions unfused = o;
+  unfused.compile.fusion = false;
+  const auto d2 = bb::decompose({testutil::repo_path("models/zoo/resnet18.onnx")}, unfused);
+  for (const auto& u : d2.models[0].uses) CHECK(u.nodes.size() == 1);
+
+  // op granularity: one brick use per node; seq:3 groups three fused units.
+  bb::DecomposeOptions op = o;
+  op.granularity = bb::Granularity::parse("op");
+  const auto d3 = bb::decompose({testutil::repo_path("models/zoo/resnet18.onnx")}, op);
+  CHECK(d3.models[0].uses.size() == d3.models[0].graph->nodes.size());
+  bb::DecomposeOptions seq = o;
+  seq.granularity = bb::Granularity::parse("seq:3");
+  const auto d4 = bb::decompose({testutil::repo_path("models/zoo/resnet18.onnx")}, seq);
+  const size_t fused_units = d.models[0].uses.size();
+  CHECK(d4.models[0].uses.size() == (fused_units + 2) / 3);
+}
+
+TEST_CASE("batch is part of the key", "[bricks]") {
+  bb::DecomposeOptions o1, o8;
+  o1.compile.threads = o8.compile.threads = 1;
+  o8.load.batch = 8;
+  const auto d1 = bb::decompose({testutil::repo_path("models/bundled/resnet18.onnx")}, o1);
+  const auto d8 = bb::decompose({testutil::repo_path("models/bundled/resnet18.onnx")}, o8);
+  REQUIRE(d1.bricks.size() == d8.bricks.size());
+  for (const auto& b : d1.bricks) CHECK(d8.index.count(b.key) == 0);
+}
+
+TEST_CASE("emitted brick: a valid ONNX model that bricklab loads and runs like the original node", "[bricks]") {
+  ConvSpec s;
+  s.cin = 4;
+  s.cout = 6;
+  s.hw = 7;
+  Graph g = conv_model(s);
+  const Graph brick = extract_subgraph(g, {0, 1});
+  const std::string bytes = bb::to_onnx_bytes(brick);
+  onnx::ModelProto proto;
+  REQUIRE(proto.ParseFromString(bytes));
+  CHECK(proto.opset_import(0).version() == 13);
+  CHECK(proto.graph().initializer_size() == 1);
+  CHECK(proto.graph().input_size() == 1);
+  Graph reloaded = load_onnx_bytes(bytes);
+  CHECK(bb::group_key(reloaded, {0, 1}) == bb::group_key(g, {0, 1}));
+  // Same outputs on the same inputs (weights were copied, not re-randomised).
+  CompileOptions co;
+  co.threads = 1;
+  auto inputs = random_inputs(g, 3);
+  auto a = get_backend("cpu").compile(g, co)->run(inputs);
+  auto b = get_backend("cpu").compile(reloaded, co)->run(inputs);
+  const Tensor& ta = a.begin()->second;
+  const Tensor& tb = b.begin()->second;
+  REQUIRE(ta.numel() == tb.numel());
+  for (int64_t i = 0; i < ta.numel(); ++i) CHECK(ta.data_as<float>()[i] == Approx(tb.data_as<float>()[i]).margin(1e-5));
+}
+
+TEST_CASE("emitted brick of a stripped model gets random weights of the right shape", "[bricks]") {
+  ConvSpec s;
+  s.stripped = true;
+  Graph g = conv_model(s);
+  onnx::ModelProto proto;
+  REQUIRE(proto.ParseFromString(bb::to_onnx_bytes(extract_subgraph(g, {0}))));
+  REQUIRE(proto.graph().initializer_size() == 1);
+  const auto& w = proto.graph().initializer(0);
+  CHECK(w.raw_data().size() == size_t(16 * 8 * 3 * 3 * 4));
+  const float* p = reinterpret_cast<const float*>(w.raw_data().data());
+  double sum_sq = 0;
+  for (int i = 0; i < 16 * 8 * 9; ++i) sum_sq += double(p[i]) * p[i];
+  CHECK(sum_sq > 0);
+}
