@@ -105,3 +105,20 @@ def test_individual_fusions():
         np.testing.assert_allclose(out, ref["output"], rtol=1e-4, atol=1e-5)
     with pytest.raises(bricklab.InvalidArgument, match="unknown fusion"):
         bricklab.Session(path, fusion={"everything"})
+
+
+def test_threads_one_runs_on_one_thread():
+    # oneDNN fixes a kernel's thread count when the primitive is created; a session asked for one
+    # thread must not use more. CPU time over wall time cannot exceed 1 with one busy thread,
+    # whatever else the machine is doing (load only lowers it).
+    import resource
+    import time
+    x = {"input": np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)}
+    s = bricklab.Session(str(BUNDLED / "resnet18.onnx"), batch=2, threads=1)
+    s.run(x)
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    while time.perf_counter() - t0 < 0.5:
+        s.run(x)
+    r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    ratio = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / (t1 - t0)
+    assert ratio <= 1.3, f"threads=1 used {ratio:.2f} CPUs"

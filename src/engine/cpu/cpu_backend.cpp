@@ -411,6 +411,10 @@ class CpuBackend : public Backend {
   std::string name() const override { return "cpu"; }
   bool available() const override { return true; }
   std::unique_ptr<Executable> compile(const Graph& graph, const CompileOptions& options) const override {
+    // oneDNN sizes its kernels' work split for the thread count current when a primitive is
+    // created and runs that many threads whatever is set later: create them with the plan's.
+    if (options.threads < 0) throw InvalidArgument("threads must be >= 0 (0: all cores), got " + std::to_string(options.threads));
+    omp_set_num_threads(options.threads > 0 ? options.threads : omp_get_num_procs());
     try {
       return std::make_unique<CpuExecutable>(graph, options);
     } catch (const dnnl::error& e) {
