@@ -120,7 +120,7 @@ def main():
                 f"onnxruntime {ort.__version__}, torch {torch.__version__}, bricklab {bricklab.__version__}. "
                 f"Medians of {args.repeats} runs per runtime, interleaved in blocks (one untimed + two timed runs per block), after {args.warmup} warm-up runs; random weights "
                 f"(`bricklab.zoo.materialize`), random inputs. Load average (1 min) {load_start:.1f} at the start and "
-                f"{os.getloadavg()[0]:.1f} at the end of the run (above 0 means other processes shared the cores).\n\nReproduce: `.venv/bin/python benchmarks/bench_engine.py "
+                f"{os.getloadavg()[0]:.1f} at the end of the run (the benchmark itself adds up to its thread count).\n\nReproduce: `.venv/bin/python benchmarks/bench_engine.py "
                 f"--threads {args.threads} --batches {args.batches} --repeats {args.repeats} --out {args.out}`\n\n"
                 + header + body + "\n" + "\n".join(f"* {s}" for s in summary) + "\n")
         pathlib.Path(args.out).write_text(text)
