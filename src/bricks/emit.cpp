@@ -11,35 +11,11 @@
 #include <random>
 
 #include "bricklab/core/error.hpp"
+#include "bricklab/engine/backend.hpp"
 
 namespace bricklab::bricks {
 
 namespace {
-
-// Random values shaped like a trained network's: normal(0, 1/sqrt(fan_in)) for rank >= 2,
-// small values for vectors, and (0.5, 1.5) for normalisation scales and variances.
-std::vector<float> random_weights(const Graph& g, int value, uint64_t seed) {
-  const Value& v = g.values[size_t(value)];
-  std::mt19937_64 rng(seed ^ std::hash<std::string>()(v.name));
-  bool positive = false;
-  for (int c : v.consumers) {
-    const Node& n = g.nodes[size_t(c)];
-    if (n.op == "BatchNormalization" && n.inputs.size() > 4 && (n.inputs[4] == value || n.inputs[1] == value)) positive = true;
-    if ((n.op == "LayerNormalization" || n.op == "InstanceNormalization") && n.inputs.size() > 1 && n.inputs[1] == value)
-      positive = true;
-  }
-  std::vector<float> out(size_t(std::max<int64_t>(v.numel(), 0)));
-  if (positive) {
-    std::uniform_real_distribution<float> u(0.5f, 1.5f);
-    for (auto& x : out) x = u(rng);
-  } else {
-    double fan_in = 1;
-    for (size_t i = 1; i < v.shape.size(); ++i) fan_in *= double(v.shape[i]);
-    std::normal_distribution<float> normal(0.0f, v.shape.size() >= 2 ? float(1.0 / std::sqrt(fan_in)) : 0.05f);
-    for (auto& x : out) x = normal(rng);
-  }
-  return out;
-}
 
 void fill_tensor(onnx::TensorProto& t, const TensorData& data, const std::string& name) {
   t.set_name(name);
@@ -134,7 +110,7 @@ std::string to_onnx_bytes(const Graph& g, uint64_t weight_seed) {
       t->set_name(v.name);
       t->set_data_type(int(v.dtype));
       for (int64_t d : v.shape) t->add_dims(d);
-      auto w = random_weights(g, int(i), weight_seed);
+      auto w = random_weight_values(g, int(i), weight_seed);
       t->set_raw_data(std::string(reinterpret_cast<const char*>(w.data()), w.size() * sizeof(float)));
     }
   }

@@ -2,6 +2,8 @@
 #include "bricklab/engine/backend.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <functional>
 #include <chrono>
 #include <random>
 #include <set>
@@ -80,6 +82,29 @@ Graph extract_subgraph(const Graph& graph, const std::vector<int>& nodes) {
   if (sub.outputs.empty()) sub.outputs.push_back(sub.nodes.back().outputs.at(0));
   sub.rebuild_links();
   return sub;
+}
+
+std::vector<float> random_weight_values(const Graph& graph, int value, uint64_t seed) {
+  const Value& v = graph.values.at(size_t(value));
+  std::mt19937_64 rng(seed ^ std::hash<std::string>()(v.name));
+  bool positive = false;  // a variance or a normalisation scale
+  for (int c : v.consumers) {
+    const Node& n = graph.nodes[size_t(c)];
+    if (n.op == "BatchNormalization" && n.inputs.size() > 4 && (n.inputs[4] == value || n.inputs[1] == value)) positive = true;
+    if ((n.op == "LayerNormalization" || n.op == "InstanceNormalization") && n.inputs.size() > 1 && n.inputs[1] == value)
+      positive = true;
+  }
+  std::vector<float> out(size_t(std::max<int64_t>(v.numel(), 0)));
+  if (positive) {
+    std::uniform_real_distribution<float> u(0.5f, 1.5f);
+    for (auto& x : out) x = u(rng);
+  } else {
+    double fan_in = 1;
+    for (size_t i = 1; i < v.shape.size(); ++i) fan_in *= double(v.shape[i]);
+    std::normal_distribution<float> normal(0.0f, v.shape.size() >= 2 ? float(1.0 / std::sqrt(fan_in)) : 0.05f);
+    for (auto& x : out) x = normal(rng);
+  }
+  return out;
 }
 
 std::map<std::string, Tensor> random_inputs(const Graph& graph, uint64_t seed) {

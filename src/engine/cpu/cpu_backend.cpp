@@ -68,34 +68,13 @@ int PlanBuilder::new_slot(const std::string& name, DType dtype, const Shape& sha
 std::vector<float> PlanBuilder::constant_floats(int value) {
   const Value& v = graph.values[size_t(value)];
   if (!v.data) throw Error("internal: value '" + v.name + "' is not a constant");
-  const int64_t n = v.numel();
   if (v.data->has_values()) {
     std::vector<double> d = v.data->as_double();
     return std::vector<float>(d.begin(), d.end());
   }
   // Stripped weights: deterministic random values shaped like a trained network's.
   random_weights = true;
-  std::mt19937_64 rng(options.weight_seed ^ std::hash<std::string>()(v.name));
-  bool positive = false, unit_scale = false;
-  for (int c : v.consumers) {
-    const Node& node = graph.nodes[size_t(c)];
-    if (node.op == "BatchNormalization") {
-      positive = positive || (node.inputs.size() > 4 && node.inputs[4] == value);
-      unit_scale = unit_scale || (node.inputs.size() > 1 && node.inputs[1] == value);
-    }
-    if (node.op == "LayerNormalization" && node.inputs.size() > 1 && node.inputs[1] == value) unit_scale = true;
-  }
-  std::vector<float> out(size_t(std::max<int64_t>(n, 0)));
-  if (positive || unit_scale) {
-    std::uniform_real_distribution<float> u(0.5f, 1.5f);
-    for (auto& x : out) x = u(rng);
-  } else {
-    double fan_in = 1;
-    for (size_t i = 1; i < v.shape.size(); ++i) fan_in *= double(v.shape[i]);
-    std::normal_distribution<float> normal(0.0f, v.shape.size() >= 2 ? float(1.0 / std::sqrt(fan_in)) : 0.05f);
-    for (auto& x : out) x = normal(rng);
-  }
-  return out;
+  return random_weight_values(graph, value, options.weight_seed);
 }
 
 int PlanBuilder::slot_of(int value) {
