@@ -15,8 +15,7 @@ namespace py = pybind11;
 using namespace bricklab;
 namespace bb = bricklab::bricks;
 
-namespace {
-
+// Shared with bind_lowerbound.cpp (declared there).
 bb::RunnerOptions runner_options(const py::dict& o) {
   bb::RunnerOptions r;
   for (auto item : o) {
@@ -31,19 +30,22 @@ bb::RunnerOptions runner_options(const py::dict& o) {
     else if (k == "tolerance") r.tolerance = v.cast<double>();
     else if (k == "budget_s") r.budget_s = v.cast<double>();
     else if (k == "fusion") r.fusion = v.cast<bool>();
+    else if (k == "backend") r.backend = py::str(v);
     else if (k == "clock") {
       const std::string c = py::str(v);
       if (c != "wall" && c != "cpu") throw InvalidArgument("clock must be 'wall' or 'cpu', got '" + c + "'");
       r.cpu_clock = c == "cpu";
     }
     else throw InvalidArgument("unknown runner option '" + k +
-                               "' (known: threads, pin, cold_weights, warmup, min_reps, max_reps, tolerance, budget_s, fusion, clock)");
+                               "' (known: threads, pin, cold_weights, warmup, min_reps, max_reps, tolerance, budget_s, fusion, clock, backend)");
   }
   if (r.threads < 0) throw InvalidArgument("threads must be >= 0");
   if (r.warmup < 0 || r.min_reps < 1 || r.max_reps < r.min_reps) throw InvalidArgument("need warmup >= 0 and 1 <= min_reps <= max_reps");
   if (!(r.tolerance > 0) || !(r.budget_s > 0)) throw InvalidArgument("tolerance and budget_s must be > 0");
   return r;
 }
+
+namespace {
 
 py::dict measurement_dict(const bb::Measurement& m) {
   py::dict d;

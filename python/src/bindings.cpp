@@ -15,6 +15,7 @@ void bind_tensor(pybind11::module_& m);
 void bind_engine(pybind11::module_& m);  // bind_engine.cpp
 void bind_soft(pybind11::module_& m);    // bind_soft.cpp
 void bind_bricks(pybind11::module_& m);  // bind_bricks.cpp
+void bind_lowerbound(pybind11::module_& m);  // bind_lowerbound.cpp
 
 namespace {
 
@@ -321,4 +322,5 @@ PYBIND11_MODULE(_core, m) {
   bind_tensor(m);
   bind_soft(m);
   bind_bricks(m);
+  bind_lowerbound(m);
 }

@@ -11,6 +11,22 @@
 
 namespace bricklab::bricks {
 
+StoredResult to_stored(const std::string& key, const std::string& fingerprint, const Measurement& m, double bytes) {
+  StoredResult r;
+  r.key = key;
+  r.fingerprint = fingerprint;
+  r.median_ms = m.median_ms;
+  r.p10_ms = m.p10_ms;
+  r.p90_ms = m.p90_ms;
+  r.cv = m.cv;
+  r.ci_rel = m.ci_rel;
+  r.reps = m.reps;
+  r.converged = m.converged;
+  r.wall_s = m.wall_s;
+  r.bytes = bytes;
+  return r;
+}
+
 std::string default_db_path() {
   if (const char* p = std::getenv("BRICKLAB_DB"); p && *p) return p;
   std::filesystem::path base;

@@ -11,23 +11,6 @@
 
 namespace bricklab::bricks {
 
-namespace {
-StoredResult stored(const std::string& key, const std::string& fp, const Measurement& m, double bytes = 0) {
-  StoredResult r;
-  r.key = key;
-  r.fingerprint = fp;
-  r.median_ms = m.median_ms;
-  r.p10_ms = m.p10_ms;
-  r.p90_ms = m.p90_ms;
-  r.cv = m.cv;
-  r.ci_rel = m.ci_rel;
-  r.reps = m.reps;
-  r.converged = m.converged;
-  r.wall_s = m.wall_s;
-  r.bytes = bytes;
-  return r;
-}
-}  // namespace
 
 Prediction predict(const ModelBricks& m, Database& db, const std::string& fp) {
   const auto results = db.all(fp);
@@ -124,11 +107,11 @@ BenchmarkSummary benchmark(const Decomposition& d, Database& db, const RunnerOpt
       std::set<std::string> own;
       const Graph g = timing_graph(d, *job.brick, own);
       BrickTiming t = time_brick(g, o, own);
-      rows.push_back(stored(job.key, fid, t.steps));
-      for (const auto& [k, m] : t.reorders) rows.push_back(stored(k, fid, m, t.reorder_bytes[k]));
+      rows.push_back(to_stored(job.key, fid, t.steps));
+      for (const auto& [k, m] : t.reorders) rows.push_back(to_stored(k, fid, m, t.reorder_bytes[k]));
     } else {
       const Graph g = runtime_graph(*job.model->graph);
-      rows.push_back(stored(job.key, fid, time_whole(g, o)));
+      rows.push_back(to_stored(job.key, fid, time_whole(g, o)));
     }
     return rows;
   };

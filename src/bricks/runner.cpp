@@ -159,6 +159,7 @@ CompileOptions compile_options(const RunnerOptions& o) {
   c.threads = o.threads;
   c.fusion = o.fusion;
   c.profile_cpu_time = o.cpu_clock;
+  c.variants = o.variants;
   c.adopt_input_layout = false;  // bricks and models alike: a model's own input rarely feeds such a conv
   return c;
 }
@@ -181,7 +182,7 @@ Prepared prepare(const Graph& g, const RunnerOptions& o) {
   const auto t0 = clock_type::now();
   Prepared p;
   if (o.pin) pin_threads(o.threads);
-  p.exe = get_backend("cpu").compile(g, compile_options(o));
+  p.exe = get_backend(o.backend).compile(g, compile_options(o));
   p.inputs = brick_inputs(g, 0);
   p.compile_s = seconds_since(t0);
   return p;
@@ -293,6 +294,7 @@ Fingerprint system_fingerprint(const RunnerOptions& o) {
   f.cold_weights = o.cold_weights;
   f.fusion = o.fusion;
   f.cpu_clock = o.cpu_clock;
+  f.backend = o.backend;
   f.bricklab_version = version();
   if (const char* label = std::getenv("BRICKLAB_FINGERPRINT_LABEL")) f.label = label;
   std::ifstream cpuinfo("/proc/cpuinfo");
@@ -303,8 +305,11 @@ Fingerprint system_fingerprint(const RunnerOptions& o) {
   }
   for (const char* isa : {"avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16"})
     if (flags.find(std::string(" ") + isa + " ") != std::string::npos) f.isa += (f.isa.empty() ? "" : ",") + std::string(isa);
-  for (const auto& b : backends())
+  for (const auto& b : backends()) {
     if (b.name == "cpu") f.onednn = b.library;
+    // GPU results carry the device and library versions too (the CPU is still recorded).
+    if (b.name == "cuda" && o.backend == "cuda") f.onednn += "; " + b.library + "; " + b.device;
+  }
   return f;
 }
 

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <functional>
+#include <memory>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -20,6 +22,7 @@
 #include "bricklab/bricks/predict.hpp"
 #include "bricklab/bricks/runner.hpp"
 #include "bricklab/core/error.hpp"
+#include "cli_args.hpp"
 
 namespace {
 
@@ -30,12 +33,20 @@ const char* kBricksUsage = R"(usage:
   bricklab decompose MODEL... [--batch N] [--granularity op|fused|seq:K] [--emit DIR] [--json]
   bricklab benchmark MODEL... [--db PATH|postgresql://...] [--queue SUITE] [runner options] [--json]
   bricklab predict MODEL [--db PATH|postgresql://...] [runner options] [--json]
+  bricklab lowerbound MODEL [--db ...] [--backend cpu|cuda] [--no-measure] [--no-apply] [runner options] [--json]
+  bricklab report MODEL [--db ...] [-o report.html] [--json] [same options as lowerbound]
+  bricklab roofline [--db ...] [--backend cpu|cuda] [--threads N] [--json]
 
 Common:
   --batch N            batch size bound to the models' batch dimension        [1]
   --granularity G      op | fused (what the engine runs) | seq:K              [fused]
   --threads N          engine threads (bricks and models alike)               [1]
-  --no-fusion          engine fusions off
+  --no-fusion          engine fusions off (decompose, benchmark, predict)
+  --backend B          cpu (oneDNN) or cuda (cuDNN / cuBLAS)                   [cpu]
+Lower bound (lowerbound, report):
+  --no-measure         do not time the whole model (bounds and advice from the database only)
+  --no-apply           do not apply the advice in the engine to measure realised savings
+  -o FILE              report: the HTML page to write                          [report.html]
 Runner (benchmark; predict uses them to pick the same fingerprint):
   --tolerance F        stop when the median's 95% CI half-width <= F x median   [0.02]
   --budget S           seconds per brick before stopping unconverged           [10]
@@ -46,14 +57,6 @@ Runner (benchmark; predict uses them to pick the same fingerprint):
   --progress / --no-progress   progress bar on stderr (default: when stderr is a terminal)
 Database: --db PATH (SQLite) or --db postgresql://USER@HOST:PORT/DB; default: )";
 
-struct BricksArgs {
-  std::vector<std::string> models;
-  bb::DecomposeOptions decompose;
-  bb::RunnerOptions runner;
-  std::string db, emit_dir, queue;
-  bool json = false;
-  int progress = -1;  // -1: when stderr is a TTY
-};
 
 int64_t positive(const std::string& flag, const std::string& text, int64_t min = 1) {
   try {
@@ -75,7 +78,9 @@ double positive_real(const std::string& flag, const std::string& text) {
   throw InvalidArgument(flag + " expects a positive number, got '" + text + "'");
 }
 
-BricksArgs parse(const std::string& command, const std::vector<std::string>& argv) {
+}  // namespace
+
+BricksArgs parse_bricks_args(const std::string& command, const std::vector<std::string>& argv) {
   BricksArgs a;
   a.runner.threads = 1;
   for (size_t i = 0; i < argv.size(); ++i) {
@@ -109,17 +114,56 @@ BricksArgs parse(const std::string& command, const std::vector<std::string>& arg
     else if (s == "--db") a.db = next();
     else if (s == "--emit" && command == "decompose") a.emit_dir = next();
     else if (s == "--queue" && command == "benchmark") a.queue = next();
+    else if (s == "--backend") {
+      a.runner.backend = next();
+      if (a.runner.backend != "cpu" && a.runner.backend != "cuda") throw InvalidArgument("--backend expects cpu or cuda, got '" + a.runner.backend + "'");
+    }
+    else if (s == "--no-measure" && (command == "lowerbound" || command == "report")) a.measure = false;
+    else if (s == "--no-apply" && (command == "lowerbound" || command == "report")) a.apply = false;
+    else if ((s == "-o" || s == "--output") && command == "report") a.output = next();
     else if (s.size() > 1 && s[0] == '-') throw InvalidArgument("unknown option '" + s + "' (see `bricklab " + command + " --help`)");
     else a.models.push_back(s);
   }
-  if (a.models.empty()) throw InvalidArgument(command + " expects at least one MODEL");
-  if (command == "predict" && a.models.size() != 1) throw InvalidArgument("predict expects exactly one MODEL");
+  if (a.models.empty() && command != "roofline") throw InvalidArgument(command + " expects at least one MODEL");
+  if ((command == "predict" || command == "lowerbound" || command == "report") && a.models.size() != 1)
+    throw InvalidArgument(command + " expects exactly one MODEL");
+  if (command == "roofline" && !a.models.empty()) throw InvalidArgument("roofline takes no MODEL");
   if (a.runner.max_reps < a.runner.min_reps) throw InvalidArgument("--max-reps must be >= --min-reps");
   if (a.runner.cpu_clock && a.runner.threads != 1) throw InvalidArgument("--clock cpu needs --threads 1");
   a.decompose.compile = bb::compile_options(a.runner);
   if (a.db.empty()) a.db = bb::default_db_path();
   return a;
 }
+
+std::function<void(int, int, double, const std::string&)> progress_bar(const BricksArgs& a, const std::string& unit) {
+  const bool bar = a.progress == 1 || (a.progress == -1 && isatty(2));
+  auto first_elapsed = std::make_shared<double>(-1);
+  auto first_done = std::make_shared<int>(0);
+  return [=](int done, int total, double elapsed, const std::string& label) {
+    if (!bar) return;
+    if (total == 0) {  // a single long step (e.g. timing a whole model)
+      std::cerr << fmt::format("\r{:<90.90}", label) << "\n";
+      return;
+    }
+    if (*first_elapsed < 0) {
+      *first_elapsed = elapsed;
+      *first_done = done;
+    }
+    const int width = 30;
+    const int filled = total ? done * width / total : width;
+    std::string eta = "--";
+    if (done > *first_done) {
+      const double per = (elapsed - *first_elapsed) / double(done - *first_done);
+      eta = fmt::format("{:.0f}s", per * double(total - done));
+    }
+    std::cerr << fmt::format("\r[{}{}] {}/{} {}  {:.0f}s elapsed  ETA {}  {:<28.28}", std::string(size_t(filled), '#'),
+                             std::string(size_t(width - filled), '.'), done, total, unit, elapsed, eta, label)
+              << std::flush;
+    if (done == total) std::cerr << "\n";
+  };
+}
+
+namespace {
 
 nlohmann::json decomposition_json(const bb::Decomposition& d) {
   nlohmann::json j;
@@ -182,27 +226,7 @@ int cmd_decompose(const BricksArgs& a) {
 int cmd_benchmark(const BricksArgs& a) {
   const bb::Decomposition d = bb::decompose(a.models, a.decompose);
   auto db = bb::open_database(a.db, true);
-  const bool bar = a.progress == 1 || (a.progress == -1 && isatty(2));
-  double first_elapsed = -1;
-  int first_done = 0;
-  bb::Progress progress = [&](int done, int total, double elapsed, const std::string& label) {
-    if (!bar) return;
-    if (first_elapsed < 0) {
-      first_elapsed = elapsed;
-      first_done = done;
-    }
-    const int width = 30;
-    const int filled = total ? done * width / total : width;
-    std::string eta = "--";
-    if (done > first_done) {
-      const double per = (elapsed - first_elapsed) / double(done - first_done);
-      eta = fmt::format("{:.0f}s", per * double(total - done));
-    }
-    std::cerr << fmt::format("\r[{}{}] {}/{} bricks  {:.0f}s elapsed  ETA {}  {:<24.24}", std::string(size_t(filled), '#'),
-                             std::string(size_t(width - filled), '.'), done, total, elapsed, eta, label)
-              << std::flush;
-    if (done == total) std::cerr << "\n";
-  };
+  const bb::Progress progress = progress_bar(a, "bricks");
   const bb::BenchmarkSummary s = bb::benchmark(d, *db, a.runner, progress, a.queue);
   const bb::Fingerprint fp = bb::system_fingerprint(a.runner);
   if (a.json) {
@@ -253,7 +277,7 @@ int cmd_predict(const BricksArgs& a) {
 }  // namespace
 
 int cmd_bricks(const std::string& command, const std::vector<std::string>& args) {
-  const BricksArgs a = parse(command, args);
+  const BricksArgs a = parse_bricks_args(command, args);
   if (command == "decompose") return cmd_decompose(a);
   if (command == "benchmark") return cmd_benchmark(a);
   return cmd_predict(a);

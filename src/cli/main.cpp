@@ -16,6 +16,7 @@
 
 int cmd_recover(const std::vector<std::string>& args);  // recover.cpp
 int cmd_bricks(const std::string& command, const std::vector<std::string>& args);  // bricks_cmds.cpp
+int cmd_lowerbound_family(const std::string& command, const std::vector<std::string>& args);  // lowerbound_cmds.cpp
 #include "bricklab/core/npy.hpp"
 
 namespace {
@@ -32,7 +33,7 @@ commands:
   inspect MODEL [--batch N] [--dim NAME=N ...] [--json]
                       per-node table (name, op, output shape, FLOPs, bytes) and totals
   run MODEL [--batch N] [--threads N] [--input NAME=FILE.npy ...] [--output-dir DIR]
-            [--repeat N] [--warmup N] [--no-fusion] [--profile] [--json]
+            [--repeat N] [--warmup N] [--no-fusion] [--variant NODE=NAME ...] [--profile] [--json]
                       run on the CPU (random inputs unless given), write outputs as
                       DIR/<output>.npy, print latency median / p10 / p90
   recover (--obs FILE | --indices FILE --levels FILE) --rank R --out EST.npy [...]
@@ -44,7 +45,14 @@ commands:
                       time every unique brick not yet in the results database
   predict MODEL [--db PATH|URL] [--json]
                       model latency from its bricks (sum and critical path)
-                      (`bricklab decompose --help` for the options of all three)
+                      (`bricklab decompose --help` for the options of all these)
+  lowerbound MODEL [--db PATH|URL] [--backend cpu|cuda] [--json]
+                      Benanza lower bounds: every variant of every layer benchmarked;
+                      sequential, parallel and roofline bounds; advice, applied and measured
+  report MODEL [--db PATH|URL] -o report.html
+                      the same analysis as a self-contained HTML page
+  roofline [--db PATH|URL] [--backend cpu|cuda]
+                      measure this machine's peak GFLOP/s and bandwidth (stored in the db)
   ops [--json]        the operators bricklab supports and how it counts their cost
   info [--json]       version, backends and this machine
   help                this text
@@ -74,6 +82,7 @@ struct Args {
   bool profile = false;
   std::string output_dir;
   std::map<std::string, std::string> input_files;
+  std::map<std::string, std::string> variants;  // node -> variant (run --variant)
 };
 
 Args parse_args(const std::vector<std::string>& argv) {
@@ -98,6 +107,12 @@ Args parse_args(const std::vector<std::string>& argv) {
       const auto eq = spec.find('=');
       if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) throw UsageError("--input expects NAME=FILE.npy, got '" + spec + "'");
       a.input_files[spec.substr(0, eq)] = spec.substr(eq + 1);
+    }
+    else if (s == "--variant") {
+      const std::string spec = next("--variant");
+      const auto eq = spec.rfind('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) throw UsageError("--variant expects NODE=VARIANT, got '" + spec + "'");
+      a.variants[spec.substr(0, eq)] = spec.substr(eq + 1);
     }
     else if (s == "--batch") a.load.batch = parse_positive("--batch", next("--batch"));
     else if (s.rfind("--batch=", 0) == 0) a.load.batch = parse_positive("--batch", s.substr(8));
@@ -224,6 +239,9 @@ int cmd_run(const Args& a) {
   bricklab::CompileOptions options;
   options.threads = a.threads;
   options.fusion = a.fusion;
+  for (const auto& [node, v] : a.variants)
+    if (g.find_node(node) < 0) throw bricklab::InvalidArgument("--variant: the model has no node named '" + node + "'");
+  options.variants = a.variants;
   auto exe = bricklab::get_backend("cpu").compile(g, options);
   std::map<std::string, bricklab::Tensor> inputs = bricklab::random_inputs(g, 0);
   for (const auto& [name, file] : a.input_files) {
@@ -324,6 +342,8 @@ int main(int argc, char** argv) {
     if (command == "recover") return cmd_recover({args.begin() + 1, args.end()});
     if (command == "decompose" || command == "benchmark" || command == "predict")
       return cmd_bricks(command, {args.begin() + 1, args.end()});
+    if (command == "lowerbound" || command == "report" || command == "roofline")
+      return cmd_lowerbound_family(command, {args.begin() + 1, args.end()});
     const Args a = parse_args({args.begin() + 1, args.end()});
     if (command == "inspect") return cmd_inspect(a);
     if (command == "run") return cmd_run(a);

@@ -79,6 +79,25 @@ def test_every_conv_variant_matches_pytorch():
         bricklab.Session(path, variants={convs[0]: "nope"}).run({"input": ref["input"]})
 
 
+def test_matmul_bf16_variant_matches_pytorch():
+    # tiny_cnn's classifier (Gemm) in bfloat16 (with and without fusion) against the PyTorch output.
+    path = str(BUNDLED / "tiny_cnn.onnx")
+    model = bricklab.load(path)
+    ref = np.load(BUNDLED / "tiny_cnn_ref.npz")
+    gemms = [n.name for n in model.nodes if n.op in ("Gemm", "MatMul")]
+    assert gemms
+    for g in gemms:
+        assert [v["name"] for v in bricklab.variants(model, g)] == ["fp32", "bf16"]
+    for fusion in (True, False):
+        s = bricklab.Session(path, variants={g: "bf16" for g in gemms}, fusion=fusion)
+        assert "bf16" in s.describe()
+        out = next(iter(s.run({"input": ref["input"]}).values()))
+        err = np.abs(out - ref["output"]).max() / np.abs(ref["output"]).max()
+        assert 0 < err <= 2e-2, f"fusion={fusion}: relative error {err}"  # > 0: it really ran in bf16
+    with pytest.raises(bricklab.UnsupportedError, match="unknown Gemm variant"):
+        bricklab.Session(path, variants={gemms[0]: "int4"}).run({"input": ref["input"]})
+
+
 def test_bad_inputs():
     session = bricklab.Session(str(BUNDLED / "tiny_cnn.onnx"))
     with pytest.raises(bricklab.InvalidArgument, match="missing input"):

@@ -57,6 +57,9 @@ class Database {
   }
 };
 
+// A measurement as a database row (`bytes`: the data a reorder or stream moved, else 0).
+StoredResult to_stored(const std::string& key, const std::string& fingerprint, const Measurement& m, double bytes = 0);
+
 // Current schema version written by this library.
 constexpr int kSchemaVersion = 1;
 

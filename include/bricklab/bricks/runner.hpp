@@ -27,6 +27,9 @@ struct RunnerOptions {
   // Time with the thread's CPU clock instead of the wall clock (threads = 1 only): on a machine
   // shared with other jobs, what the model costs rather than how long it waited for a core.
   bool cpu_clock = false;
+  std::string backend = "cpu";  // "cpu" (oneDNN) or "cuda"
+  // Per-node variant by node name (CompileOptions::variants), for variant benchmarks.
+  std::map<std::string, std::string> variants;
 };
 
 struct Measurement {

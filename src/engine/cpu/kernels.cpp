@@ -564,6 +564,15 @@ void lower_matmul(PlanBuilder& b, int index) {
   dnnl::primitive_attr attr;
   attr.set_post_ops(po);
   const bool const_b = b.is_constant(bw);
+  // Variants: "fp32" (default) or "bf16" (A and constant B in bfloat16, float32 accumulation
+  // and output; A is converted by a reorder step that counts in the run time).
+  const std::string variant = b.variant_for(n);
+  const bool bf16 = variant == "bf16";
+  if (!variant.empty() && variant != "default" && variant != "fp32" && !bf16)
+    unsupported(b, n, "unknown " + n.op + " variant '" + variant + "' (known: fp32, bf16)");
+  if (bf16 && (!const_b || trans_a)) unsupported(b, n, "the bf16 variant needs a constant, untransposed-A operand pair");
+  const auto compute_t = bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  const memory::desc a_compute = bf16 ? memory::desc(dims(a_logical.begin(), a_logical.end()), compute_t, strides_of(a_logical, false)) : a_md;
   // alpha: folded into constant weights; otherwise an output scale, which oneDNN applies to
   // (A.B + bias), so the bias is pre-divided by it.
   if (alpha != 1.f && !const_b) {
@@ -571,19 +580,20 @@ void lower_matmul(PlanBuilder& b, int index) {
     attr.set_output_scales(0, {alpha});
     for (auto& x : bias) x /= alpha;
   }
-  const memory::desc b_md = const_b ? memory::desc(dims(b_logical.begin(), b_logical.end()), memory::data_type::f32, memory::format_tag::any)
+  const memory::desc b_md = const_b ? memory::desc(dims(b_logical.begin(), b_logical.end()), compute_t, memory::format_tag::any)
                                     : memory::desc(dims(b_logical.begin(), b_logical.end()), memory::data_type::f32, strides_of(b_logical, trans_b));
   dnnl::matmul::primitive_desc pd;
   try {
-    pd = bias.empty() ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, y_md), attr, cpu_engine())
-                      : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, bias_md, y_md), attr, cpu_engine());
+    pd = bias.empty() ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_compute, b_md, y_md), attr, cpu_engine())
+                      : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_compute, b_md, bias_md, y_md), attr, cpu_engine());
   } catch (const dnnl::error& e) {
     unsupported(b, n, std::string("oneDNN has no matmul for these shapes: ") + e.what());
   }
   const int a_slot = b.plain(b.slot_of(a));
   // The A operand is read through its own (possibly transposed) view of the plain buffer.
-  const int a_view = b.new_slot(val(b, a).name + "@view", DType::float32, a_logical, a_md);
+  int a_view = b.new_slot(val(b, a).name + "@view", DType::float32, a_logical, a_md);
   b.slots[size_t(a_view)].alias_of = a_slot;
+  if (bf16) a_view = b.as_layout(a_view, a_compute, "bf16");
   const Value& ov = val(b, out_value);
   const int out = b.new_slot(ov.name, DType::float32, ov.shape, plain_md(DType::float32, ov.shape));
   int out_view = out;
@@ -1536,6 +1546,23 @@ std::vector<Variant> node_variants(const Graph& graph, int index) {
       } catch (const Error&) {
         // not available for this shape on this CPU
       }
+    }
+  } else if (n.op == "MatMul" || n.op == "Gemm") {
+    out.push_back({"fp32", "oneDNN matmul in float32", true});
+    CompileOptions probe;
+    probe.fusion = false;
+    probe.variants[n.name] = "bf16";
+    try {
+      Graph sub = extract_subgraph(graph, {index});
+      PlanBuilder b(sub, probe);
+      for (int v : sub.inputs) {
+        const Value& value = sub.values[size_t(v)];
+        b.bind(v, b.new_slot(value.name, value.dtype, value.shape, plain_md(value.dtype, value.shape)));
+      }
+      lower_node(b, 0);
+      out.push_back({"bf16", "oneDNN matmul in bfloat16 (float32 accumulation, in and out)", false});
+    } catch (const Error&) {
+      // needs a constant B, or no bf16 matmul on this CPU
     }
   } else {
     out.push_back({"default", "the only implementation", true});

@@ -1,0 +1,26 @@
+// Options shared by the database-backed commands (decompose, benchmark, predict, lowerbound,
+// report, roofline): parsed once in bricks_cmds.cpp, used by lowerbound_cmds.cpp too.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "bricklab/bricks/decompose.hpp"
+#include "bricklab/bricks/runner.hpp"
+
+struct BricksArgs {
+  std::vector<std::string> models;
+  bricklab::bricks::DecomposeOptions decompose;
+  bricklab::bricks::RunnerOptions runner;
+  std::string db, emit_dir, queue;
+  std::string output = "report.html";  // report
+  bool measure = true, apply = true;   // lowerbound, report
+  bool json = false;
+  int progress = -1;  // -1: when stderr is a TTY
+};
+
+// Parses the options of `command`; throws bricklab::InvalidArgument naming a bad flag.
+BricksArgs parse_bricks_args(const std::string& command, const std::vector<std::string>& argv);
+// A progress bar on stderr (counts, elapsed, time remaining) when a.progress asks for one.
+std::function<void(int, int, double, const std::string&)> progress_bar(const BricksArgs& a, const std::string& unit);
