@@ -851,16 +851,17 @@ void timeline(Page& p, const Analysis& a) {
       << "\" text-anchor=\"end\">lane " << std::to_string(k + 1) << "</text>";
   for (size_t i = 0; i < items.size(); ++i) {
     const Item& it = items[i];
-    double x = x0 + bw * it.s / max, w = std::max(bw * (it.f - it.s) / max, 1.0), y = top + lane[i] * lh + 3;
+    double x = x0 + bw * it.s / max, w = std::max(bw * (it.f - it.s) / max, 2.0), y = top + lane[i] * lh + 3;
     bool c = it.l->critical;
-    p << rect(x, y, w, lh - 6, c ? kCriticalColour : "#b8c4d2",
-              std::string(" stroke=\"") + (c ? "#8a2f0a" : "#fff") + "\" stroke-width=\"" + (c ? "1" : "0.8") + "\" rx=\"2\"")
+    // Outlines only where a box is wide enough for them not to swamp the fill.
+    std::string outline = w > 6 ? std::string(" stroke=\"") + (c ? "#8a2f0a" : "#fff") + "\" stroke-width=\"0.8\"" : "";
+    p << rect(x, y, w, lh - 6, c ? kCriticalColour : "#7f93a8", outline + " rx=\"1.5\"")
       << "<title>" << esc(it.l->name) << " (" << esc(it.l->op) << "): " << num3(it.s) << "&ndash;" << num3(it.f)
       << " ms" << (c ? ", critical path" : "") << "</title></rect>";
     std::string label = shorten(it.l->op, 14);
     if (w > 6.5 * label.size() + 6)
       p << "<text class=\"in\" x=\"" << coord(x + w / 2) << "\" y=\"" << coord(y + (lh - 6) / 2 + 4)
-        << "\" text-anchor=\"middle\"" << (c ? "" : " style=\"fill:#1f2933\"") << ">" << esc(label) << "</text>";
+        << "\" text-anchor=\"middle\"" << ">" << esc(label) << "</text>";
   }
   p << "</svg>";
   if (!a.critical_path.empty()) {
