@@ -105,6 +105,14 @@ std::string get_str(const json& obj, const char* key, const std::string& path, b
   return v->get<std::string>();
 }
 
+// An integer id (group numbers): absent or null gives `absent`.
+long get_id(const json& obj, const char* key, const std::string& path, long absent) {
+  opt v = get_num(obj, key, path);
+  if (!v) return absent;
+  if (*v != std::floor(*v) || std::fabs(*v) > 1e15) bad(path + "." + key, "must be an integer");
+  return static_cast<long>(*v);
+}
+
 bool get_bool(const json& obj, const char* key, const std::string& path) {
   const json* v = member(obj, key);
   if (!v || v->is_null()) return false;
@@ -214,7 +222,7 @@ Analysis parse(const std::string& text) {
     l.finish_ms = get_num(lj, "finish_ms", p);
     l.critical = get_bool(lj, "critical", p);
     l.missing = get_bool(lj, "missing", p);
-    if (opt g = get_num(lj, "group", p)) l.group = static_cast<long>(*g);
+    l.group = get_id(lj, "group", p, -1);
     const json& vars = get_array(lj, "variants", p + ".variants");
     for (size_t k = 0; k < vars.size(); ++k) {
       std::string vp = p + ".variants[" + std::to_string(k) + "]";
@@ -233,7 +241,7 @@ Analysis parse(const std::string& text) {
     std::string p = "groups[" + std::to_string(i) + "]";
     require_object(groups[i], p);
     Group g;
-    if (opt id = get_num(groups[i], "id", p)) g.id = static_cast<long>(*id);
+    g.id = get_id(groups[i], "id", p, -1);
     g.label = get_str(groups[i], "label", p);
     g.layers = get_strings(groups[i], "layers", p + ".layers");
     g.fused_ms = get_num(groups[i], "fused_ms", p);

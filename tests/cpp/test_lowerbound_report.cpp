@@ -203,6 +203,9 @@ TEST_CASE("report: malformed input throws InvalidArgument naming the field", "[r
   CHECK_THROWS_WITH(render_report_html(R"({"schema": "bricklab.lowerbound/1", "model": "m",
                         "layers": [{"name": "a"}, {"name": "b", "flops": "many"}]})"),
                     Contains("'layers[1].flops'"));
+  CHECK_THROWS_WITH(render_report_html(R"({"schema": "bricklab.lowerbound/1", "model": "m",
+                        "layers": [{"name": "a", "group": 1e300}]})"),
+                    Contains("'layers[0].group'"));
   CHECK_THROWS_WITH(render_report_html(R"({"schema": "bricklab.lowerbound/1", "model": "m", "layers": [],
                         "bounds": {"parallel_ms": "fast"}})"),
                     Contains("'bounds.parallel_ms'"));
