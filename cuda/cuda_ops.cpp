@@ -824,6 +824,10 @@ void lower_node(PlanBuilder& b, int index) {
   const ErrorContext where = b.where(n);
   if (!n.domain.empty() && n.domain != "ai.onnx")
     unsupported(b, n, "operator domain '" + n.domain + "' is not supported by the CUDA backend");
+  if (n.op != "Conv" && n.op != "Gemm" && n.op != "MatMul") {
+    const std::string asked = b.variant_for(n);
+    if (!asked.empty() && asked != "default") throw InvalidArgument(where, "unknown variant '" + asked + "'; valid: default");
+  }
   if (n.op == "Constant") {
     b.mark_done(index);  // its value is a constant, uploaded where it is read
     return;
