@@ -17,6 +17,11 @@ namespace cpu {
 const Backend& backend();
 }
 #endif
+#ifdef BRICKLAB_WITH_CUDA
+namespace cuda {
+const Backend& backend();  // cuda/cuda_backend.cpp
+}
+#endif
 
 const Backend& get_backend(const std::string& name) {
   if (name == "cpu") {
@@ -26,9 +31,14 @@ const Backend& get_backend(const std::string& name) {
     throw UnsupportedError("the CPU backend needs oneDNN; this build has BRICKLAB_WITH_DNNL=OFF");
 #endif
   }
-  if (name == "cuda")
-    throw UnsupportedError("the CUDA backend has no kernels yet" +
-                           (cuda::is_available() ? std::string() : " (and " + cuda::unavailable_reason() + ")"));
+  if (name == "cuda") {
+#ifdef BRICKLAB_WITH_CUDA
+    // Returned even without a GPU: available() is then false and compile() says why.
+    return cuda::backend();
+#else
+    throw UnsupportedError("the CUDA backend is not compiled in: " + cuda::unavailable_reason());
+#endif
+  }
   throw InvalidArgument("unknown backend '" + name + "' (known: cpu, cuda)");
 }
 

@@ -84,7 +84,9 @@ class Backend {
   virtual std::vector<Variant> variants(const Graph& graph, int node) const = 0;
 };
 
-// "cpu" (oneDNN) or "cuda"; throws UnsupportedError when the backend is not built or usable.
+// "cpu" (oneDNN) or "cuda"; throws UnsupportedError when the backend is not built in. A built-in
+// backend whose device is missing is still returned: available() is false and compile() throws
+// UnsupportedError with the reason (cuda::unavailable_reason()).
 const Backend& get_backend(const std::string& name);
 
 // A graph holding only `nodes` (indices into `graph`): its inputs are the values those nodes read
