@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Quick start, step 1: set up this machine, build, and run the main job on a bundled model:
 # inspect it (per-layer shapes, FLOPs, bytes), run it on the CPU engine (latency), then
-# benchmark its unique layers ("bricks") into a scratch database and predict its latency from them.
+# benchmark its unique layers ("bricks") into a scratch database and predict its latency from them,
+# then its lower bounds and optimisation advice (every variant of every layer) and the HTML report.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -22,3 +23,8 @@ $bl decompose "$model" | tail -n 3
 $bl benchmark "$model" --db "$db" --threads 1 --tolerance 0.05 --budget 2
 $bl predict "$model" --db "$db" --threads 1 --tolerance 0.05 --budget 2 | tail -n 1
 $bl run "$model" --threads 1 --repeat 20 | tail -n 1
+echo
+echo "== bricklab lowerbound $model (every variant of every layer; bounds, advice applied and measured) =="
+$bl lowerbound "$model" --db "$db" --threads 1 --tolerance 0.05 --budget 1
+$bl report "$model" --db "$db" --threads 1 --tolerance 0.05 --budget 1 -o "$(dirname "$db")/report.html"
+echo "open $(dirname "$db")/report.html in a browser"

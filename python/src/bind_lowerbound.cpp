@@ -90,5 +90,14 @@ void bind_lowerbound(py::module_& m) {
           return database->insert(bb::to_stored(key, fp.id(), mm));
         },
         py::arg("model"), py::arg("runtime"), py::arg("db"), py::arg("runner"), py::arg("samples_ms"));
+  // The stored median of a peer runtime for this model and fingerprint, or None.
+  m.def("lowerbound_peer_ms",
+        [](const std::shared_ptr<Graph>& g, const std::string& runtime, const std::string& db, const py::dict& runner) -> py::object {
+          bb::RunnerOptions r = runner_options(runner);
+          r.fusion = true;
+          auto database = bb::open_database(db, true);
+          if (auto row = database->find(lb::peer_key(*g, runtime), bb::system_fingerprint(r).id())) return py::float_(row->median_ms);
+          return py::none();
+        });
   m.def("lowerbound_render_html", [](const std::string& analysis_json) { return lb::render_report_html(analysis_json); });
 }

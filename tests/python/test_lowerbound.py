@@ -124,9 +124,13 @@ def test_cli_bad_input(tmp_path):
     bad.write_bytes(b"not a model")
     out = subprocess.run([exe, "lowerbound", str(bad), "--db", str(tmp_path / "x.sqlite")], capture_output=True, text=True)
     assert out.returncode == 1 and "bad.onnx" in out.stderr
-    out = subprocess.run([exe, "lowerbound", TINY, "--db", str(tmp_path / "no" / "such" / "dir" / "x.sqlite")],
-                         capture_output=True, text=True)
-    assert out.returncode == 1 and "x.sqlite" in out.stderr
+    out = subprocess.run([exe, "lowerbound", TINY, "--db", "postgresql://nobody@127.0.0.1:1/nowhere"], capture_output=True, text=True)
+    assert out.returncode == 1 and "127.0.0.1" in out.stderr  # unreachable database: named, no crash
+    corrupt = tmp_path / "corrupt.sqlite"
+    corrupt.write_bytes(b"this is not a database" * 100)
+    out = subprocess.run([exe, "lowerbound", TINY, "--db", str(corrupt)], capture_output=True, text=True)
+    assert out.returncode == 1 and "corrupt.sqlite" in out.stderr
+    assert corrupt.read_bytes() == b"this is not a database" * 100  # nothing overwritten
 
 
 def test_store_peer_rejects_non_finite(tmp_path):

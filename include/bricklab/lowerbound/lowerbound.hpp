@@ -36,6 +36,10 @@ struct Machine {
   std::map<std::string, double> peak_gflops;  // "f32", "bf16" (CPU); "fp32", "tf32", "fp16" (GPU)
   double bandwidth_gbs = 0;
   std::string description;                    // how they were measured
+  // What an analysis used for its roofline: the probes' figures, or the highest rate a
+  // benchmarked layer reached when that is higher ("float32", "reduced").
+  std::map<std::string, double> roofline_peak_gflops;
+  double roofline_bandwidth_gbs = 0;
 };
 // Reads the peaks from the database for the fingerprint; measures and stores them when absent.
 Machine machine_roofline(bricks::Database& db, const bricks::RunnerOptions& options, bool measure_if_missing = true);
