@@ -94,9 +94,17 @@ def main() -> int:
 
 
 def within(ad, tol=0.2):
-    if ad["realised_ms"] is None or ad["predicted_ms"] == 0:
+    if ad["realised_ms"] is None:
         return None
     return abs(ad["realised_ms"] - ad["predicted_ms"]) <= tol * abs(ad["predicted_ms"])
+
+
+def within_noise(ad, measured_ms, floor=0.03):
+    # Or the difference is below what one whole-model measurement resolves (3% of the latency:
+    # the runner's 95% CI target plus run-to-run drift between two plans timed one after another).
+    if ad["realised_ms"] is None:
+        return None
+    return within(ad) or abs(ad["realised_ms"] - ad["predicted_ms"]) <= floor * measured_ms
 
 
 def write_markdown(path: pathlib.Path, meta: dict, rows: list) -> None:
@@ -110,13 +118,13 @@ def write_markdown(path: pathlib.Path, meta: dict, rows: list) -> None:
         "ONNX Runtime and PyTorch alike. Machine roofline (`bricklab roofline`): " + peaks +
         f", bandwidth {m['bandwidth_gbs']:.0f} GB/s.", "",
         "## Bounds and measured latency (ms)", "",
-        "| model | layers | roofline (crit. path) | parallel bound | sequential bound | default variants | bricklab | ONNX Runtime | PyTorch | bricklab / seq. bound |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | layers | roofline (crit. path) | parallel bound | sequential bound | seq. bound, float32 only | default variants | bricklab | ONNX Runtime | PyTorch | bricklab / seq. bound |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ratio = r["bricklab_ms"] / r["sequential_ms"] if r["bricklab_ms"] and r["sequential_ms"] else None
         lines.append(f"| {r['model']} | {r['layers']} | {r['roofline_parallel_ms']:.2f} | {r['parallel_ms']:.2f} | "
-                     f"{r['sequential_ms']:.2f} | {r['default_sequential_ms']:.2f} | {fmt(r['bricklab_ms'])} | "
+                     f"{r['sequential_ms']:.2f} | {r['sequential_f32_ms']:.2f} | {r['default_sequential_ms']:.2f} | {fmt(r['bricklab_ms'])} | "
                      f"{fmt(r['onnxruntime_ms'])} | {fmt(r['pytorch_ms'])} | {fmt(ratio)} |")
     inv = sum(all(r["invariants"].values()) for r in rows)
     lines += ["", f"Invariants (roofline <= parallel <= sequential, every layer's fastest variant <= its default) hold for "
@@ -126,17 +134,19 @@ def write_markdown(path: pathlib.Path, meta: dict, rows: list) -> None:
               "Within 20% is |realised - predicted| <= 0.2 x |predicted|.", "",
               "| model | algorithm pred. | realised | fusion pred. | realised | bf16 pred. | realised | parallel pred. | bricklab overhead | ORT overhead | PyTorch overhead |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    counts = {"algorithm": [0, 0], "fusion": [0, 0], "precision": [0, 0]}
+    counts = {"algorithm": [0, 0, 0], "fusion": [0, 0, 0], "precision": [0, 0, 0]}
     for r in rows:
         a = r["advice"]
         cells = []
         for k in ("algorithm", "fusion", "precision"):
             ad = a[k]
             w = within(ad)
+            wn = within_noise(ad, r["bricklab_ms"] or 0)
             if w is not None:
                 counts[k][1] += 1
                 counts[k][0] += int(w)
-            mark = "" if w is None else (" ✓" if w else " ✗")
+                counts[k][2] += int(wn)
+            mark = "" if w is None else (" ✓" if w else (" ≈" if wn else " ✗"))
             cells += [f"{ad['predicted_ms']:.2f} ({ad['predicted_pct']:.0f}%)",
                       "not applied" if ad["realised_ms"] is None else f"{ad['realised_ms']:.2f} ({ad['realised_pct']:.0f}%){mark}"]
         par = a["parallel"]
@@ -144,7 +154,11 @@ def write_markdown(path: pathlib.Path, meta: dict, rows: list) -> None:
         cells.append(f"{par['predicted_ms']:.2f} ({par['predicted_pct']:.0f}%)")
         cells += ["-" if x is None else f"{x['predicted_ms']:.2f}" for x in rt]
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
-    lines += ["", "Realised within 20% of predicted: " + ", ".join(f"{k} {c[0]} of {c[1]} applied" for k, c in counts.items()) + ".", ""]
+    lines += ["", "✓: realised within 20% of predicted; ≈: not within 20%, but the difference is under 3% of the model's "
+              "latency (what two whole-model measurements resolve); ✗: neither. Each report's advice note breaks the realised "
+              "saving into compute steps and layout reorders measured in profiled runs of both plans.", "",
+              "Realised within 20% of predicted: " + ", ".join(f"{k} {c[0]} of {c[1]} applied" for k, c in counts.items()) +
+              ". Within 20% or under the 3% noise floor: " + ", ".join(f"{k} {c[2]} of {c[1]}" for k, c in counts.items()) + ".", ""]
     path.write_text("\n".join(lines) + "\n")
 
 

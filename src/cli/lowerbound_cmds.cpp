@@ -48,6 +48,7 @@ void print_analysis(const lb::Analysis& an) {
   std::cout << fmt::format("{:<40} {:>10.3f}\n", "roofline, sum", b.roofline_sequential_ms);
   std::cout << fmt::format("{:<40} {:>10.3f}\n", "parallel (critical path, fastest variants)", b.parallel_ms);
   std::cout << fmt::format("{:<40} {:>10.3f}\n", "sequential (sum of fastest variants)", b.sequential_ms);
+  std::cout << fmt::format("{:<40} {:>10.3f}\n", "sequential, float32 variants only", b.sequential_f32_ms);
   std::cout << fmt::format("{:<40} {:>10.3f}\n", "default variants (sum of steps)", b.default_sequential_ms);
   for (const auto& m : an.measured)
     std::cout << fmt::format("{:<40} {:>10.3f}   (p10 {:.3f}, p90 {:.3f})\n", "measured: " + m.runtime, m.ms, m.p10_ms, m.p90_ms);

@@ -464,6 +464,7 @@ Analysis analyze(const Graph& model, bb::Database& db, const Options& o, const P
   std::vector<double> best(g.nodes.size(), 0.0), roof(g.nodes.size(), 0.0);
   for (const auto& l : a.layers) {
     if (l.group >= 0 || l.free) continue;
+    a.bounds.sequential_f32_ms += std::max(0.0, l.fastest_f32_ms);
     best[size_t(l.node)] = std::max(0.0, l.fastest_ms);
     roof[size_t(l.node)] = l.roofline_ms;
     a.bounds.default_sequential_ms += std::max(0.0, l.default_ms);
@@ -473,6 +474,9 @@ Analysis analyze(const Graph& model, bb::Database& db, const Options& o, const P
     double b = gr.unfused_best_ms;
     if (gr.fused_best_ms >= 0) b = std::min(b, gr.fused_best_ms);
     best[size_t(last)] += b;
+    double unfused_f32 = 0;
+    for (int li : gr.layers) unfused_f32 += std::max(0.0, a.layers[size_t(li)].fastest_f32_ms);
+    a.bounds.sequential_f32_ms += gr.fused_best_f32_ms >= 0 ? std::min(unfused_f32, gr.fused_best_f32_ms) : unfused_f32;
     roof[size_t(last)] += gr.roofline_ms;
     a.bounds.default_sequential_ms += gr.fused_default_ms >= 0 ? gr.fused_default_ms : gr.unfused_default_ms;
   }
@@ -736,7 +740,8 @@ std::string Analysis::json() const {
                  {"parallel_ms", bounds.parallel_ms},
                  {"roofline_sequential_ms", bounds.roofline_sequential_ms},
                  {"roofline_parallel_ms", bounds.roofline_parallel_ms},
-                 {"default_sequential_ms", bounds.default_sequential_ms}};
+                 {"default_sequential_ms", bounds.default_sequential_ms},
+                 {"sequential_f32_ms", bounds.sequential_f32_ms}};
   j["measured"] = Json::array();
   for (const auto& m : measured) j["measured"].push_back({{"runtime", m.runtime}, {"ms", m.ms}, {"p10_ms", m.p10_ms}, {"p90_ms", m.p90_ms}});
   j["layers"] = Json::array();

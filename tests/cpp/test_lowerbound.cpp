@@ -75,7 +75,8 @@ TEST_CASE("lower bound: invariants, critical path, advice and the stored variant
   CHECK(b.roofline_parallel_ms <= b.parallel_ms);
   CHECK(b.roofline_sequential_ms <= b.sequential_ms);
   CHECK(b.parallel_ms <= b.sequential_ms);
-  CHECK(b.sequential_ms <= b.default_sequential_ms + 1e-12);
+  CHECK(b.sequential_ms <= b.sequential_f32_ms + 1e-12);
+  CHECK(b.sequential_f32_ms <= b.default_sequential_ms + 1e-12);
   // The short branch (conv_a) runs beside the long one: off the critical path.
   const std::set<std::string> cp(a.critical_path.begin(), a.critical_path.end());
   CHECK(cp.count("conv_b1"));

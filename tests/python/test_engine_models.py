@@ -238,3 +238,34 @@ def test_concat_batchnorm_relu_fusion(tmp_path, widths):
             err = np.abs(got - want).max() / np.abs(want).max()
             assert err <= 1e-5, f"{layout}, fusion {fusion}: relative error {err:.2e}"
     assert fused_layouts == 3 if widths == (16, 32, 48) else fused_layouts >= 2
+
+
+class Resizes(torch.nn.Module):
+    """Image resizes (the planar kernel: only H and W change) in every mode exporters write, a 3-D
+    (video) trilinear resize (the general kernel), and the dense elementwise fast paths
+    (HardSigmoid, HardSwish, same-shape Mul / Sub)."""
+
+    def forward(self, x):
+        f = torch.nn.functional
+        a = f.interpolate(x, size=(29, 31), mode="bilinear", align_corners=False)
+        b = f.interpolate(x, size=(29, 31), mode="bilinear", align_corners=True)
+        c = f.interpolate(x, scale_factor=2, mode="nearest")
+        d = f.interpolate(x, size=(7, 5), mode="bilinear", align_corners=False)  # downsampling
+        v = f.interpolate(x.unsqueeze(2).repeat(1, 1, 3, 1, 1), size=(5, 9, 11), mode="trilinear", align_corners=False)
+        e = f.hardsigmoid(a) * f.hardswish(b) - a
+        return torch.cat([a.flatten(1), b.flatten(1), c.flatten(1), d.flatten(1), v.flatten(1), e.flatten(1)], 1)
+
+
+def test_resize_and_dense_elementwise_match_pytorch(tmp_path):
+    path = str(tmp_path / "resizes.onnx")
+    model = Resizes().eval()
+    torch.onnx.export(model, torch.randn(2, 3, 13, 17), path, opset_version=13, input_names=["input"], output_names=["output"])
+    x = torch.randn(2, 3, 13, 17, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = model(x).numpy()
+    ops = {n.op for n in bricklab.load(path).nodes}
+    assert {"Resize", "HardSigmoid", "Mul", "Sub"} <= ops
+    for fusion in (True, False):
+        got = bricklab.Session(path, fusion=fusion, threads=2).run({"input": x.numpy()})["output"]
+        err = np.abs(got - want).max() / np.abs(want).max()
+        assert err <= 1e-5, f"fusion {fusion}: relative error {err:.2e}"

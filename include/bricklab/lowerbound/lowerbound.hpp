@@ -97,6 +97,7 @@ struct Bounds {
   double sequential_ms = 0, parallel_ms = 0;
   double roofline_sequential_ms = 0, roofline_parallel_ms = 0;
   double default_sequential_ms = 0;  // sum of the default variants in the engine's fused plan
+  double sequential_f32_ms = 0;      // the sequential bound without reduced-precision variants
 };
 
 struct Analysis {

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <cstring>
 
@@ -316,8 +317,9 @@ void lower_resize(PlanBuilder& b, const Node& n) {
   const int src = b.plain(b.slot_of(n.inputs[0]));
   const int out = output_slot(b, n.outputs[0]);
   const Shape in = xv.shape, shape = yv.shape;
+  if (rank > 8) unsupported(b, n, "Resize of rank > 8 is not supported");
   const auto in_st = row_strides(in);
-  auto source_coord = [=](size_t d, int64_t o) {
+  auto source_coord = [&](size_t d, int64_t o) {
     const double s = scales[d];
     const double len_in = double(in[d]), len_out = double(shape[d]);
     if (coord == "asymmetric") return double(o) / s;
@@ -325,37 +327,81 @@ void lower_resize(PlanBuilder& b, const Node& n) {
     if (coord == "pytorch_half_pixel") return len_out > 1 ? (double(o) + 0.5) / s - 0.5 : 0.0;
     return (double(o) + 0.5) / s - 0.5;  // half_pixel
   };
+  // Per axis, per output index: the two source indices and the weight of the upper one, computed
+  // once here (nearest: both indices equal, weight 0). Resizing is separable.
+  struct Axis {
+    std::vector<int64_t> lo, hi;
+    std::vector<float> w;
+    bool identity = true;
+  };
   const bool linear = mode != "nearest";
+  std::vector<Axis> axes(rank);
+  for (size_t d = 0; d < rank; ++d) {
+    Axis& a = axes[d];
+    a.identity = shape[d] == in[d];
+    a.lo.resize(size_t(shape[d]));
+    a.hi.resize(size_t(shape[d]));
+    a.w.assign(size_t(shape[d]), 0.f);
+    for (int64_t i = 0; i < shape[d]; ++i) {
+      if (a.identity) {
+        a.lo[size_t(i)] = a.hi[size_t(i)] = i;
+        continue;
+      }
+      const double c = source_coord(d, i);
+      if (linear) {
+        const double cc = std::clamp(c, 0.0, double(in[d] - 1));
+        a.lo[size_t(i)] = int64_t(std::floor(cc));
+        a.hi[size_t(i)] = std::min<int64_t>(a.lo[size_t(i)] + 1, in[d] - 1);
+        a.w[size_t(i)] = a.hi[size_t(i)] == a.lo[size_t(i)] ? 0.f : float(cc - double(a.lo[size_t(i)]));
+      } else {
+        double r;
+        if (nearest_mode == "floor") r = std::floor(c);
+        else if (nearest_mode == "ceil") r = std::ceil(c);
+        else if (nearest_mode == "round_prefer_ceil") r = std::floor(c + 0.5);
+        else r = (c - std::floor(c) == 0.5) ? std::floor(c) : std::round(c);
+        a.lo[size_t(i)] = a.hi[size_t(i)] = std::clamp<int64_t>(int64_t(r), 0, in[d] - 1);
+      }
+    }
+  }
+  // The usual case: only the last one or two axes change (images): rows of planes.
+  bool planar = rank >= 2;
+  for (size_t d = 0; d + 2 < rank; ++d) planar = planar && axes[d].identity;
+  if (planar) {
+    const int64_t planes = shape_numel(Shape(shape.begin(), shape.end() - 2));
+    const int64_t ho = shape[rank - 2], wo = shape[rank - 1], hi_ = in[rank - 2], wi = in[rank - 1];
+    const Axis ay = axes[rank - 2], ax = axes[rank - 1];
+    add_fn(b, n, "resize", {src}, {out})->fn = [=](Runtime& rt) {
+      const float* x = rt.data<float>(src);
+      float* y = rt.data<float>(out);
+#pragma omp parallel for schedule(static) if (planes * ho * wo > 16384)
+      for (int64_t row = 0; row < planes * ho; ++row) {
+        const int64_t p = row / ho, oy = row % ho;
+        const float* r0 = x + (p * hi_ + ay.lo[size_t(oy)]) * wi;
+        const float* r1 = x + (p * hi_ + ay.hi[size_t(oy)]) * wi;
+        const float fy = ay.w[size_t(oy)];
+        float* yr = y + row * wo;
+        for (int64_t ox = 0; ox < wo; ++ox) {
+          const int64_t x0 = ax.lo[size_t(ox)], x1 = ax.hi[size_t(ox)];
+          const float fx = ax.w[size_t(ox)];
+          const float top = r0[x0] + fx * (r0[x1] - r0[x0]);
+          const float bottom = r1[x0] + fx * (r1[x1] - r1[x0]);
+          yr[ox] = top + fy * (bottom - top);
+        }
+      }
+    };
+    return;
+  }
   add_fn(b, n, "resize", {src}, {out})->fn = [=](Runtime& rt) {
     const float* x = rt.data<float>(src);
     float* y = rt.data<float>(out);
     const int64_t total = shape_numel(shape);
 #pragma omp parallel for schedule(static) if (total > 16384)
     for (int64_t o = 0; o < total; ++o) {
+      int64_t idx[8];
       int64_t rem = o;
-      std::vector<int64_t> lo(rank), hi(rank);
-      std::vector<double> frac(rank, 0.0);
       for (size_t d = rank; d-- > 0;) {
-        const int64_t i = rem % shape[d];
+        idx[d] = rem % shape[d];
         rem /= shape[d];
-        if (shape[d] == in[d]) {
-          lo[d] = hi[d] = i;
-          continue;
-        }
-        const double c = source_coord(d, i);
-        if (linear) {
-          const double cc = std::clamp(c, 0.0, double(in[d] - 1));
-          lo[d] = int64_t(std::floor(cc));
-          hi[d] = std::min<int64_t>(lo[d] + 1, in[d] - 1);
-          frac[d] = cc - double(lo[d]);
-        } else {
-          double r;
-          if (nearest_mode == "floor") r = std::floor(c);
-          else if (nearest_mode == "ceil") r = std::ceil(c);
-          else if (nearest_mode == "round_prefer_ceil") r = std::floor(c + 0.5);
-          else r = (c - std::floor(c) == 0.5) ? std::floor(c) : std::round(c);
-          lo[d] = hi[d] = std::clamp<int64_t>(int64_t(r), 0, in[d] - 1);
-        }
       }
       // Sum over the 2^k corners of the interpolation cell.
       double acc = 0;
@@ -365,10 +411,12 @@ void lower_resize(PlanBuilder& b, const Node& n) {
         int64_t off = 0;
         bool skip = false;
         for (size_t d = 0; d < rank && !skip; ++d) {
+          const Axis& a = axes[d];
+          const size_t i = size_t(idx[d]);
           const bool up = (m >> d) & 1;
-          if (up && hi[d] == lo[d]) { skip = true; break; }
-          w *= up ? frac[d] : (hi[d] == lo[d] ? 1.0 : 1.0 - frac[d]);
-          off += (up ? hi[d] : lo[d]) * in_st[d];
+          if (up && a.hi[i] == a.lo[i]) { skip = true; break; }
+          w *= up ? a.w[i] : (a.hi[i] == a.lo[i] ? 1.0 : 1.0 - a.w[i]);
+          off += (up ? a.hi[i] : a.lo[i]) * in_st[d];
         }
         if (!skip) acc += w * double(x[off]);
       }
@@ -429,6 +477,58 @@ void lower_elementwise(PlanBuilder& b, const Node& n) {
   }
   const double hs_alpha = n.attr_float("alpha", 0.2), hs_beta = n.attr_float("beta", 0.5);
   const int64_t fmod_attr = n.attr_int("fmod", 0);
+  // Fast path: float32 in and out, no broadcasting, a unary activation or a plain binary op. The
+  // operator is resolved here, once, not per element.
+  bool dense = out_t == DType::float32;
+  for (size_t j = 0; j < srcs.size(); ++j) dense = dense && types[j] == DType::float32 && val(b, n.inputs[j]).shape == shape;
+  if (dense && srcs.size() == 1) {
+    const float fa = alpha, ha = float(hs_alpha), hb = float(hs_beta), lo = float(clip_lo), hi = float(clip_hi);
+    std::function<void(const float*, float*, int64_t)> kernel;
+    auto unary = [](auto f) {
+      return [f](const float* x, float* y, int64_t count) {
+#pragma omp parallel for schedule(static) if (count > 65536)
+        for (int64_t i = 0; i < count; ++i) y[i] = f(x[i]);
+      };
+    };
+    if (op == "HardSigmoid") kernel = unary([ha, hb](float v) { return std::min(std::max(ha * v + hb, 0.f), 1.f); });
+    else if (op == "HardSwish") kernel = unary([](float v) { return v * std::min(std::max(v * (1.f / 6) + 0.5f, 0.f), 1.f); });
+    else if (op == "Relu") kernel = unary([](float v) { return std::max(v, 0.f); });
+    else if (op == "Clip") kernel = unary([lo, hi](float v) { return std::min(std::max(v, lo), hi); });
+    else if (op == "LeakyRelu") kernel = unary([fa](float v) { return v >= 0 ? v : fa * v; });
+    else if (op == "Neg") kernel = unary([](float v) { return -v; });
+    else if (op == "Abs") kernel = unary([](float v) { return std::fabs(v); });
+    else if (op == "Identity" || op == "Cast") kernel = unary([](float v) { return v; });
+    if (kernel) {
+      const int64_t count = shape_numel(shape);
+      const int x = srcs[0];
+      add_fn(b, n, "elementwise", srcs, {out})->fn = [=](Runtime& rt) { kernel(rt.data<float>(x), rt.data<float>(out), count); };
+      return;
+    }
+  }
+  if (dense && srcs.size() == 2 && (op == "Add" || op == "Sub" || op == "Mul" || op == "Div" || op == "Max" || op == "Min")) {
+    const int opc = op == "Add" ? 0 : op == "Sub" ? 1 : op == "Mul" ? 2 : op == "Div" ? 3 : op == "Max" ? 4 : 5;
+    const int64_t count = shape_numel(shape);
+    const int x0 = srcs[0], x1 = srcs[1];
+    add_fn(b, n, "elementwise", srcs, {out})->fn = [=](Runtime& rt) {
+      const float* a = rt.data<float>(x0);
+      const float* c = rt.data<float>(x1);
+      float* y = rt.data<float>(out);
+      switch (opc) {
+#define BRICKLAB_BINARY_LOOP(expr)                                  \
+  _Pragma("omp parallel for schedule(static) if (count > 65536)") \
+  for (int64_t i = 0; i < count; ++i) y[i] = (expr);              \
+  break;
+        case 0: BRICKLAB_BINARY_LOOP(a[i] + c[i])
+        case 1: BRICKLAB_BINARY_LOOP(a[i] - c[i])
+        case 2: BRICKLAB_BINARY_LOOP(a[i] * c[i])
+        case 3: BRICKLAB_BINARY_LOOP(a[i] / c[i])
+        case 4: BRICKLAB_BINARY_LOOP(std::max(a[i], c[i]))
+        default: BRICKLAB_BINARY_LOOP(std::min(a[i], c[i]))
+#undef BRICKLAB_BINARY_LOOP
+      }
+    };
+    return;
+  }
   add_fn(b, n, "elementwise", srcs, {out})->fn = [=](Runtime& rt) {
     const int64_t total = shape_numel(shape);
     const size_t k = srcs.size();
