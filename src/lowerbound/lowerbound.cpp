@@ -297,6 +297,7 @@ Analysis analyze(const Graph& model, bb::Database& db, const Options& o, const P
   const bb::RunnerOptions base = base_runner(o);
   const bb::Fingerprint fp = bb::system_fingerprint(base);
   a.fingerprint = fp.id();
+  a.cpu_model = fp.cpu_model;
   a.threads = fp.threads;
   a.batch = model.inputs.empty() || model.values[size_t(model.inputs[0])].shape.empty() ? 1 : model.values[size_t(model.inputs[0])].shape[0];
   const Backend& backend = get_backend(o.runner.backend);
@@ -729,6 +730,7 @@ std::string Analysis::json() const {
     mj["peak_gflops"] = machine->peak_gflops;
     mj["bandwidth_gbs"] = machine->bandwidth_gbs;
     mj["device"] = backend;
+    mj["cpu"] = cpu_model;
     mj["description"] = machine->description;
     mj["roofline_peak_gflops"] = machine->roofline_peak_gflops;
     mj["roofline_bandwidth_gbs"] = machine->roofline_bandwidth_gbs;

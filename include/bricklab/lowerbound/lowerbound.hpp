@@ -101,7 +101,7 @@ struct Bounds {
 };
 
 struct Analysis {
-  std::string model, path, backend, fingerprint;
+  std::string model, path, backend, fingerprint, cpu_model;
   int64_t batch = 1;
   int threads = 1;
   std::optional<Machine> machine;
