@@ -46,6 +46,12 @@ def main() -> int:
     runner = dict(threads=args.threads, tolerance=args.tolerance, budget_s=args.budget, warmup=2, min_reps=5)
     pathlib.Path(args.reports).mkdir(parents=True, exist_ok=True)
     load_start = os.getloadavg()[0]
+    stored_at_start = 0
+    if not args.db.startswith("postgresql://") and os.path.exists(args.db):
+        import sqlite3
+
+        with sqlite3.connect(args.db) as con:
+            stored_at_start = con.execute("select count(*) from results").fetchone()[0]
     t_start = time.time()
     machine = lb.roofline(db=args.db, **runner)
     rows = []
@@ -87,7 +93,7 @@ def main() -> int:
     out = pathlib.Path(args.out)
     meta = {"command": " ".join([pathlib.Path(sys.argv[0]).name] + sys.argv[1:]), "threads": args.threads, "batch": args.batch,
             "machine": machine, "load_average_start": load_start, "load_average_end": os.getloadavg()[0],
-            "wall_s": time.time() - t_start, "bricklab": bricklab.__version__}
+            "wall_s": time.time() - t_start, "bricklab": bricklab.__version__, "stored_results_at_start": stored_at_start}
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     write_markdown(out.with_suffix(".md"), meta, rows)
     return 0
@@ -113,7 +119,9 @@ def write_markdown(path: pathlib.Path, meta: dict, rows: list) -> None:
     lines = [
         "# Lower-bound evaluation (CPU)", "",
         f"Produced by `.venv/bin/python scripts/{meta['command']}` "
-        f"({meta['wall_s'] / 60:.1f} min, load average {meta['load_average_start']:.1f} at the start and "
+        f"({meta['wall_s'] / 60:.1f} min with {meta.get('stored_results_at_start', 0)} results already in the database "
+        "(stored results are never measured again), load average "
+        f"{meta['load_average_start']:.1f} at the start and "
         f"{meta['load_average_end']:.1f} at the end). Batch {meta['batch']}, {meta['threads']} threads for bricklab, "
         "ONNX Runtime and PyTorch alike. Machine roofline (`bricklab roofline`): " + peaks +
         f", bandwidth {m['bandwidth_gbs']:.0f} GB/s.", "",
@@ -132,8 +140,8 @@ def write_markdown(path: pathlib.Path, meta: dict, rows: list) -> None:
               "## Advice: predicted vs realised saving (ms, and % of bricklab's measured latency)", "",
               "Realised = the whole model timed in bricklab's engine with the advice applied, against the plan without it. "
               "Within 20% is |realised - predicted| <= 0.2 x |predicted|.", "",
-              "| model | algorithm pred. | realised | fusion pred. | realised | bf16 pred. | realised | parallel pred. | bricklab overhead | ORT overhead | PyTorch overhead |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| model | algorithm pred. | realised | fusion pred. | realised | bf16 pred. | realised | parallel pred. | realised | bricklab overhead | ORT overhead | PyTorch overhead |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     counts = {"algorithm": [0, 0, 0], "fusion": [0, 0, 0], "precision": [0, 0, 0]}
     for r in rows:
         a = r["advice"]
@@ -152,6 +160,7 @@ def write_markdown(path: pathlib.Path, meta: dict, rows: list) -> None:
         par = a["parallel"]
         rt = [a.get(f"runtime:{x}") for x in ("bricklab", "onnxruntime", "pytorch")]
         cells.append(f"{par['predicted_ms']:.2f} ({par['predicted_pct']:.0f}%)")
+        cells.append("-" if par["realised_ms"] is None else f"{par['realised_ms']:.2f} ({par['realised_pct']:.0f}%)")
         cells += ["-" if x is None else f"{x['predicted_ms']:.2f}" for x in rt]
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     lines += ["", "✓: realised within 20% of predicted; ≈: not within 20%, but the difference is under 3% of the model's "

@@ -31,13 +31,14 @@ bb::RunnerOptions runner_options(const py::dict& o) {
     else if (k == "budget_s") r.budget_s = v.cast<double>();
     else if (k == "fusion") r.fusion = v.cast<bool>();
     else if (k == "backend") r.backend = py::str(v);
+    else if (k == "branch_workers") r.branch_workers = v.cast<int>();
     else if (k == "clock") {
       const std::string c = py::str(v);
       if (c != "wall" && c != "cpu") throw InvalidArgument("clock must be 'wall' or 'cpu', got '" + c + "'");
       r.cpu_clock = c == "cpu";
     }
     else throw InvalidArgument("unknown runner option '" + k +
-                               "' (known: threads, pin, cold_weights, warmup, min_reps, max_reps, tolerance, budget_s, fusion, clock, backend)");
+                               "' (known: threads, pin, cold_weights, warmup, min_reps, max_reps, tolerance, budget_s, fusion, clock, backend, branch_workers)");
   }
   if (r.threads < 0) throw InvalidArgument("threads must be >= 0");
   if (r.warmup < 0 || r.min_reps < 1 || r.max_reps < r.min_reps) throw InvalidArgument("need warmup >= 0 and 1 <= min_reps <= max_reps");

@@ -38,11 +38,13 @@ py::array to_numpy(const Tensor& t) {
 
 class Session {
  public:
-  Session(std::shared_ptr<Graph> graph, int threads, const py::object& fusion, std::map<std::string, std::string> variants)
+  Session(std::shared_ptr<Graph> graph, int threads, const py::object& fusion, std::map<std::string, std::string> variants,
+          int branch_workers = 1)
       : graph_(std::move(graph)) {
     if (threads < 0) throw InvalidArgument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
     CompileOptions o;
     o.threads = threads;
+    o.branch_workers = branch_workers;
     if (py::isinstance<py::bool_>(fusion)) {
       o.fusion = fusion.cast<bool>();
     } else {
@@ -162,12 +164,15 @@ void bind_engine(py::module_& m) {
                       "A model compiled for the CPU (oneDNN). Session(model, threads=0, fusion=True, batch=None, variants=None): "
                       "model is a bricklab.Model or a path; threads 0 = all cores; fusion is True, False or the set of "
                       "fusions to apply ({'batchnorm', 'activation', 'residual', 'bias'}); variants maps node names to a "
-                      "variant from bricklab.variants().")
+                      "variant from bricklab.variants(); branch_workers > 1 runs independent steps concurrently on that many "
+                      "workers, each step with threads / branch_workers threads.")
       .def(py::init([](const py::object& model, int threads, const py::object& fusion, const py::object& batch,
-                       std::optional<std::map<std::string, std::string>> variants) {
-             return std::make_unique<Session>(model_from(model, batch), threads, fusion, variants.value_or(std::map<std::string, std::string>{}));
+                       std::optional<std::map<std::string, std::string>> variants, int branch_workers) {
+             return std::make_unique<Session>(model_from(model, batch), threads, fusion, variants.value_or(std::map<std::string, std::string>{}),
+                                              branch_workers);
            }),
-           py::arg("model"), py::arg("threads") = 0, py::arg("fusion") = true, py::arg("batch") = py::none(), py::arg("variants") = py::none())
+           py::arg("model"), py::arg("threads") = 0, py::arg("fusion") = true, py::arg("batch") = py::none(), py::arg("variants") = py::none(),
+           py::arg("branch_workers") = 1)
       .def("run", &Session::run, py::arg("inputs"), "Run once: {input name: array} -> {output name: array}.")
       .def("time", &Session::time, py::arg("inputs") = py::none(), py::arg("warmup") = 3, py::arg("repeats") = 20,
            "Wall-clock latency over repeats after warm-up (random inputs when none are given): median_ms, p10_ms, p90_ms, ...")

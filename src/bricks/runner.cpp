@@ -160,6 +160,7 @@ CompileOptions compile_options(const RunnerOptions& o) {
   c.fusion = o.fusion;
   c.profile_cpu_time = o.cpu_clock;
   c.variants = o.variants;
+  c.branch_workers = o.branch_workers;
   c.adopt_input_layout = false;  // bricks and models alike: a model's own input rarely feeds such a conv
   return c;
 }

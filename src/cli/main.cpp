@@ -33,7 +33,7 @@ commands:
   inspect MODEL [--batch N] [--dim NAME=N ...] [--json]
                       per-node table (name, op, output shape, FLOPs, bytes) and totals
   run MODEL [--batch N] [--threads N] [--input NAME=FILE.npy ...] [--output-dir DIR]
-            [--repeat N] [--warmup N] [--no-fusion] [--variant NODE=NAME ...] [--profile] [--json]
+            [--repeat N] [--warmup N] [--no-fusion] [--variant NODE=NAME ...] [--branch-workers N] [--profile] [--json]
                       run on the CPU (random inputs unless given), write outputs as
                       DIR/<output>.npy, print latency median / p10 / p90
   recover (--obs FILE | --indices FILE --levels FILE) --rank R --out EST.npy [...]
@@ -83,6 +83,7 @@ struct Args {
   std::string output_dir;
   std::map<std::string, std::string> input_files;
   std::map<std::string, std::string> variants;  // node -> variant (run --variant)
+  int branch_workers = 1;
 };
 
 Args parse_args(const std::vector<std::string>& argv) {
@@ -108,6 +109,7 @@ Args parse_args(const std::vector<std::string>& argv) {
       if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) throw UsageError("--input expects NAME=FILE.npy, got '" + spec + "'");
       a.input_files[spec.substr(0, eq)] = spec.substr(eq + 1);
     }
+    else if (s == "--branch-workers") a.branch_workers = int(parse_positive("--branch-workers", next("--branch-workers")));
     else if (s == "--variant") {
       const std::string spec = next("--variant");
       const auto eq = spec.rfind('=');
@@ -242,6 +244,7 @@ int cmd_run(const Args& a) {
   for (const auto& [node, v] : a.variants)
     if (g.find_node(node) < 0) throw bricklab::InvalidArgument("--variant: the model has no node named '" + node + "'");
   options.variants = a.variants;
+  options.branch_workers = a.branch_workers;
   auto exe = bricklab::get_backend("cpu").compile(g, options);
   std::map<std::string, bricklab::Tensor> inputs = bricklab::random_inputs(g, 0);
   for (const auto& [name, file] : a.input_files) {

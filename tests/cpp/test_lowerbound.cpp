@@ -119,6 +119,12 @@ TEST_CASE("lower bound: invariants, critical path, advice and the stored variant
   std::set<std::string> kinds;
   for (const auto& ad : a.advice) kinds.insert(ad.kind);
   CHECK(kinds == std::set<std::string>{"algorithm", "fusion", "precision", "parallel", "runtime"});
+  for (const auto& ad : a.advice)
+    if (ad.kind == "parallel") {
+      CHECK(ad.predicted_ms > 0);
+      CHECK_FALSE(ad.applied);  // one thread: nothing to share between branches
+      CHECK(ad.note.find("at least 2 threads") != std::string::npos);
+    }
   REQUIRE(a.measured.size() == 1);
   CHECK(a.measured[0].runtime == "bricklab");
   CHECK(a.measured[0].ms > 0);
@@ -192,4 +198,28 @@ TEST_CASE("lower bound: unknown backend and variant names are clear errors", "[l
     CHECK(std::string(e.what()).find("no-such-algorithm") != std::string::npos);
   }
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("concurrent branches: the same outputs as one step after another, every step profiled", "[lowerbound][engine]") {
+  const Graph g = branching_model();
+  const auto inputs = bb::brick_inputs(g, 3);
+  CompileOptions seq;
+  seq.threads = 2;
+  CompileOptions par = seq;
+  par.branch_workers = 2;
+  const Backend& cpu = get_backend("cpu");
+  auto a = cpu.compile(g, seq);
+  auto b = cpu.compile(g, par);
+  CHECK(b->describe().find("2 branch workers") != std::string::npos);
+  const auto want = a->run(inputs).at("y");
+  for (int i = 0; i < 50; ++i) {
+    const auto got = b->run(inputs).at("y");
+    REQUIRE(got.numel() == want.numel());
+    for (int64_t k = 0; k < got.numel(); ++k) REQUIRE(got.data_as<float>()[k] == Approx(want.data_as<float>()[k]).margin(1e-5));
+  }
+  const auto steps = b->run_profiled(inputs);
+  CHECK(steps.size() == a->run_profiled(inputs).size());
+  for (const auto& s : steps) CHECK(s.ms >= 0);
+  par.branch_workers = 0;
+  CHECK_THROWS_AS(cpu.compile(g, par), InvalidArgument);
 }

@@ -269,3 +269,41 @@ def test_resize_and_dense_elementwise_match_pytorch(tmp_path):
         got = bricklab.Session(path, fusion=fusion, threads=2).run({"input": x.numpy()})["output"]
         err = np.abs(got - want).max() / np.abs(want).max()
         assert err <= 1e-5, f"fusion {fusion}: relative error {err:.2e}"
+
+
+class Branches(torch.nn.Module):
+    """An Inception-like block: four branches of different depth off one input, concatenated,
+    and a residual sum: steps that can run concurrently, and one that waits for all."""
+
+    def __init__(self):
+        super().__init__()
+        c = torch.nn.Conv2d
+        self.a = c(8, 8, 1)
+        self.b = torch.nn.Sequential(c(8, 12, 1), torch.nn.ReLU(), c(12, 8, 3, padding=1))
+        self.d = torch.nn.Sequential(c(8, 4, 1), torch.nn.ReLU(), c(4, 8, 5, padding=2), torch.nn.ReLU(), c(8, 8, 3, padding=1))
+        self.p = torch.nn.Sequential(torch.nn.MaxPool2d(3, 1, 1), c(8, 8, 1))
+        self.out = c(32, 8, 1)
+
+    def forward(self, x):
+        y = torch.cat([self.a(x), self.b(x), self.d(x), self.p(x)], 1)
+        return torch.relu(self.out(y) + x)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_concurrent_branches_match_pytorch(tmp_path, workers):
+    path = str(tmp_path / "branches.onnx")
+    model = Branches().eval()
+    torch.onnx.export(model, torch.randn(2, 8, 15, 15), path, opset_version=13, input_names=["input"], output_names=["output"])
+    x = torch.randn(2, 8, 15, 15, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = model(x).numpy()
+    session = bricklab.Session(path, threads=2, branch_workers=workers)
+    assert f"{workers} branch workers" in session.describe()
+    for _ in range(20):  # races would show up as run-to-run differences
+        got = session.run({"input": x.numpy()})["output"]
+        err = np.abs(got - want).max() / np.abs(want).max()
+        assert err <= 1e-5, f"relative error {err:.2e}"
+    steps = session.profile({"input": x.numpy()})
+    assert len(steps) == len(bricklab.Session(path, threads=2).profile({"input": x.numpy()}))
+    with pytest.raises(bricklab.InvalidArgument, match="branch_workers"):
+        bricklab.Session(path, branch_workers=0)

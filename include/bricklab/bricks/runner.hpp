@@ -30,6 +30,7 @@ struct RunnerOptions {
   std::string backend = "cpu";  // "cpu" (oneDNN) or "cuda"
   // Per-node variant by node name (CompileOptions::variants), for variant benchmarks.
   std::map<std::string, std::string> variants;
+  int branch_workers = 1;  // CompileOptions::branch_workers (lower bound: the parallel advice applied)
 };
 
 struct Measurement {

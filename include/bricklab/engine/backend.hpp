@@ -35,6 +35,10 @@ struct CompileOptions {
   // kernel for it) instead of reordering. Bricks turn this off: in the model the same input
   // comes from an earlier step in a blocked layout, and the brick must run the model's kernel.
   bool adopt_input_layout = true;
+  // Independent branches run concurrently: > 1 runs the plan's steps on this many workers as
+  // soon as their inputs are ready, each step with max(1, threads / branch_workers) threads
+  // (activation buffers are then not shared between steps). 1: one step after another.
+  int branch_workers = 1;
 };
 
 // One semantically equivalent way of running a node (algorithm, layout, precision, fusion).

@@ -11,6 +11,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
+#include <thread>
+#include <set>
+#include <mutex>
+#include <deque>
+#include <condition_variable>
 #include <ctime>
 
 #include "cpu_internal.hpp"
@@ -174,6 +179,7 @@ class CpuExecutable : public Executable {
     slots_ = std::move(b.slots);
     steps_ = std::move(b.steps);
     plan_memory();
+    if (workers() > 1) plan_dependencies();
   }
 
   const std::vector<std::string>& input_names() const override { return input_names_; }
@@ -182,6 +188,10 @@ class CpuExecutable : public Executable {
 
   std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& inputs) override {
     bind_inputs(inputs);
+    if (workers() > 1) {
+      run_concurrently(nullptr);
+      return collect_outputs();
+    }
     for (auto& s : steps_) s->execute(rt_);
     rt_.stream.wait();
     return collect_outputs();
@@ -190,6 +200,20 @@ class CpuExecutable : public Executable {
   std::vector<StepTime> run_profiled(const std::map<std::string, Tensor>& inputs) override {
     bind_inputs(inputs);
     std::vector<StepTime> times;
+    if (workers() > 1) {
+      std::vector<double> ms(steps_.size(), 0.0);
+      run_concurrently(&ms);
+      for (size_t i = 0; i < steps_.size(); ++i) {
+        StepTime t;
+        t.nodes = steps_[i]->nodes;
+        for (const auto& n : steps_[i]->nodes) t.name += (t.name.empty() ? "" : "+") + n;
+        t.kind = steps_[i]->kind;
+        t.ms = ms[i];
+        times.push_back(std::move(t));
+      }
+      collect_outputs();
+      return times;
+    }
     for (auto& s : steps_) {
       const auto t0 = std::chrono::steady_clock::now();
       const double cpu0 = options_.profile_cpu_time ? thread_cpu_ms() : 0.0;
@@ -231,7 +255,9 @@ class CpuExecutable : public Executable {
     size_t arena = 0;
     for (auto& b : buffers_) arena += b.second;
     os << steps_.size() << " steps, " << buffers_.size() << " arena buffers (" << arena / 1024 << " KiB), threads "
-       << threads() << "\n";
+       << threads();
+    if (workers() > 1) os << " per step, " << workers() << " branch workers (independent steps run concurrently)";
+    os << "\n";
     for (const auto& s : steps_) {
       std::string names;
       for (const auto& n : s->nodes) names += (names.empty() ? "" : "+") + n;
@@ -255,7 +281,103 @@ class CpuExecutable : public Executable {
   std::vector<DType> input_types_;
   bool random_weights_ = false;
 
-  int threads() const { return options_.threads > 0 ? options_.threads : omp_get_num_procs(); }
+  int workers() const { return std::max(1, options_.branch_workers); }
+  // Threads per step: all of them, or the share of one branch worker.
+  int threads() const {
+    const int all = options_.threads > 0 ? options_.threads : omp_get_num_procs();
+    return std::max(1, all / workers());
+  }
+
+  // Step dependencies for concurrent branches: a step waits for the last writer of every slot
+  // it reads or writes, and for the readers since then of every slot it writes.
+  std::vector<int> dep_count_;
+  std::vector<std::vector<int>> dependents_;
+  void plan_dependencies() {
+    const size_t n = slots_.size();
+    std::vector<int> last_writer(n, -1);
+    std::vector<std::vector<int>> readers(n);
+    dep_count_.assign(steps_.size(), 0);
+    dependents_.assign(steps_.size(), {});
+    for (size_t j = 0; j < steps_.size(); ++j) {
+      std::set<int> deps;
+      for (int s : steps_[j]->reads) {
+        const int r = root(s);
+        if (last_writer[size_t(r)] >= 0) deps.insert(last_writer[size_t(r)]);
+      }
+      for (int s : steps_[j]->writes) {
+        const int r = root(s);
+        if (last_writer[size_t(r)] >= 0) deps.insert(last_writer[size_t(r)]);
+        for (int rd : readers[size_t(r)]) deps.insert(rd);
+      }
+      deps.erase(int(j));
+      for (int d : deps) dependents_[size_t(d)].push_back(int(j));
+      dep_count_[j] = int(deps.size());
+      for (int s : steps_[j]->reads) readers[size_t(root(s))].push_back(int(j));
+      for (int s : steps_[j]->writes) {
+        last_writer[size_t(root(s))] = int(j);
+        readers[size_t(root(s))].clear();
+      }
+    }
+  }
+
+  // Runs the steps on workers() threads (this one included), each step as soon as the steps it
+  // depends on are done; `ms` (optional) gets each step's wall time.
+  void run_concurrently(std::vector<double>* ms) {
+    const size_t total = steps_.size();
+    std::vector<int> remaining = dep_count_;
+    std::deque<int> ready;
+    for (size_t j = 0; j < total; ++j)
+      if (remaining[j] == 0) ready.push_back(int(j));
+    std::mutex m;
+    std::condition_variable cv;
+    size_t done = 0;
+    std::exception_ptr error;
+    const int per_step = threads();
+    const bool ftz = options_.flush_denormals;
+    auto worker = [&]() {
+      omp_set_num_threads(per_step);
+      if (ftz) {
+        _mm_setcsr(_mm_getcsr() | 0x8040);
+#pragma omp parallel num_threads(per_step)
+        _mm_setcsr(_mm_getcsr() | 0x8040);
+      }
+      Runtime rt = rt_;  // the same memories, a stream of this thread's own
+      rt.stream = dnnl::stream(cpu_engine());
+      for (;;) {
+        int j = -1;
+        {
+          std::unique_lock<std::mutex> lock(m);
+          cv.wait(lock, [&] { return !ready.empty() || done == total || error; });
+          if (done == total || error) return;
+          j = ready.front();
+          ready.pop_front();
+        }
+        try {
+          const auto t0 = std::chrono::steady_clock::now();
+          steps_[size_t(j)]->execute(rt);
+          rt.stream.wait();
+          if (ms) (*ms)[size_t(j)] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(m);
+          error = std::current_exception();
+          cv.notify_all();
+          return;
+        }
+        {
+          std::lock_guard<std::mutex> lock(m);
+          ++done;
+          for (int d : dependents_[size_t(j)])
+            if (--remaining[size_t(d)] == 0) ready.push_back(d);
+        }
+        cv.notify_all();
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int w = 1; w < workers(); ++w) pool.emplace_back(worker);
+    worker();
+    for (auto& t : pool) t.join();
+    if (error) std::rethrow_exception(error);
+  }
 
   int root(int s) const {
     while (slots_[size_t(s)].alias_of >= 0) s = slots_[size_t(s)].alias_of;
@@ -296,7 +418,8 @@ class CpuExecutable : public Executable {
         busy[size_t(best)] = true;
         buffer_of[s] = best;
       }
-      for (size_t s = 0; s < n; ++s)
+      // With concurrent branches a buffer is never handed on: steps may run in another order.
+      for (size_t s = 0; s < n && workers() == 1; ++s)
         if (slots_[s].alias_of < 0 && buffer_of[s] >= 0 && last[s] == int(i)) busy[size_t(buffer_of[s])] = false;
     }
     if (std::getenv("BRICKLAB_DEBUG_PLAN")) {
@@ -393,7 +516,10 @@ class CpuBackend : public Backend {
     // oneDNN sizes its kernels' work split for the thread count current when a primitive is
     // created and runs that many threads whatever is set later: create them with the plan's.
     if (options.threads < 0) throw InvalidArgument("threads must be >= 0 (0: all cores), got " + std::to_string(options.threads));
-    omp_set_num_threads(options.threads > 0 ? options.threads : omp_get_num_procs());
+    if (options.branch_workers < 1 || options.branch_workers > 256)
+      throw InvalidArgument("branch_workers must be between 1 and 256, got " + std::to_string(options.branch_workers));
+    const int all = options.threads > 0 ? options.threads : omp_get_num_procs();
+    omp_set_num_threads(std::max(1, all / options.branch_workers));
     try {
       return std::make_unique<CpuExecutable>(graph, options);
     } catch (const dnnl::error& e) {
