@@ -20,7 +20,6 @@ import time
 import numpy as np
 import onnxruntime as ort
 import torch
-import torchvision  # noqa: F401  (used by the manifest's builder expressions)
 
 import bricklab
 import bricklab.zoo as zoo
@@ -28,23 +27,6 @@ import bricklab.zoo as zoo
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = ("resnet18,resnet50,resnext50_32x4d,mobilenet_v2,mobilenet_v3_large,squeezenet1_1,shufflenet_v2_x1_0,"
                   "mnasnet1_0,efficientnet_b0,densenet121,googlenet,inception_v3,regnet_y_400mf,alexnet,convnext_tiny,vit_b_32")
-
-
-def torch_module(entry):
-    # The manifest's builder is a torchvision call written by scripts/export_zoo.py.
-    model = eval(entry["builder"], {"torchvision": torchvision})  # noqa: S307 (our own manifest)
-    model.eval()
-
-    class OutOnly(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x):
-            out = self.inner(x)
-            return out["out"] if isinstance(out, dict) else out
-
-    return OutOnly(model).eval()
 
 
 def main():
@@ -68,7 +50,7 @@ def main():
         entry = manifest[name]
         full = tmp / f"{name}.onnx"
         zoo.materialize_file(str(REPO / "models/zoo" / entry["file"]), str(full), seed=0)
-        module = torch_module(entry)
+        module = zoo.torch_module(entry)
         for batch in [int(b) for b in args.batches.split(",")]:
             shape = [batch] + [d for d in entry["input_shape"][1:]]
             x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)

@@ -103,21 +103,9 @@ def peer_module(path: str):
     entry = _zoo_entry(path)
     if entry is None:
         return None
-    import torch
-    import torchvision
+    from . import zoo
 
-    built = eval(entry["builder"], {"torchvision": torchvision})  # noqa: S307 (the project's own manifest)
-
-    class OutOnly(torch.nn.Module):  # segmentation models return a dict
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x):
-            out = self.inner(x)
-            return out["out"] if isinstance(out, dict) else out
-
-    return OutOnly(built).eval()
+    return zoo.torch_module(entry)
 
 
 def _time(fn, warmup: int, repeats: int, warmup_s: float = 0.5):

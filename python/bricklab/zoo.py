@@ -116,6 +116,26 @@ class NotAnOnnxModelError(ValueError):
 # --------------------------------------------------------------------------------------
 
 
+def torch_module(entry: dict):
+    """The PyTorch module (torchvision, random weights, eval mode) a MANIFEST.json entry was
+    exported from; segmentation models return their "out" tensor. Imports torch on demand."""
+    import torch
+    import torchvision
+
+    built = eval(entry["builder"], {"torchvision": torchvision})  # noqa: S307 (the project's own manifest)
+
+    class OutOnly(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            out = self.inner(x)
+            return out["out"] if isinstance(out, dict) else out
+
+    return OutOnly(built).eval()
+
+
 def _iter_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
     """Yield ``graph`` and, recursively, every subgraph held by node attributes."""
     yield graph

@@ -1519,6 +1519,26 @@ void lower_node(PlanBuilder& b, int index) {
   }
 }
 
+// True when the node alone (inputs plain) lowers with that variant: oneDNN has a kernel for it
+// on this CPU and for these shapes.
+static bool lowers_with(const Graph& graph, int index, const std::string& variant) {
+  CompileOptions probe;
+  probe.fusion = false;
+  probe.variants[graph.nodes.at(size_t(index)).name] = variant;
+  try {
+    Graph sub = extract_subgraph(graph, {index});
+    PlanBuilder b(sub, probe);
+    for (int v : sub.inputs) {
+      const Value& value = sub.values[size_t(v)];
+      b.bind(v, b.new_slot(value.name, value.dtype, value.shape, plain_md(value.dtype, value.shape)));
+    }
+    lower_node(b, 0);
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
 std::vector<Variant> node_variants(const Graph& graph, int index) {
   const Node& n = graph.nodes.at(size_t(index));
   std::vector<Variant> out;
@@ -1531,39 +1551,12 @@ std::vector<Variant> node_variants(const Graph& graph, int index) {
              {"bf16", "direct convolution in bfloat16 (float32 in and out)"},
              {"nhwc", "direct convolution, float32, activations channels-last (NHWC)"},
              {"nchw", "direct convolution, float32, activations plain channels-first (NCHW)"}}) {
-      CompileOptions probe;
-      probe.fusion = false;
-      probe.variants[n.name] = name;
-      try {
-        Graph sub = extract_subgraph(graph, {index});
-        PlanBuilder b(sub, probe);
-        for (int v : sub.inputs) {
-          const Value& value = sub.values[size_t(v)];
-          b.bind(v, b.new_slot(value.name, value.dtype, value.shape, plain_md(value.dtype, value.shape)));
-        }
-        lower_node(b, 0);
-        out.push_back({name, desc, name == "auto"});
-      } catch (const Error&) {
-        // not available for this shape on this CPU
-      }
+      if (lowers_with(graph, index, name)) out.push_back({name, desc, name == "auto"});
     }
   } else if (n.op == "MatMul" || n.op == "Gemm") {
     out.push_back({"fp32", "oneDNN matmul in float32", true});
-    CompileOptions probe;
-    probe.fusion = false;
-    probe.variants[n.name] = "bf16";
-    try {
-      Graph sub = extract_subgraph(graph, {index});
-      PlanBuilder b(sub, probe);
-      for (int v : sub.inputs) {
-        const Value& value = sub.values[size_t(v)];
-        b.bind(v, b.new_slot(value.name, value.dtype, value.shape, plain_md(value.dtype, value.shape)));
-      }
-      lower_node(b, 0);
-      out.push_back({"bf16", "oneDNN matmul in bfloat16 (float32 accumulation, in and out)", false});
-    } catch (const Error&) {
-      // needs a constant B, or no bf16 matmul on this CPU
-    }
+    // Needs a constant B, and a bf16 matmul on this CPU.
+    if (lowers_with(graph, index, "bf16")) out.push_back({"bf16", "oneDNN matmul in bfloat16 (float32 accumulation, in and out)", false});
   } else {
     out.push_back({"default", "the only implementation", true});
   }
