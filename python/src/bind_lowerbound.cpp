@@ -75,13 +75,8 @@ void bind_lowerbound(py::module_& m) {
           r.fusion = true;
           const bb::Fingerprint fp = bb::system_fingerprint(r);
           bb::Measurement mm;
-          std::sort(samples_ms.begin(), samples_ms.end());
-          const size_t n = samples_ms.size();
-          auto q = [&](double p) { return samples_ms[std::min(n - 1, size_t(p * double(n - 1) + 0.5))]; };
-          mm.median_ms = n % 2 ? samples_ms[n / 2] : 0.5 * (samples_ms[n / 2 - 1] + samples_ms[n / 2]);
-          mm.p10_ms = q(0.1);
-          mm.p90_ms = q(0.9);
-          mm.reps = int(n);
+          mm.samples_ms = samples_ms;
+          bb::summarise(mm);
           mm.converged = true;
           auto database = bb::open_database(db, true);
           database->register_fingerprint(fp);

@@ -34,6 +34,7 @@ double quantile(const std::vector<double>& sorted, double q) {
   const size_t hi = std::min(lo + 1, sorted.size() - 1);
   return sorted[lo] + (pos - double(lo)) * (sorted[hi] - sorted[lo]);
 }
+}  // namespace
 
 void summarise(Measurement& m) {
   std::vector<double> s = m.samples_ms;
@@ -53,7 +54,6 @@ void summarise(Measurement& m) {
   median_ci(s, m.ci_low_ms, m.ci_high_ms);
   m.ci_rel = m.median_ms > 0 ? (m.ci_high_ms - m.ci_low_ms) / 2 / m.median_ms : 0;
 }
-}  // namespace
 
 void median_ci(const std::vector<double>& sorted, double& low, double& high) {
   // Ranks j, k with P(x_(j) <= median <= x_(k)) ~ 95% (binomial(n, 1/2), normal approximation).

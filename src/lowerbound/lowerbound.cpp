@@ -88,17 +88,34 @@ struct Job {
   std::string node, variant;  // variant for `node` (empty: default plan)
 };
 
-std::vector<Job> variant_jobs(const Decompositions& d, const Backend& backend) {
+// A node's variants, asked of the backend once: each call probes the backend (oneDNN builds a
+// primitive per candidate), and an analysis needs them for jobs, peaks, layers and groups.
+class VariantCache {
+ public:
+  explicit VariantCache(const Backend& backend) : backend_(backend) {}
+  const std::vector<Variant>& of(const Graph& g, int node) {
+    auto key = std::make_pair(&g, node);
+    auto it = cache_.find(key);
+    if (it == cache_.end()) it = cache_.emplace(key, backend_.variants(g, node)).first;
+    return it->second;
+  }
+
+ private:
+  const Backend& backend_;
+  std::map<std::pair<const Graph*, int>, std::vector<Variant>> cache_;
+};
+
+std::vector<Job> variant_jobs(const Decompositions& d, VariantCache& variants) {
   std::vector<Job> jobs;
+  // Views have no step in the engine's plan: nothing to time. Both decompositions list the
+  // models in the same order.
+  std::vector<std::set<int>> stepped;
+  for (const auto& fm : d.fused.models) stepped.push_back(stepped_nodes(fm));
   for (const auto& b : d.op.bricks) {
-    const auto& m = d.op.models[size_t(b.model)];
-    const Graph& g = *m.graph;
+    const Graph& g = *d.op.models[size_t(b.model)].graph;
     const int n = b.nodes.at(0);
-    // Views have no step in the engine's plan: nothing to time.
-    const auto fused_model = std::find_if(d.fused.models.begin(), d.fused.models.end(),
-                                          [&](const bb::ModelBricks& fm) { return fm.path == m.path; });
-    if (fused_model != d.fused.models.end() && !stepped_nodes(*fused_model).count(n)) continue;
-    for (const auto& v : backend.variants(g, n))
+    if (!stepped.at(size_t(b.model)).count(n)) continue;
+    for (const auto& v : variants.of(g, n))
       jobs.push_back({op_key(v.name, b.key), b.label + " [" + v.name + "]", &d.op, &b, false, g.nodes[size_t(n)].name, v.name});
   }
   for (const auto& b : d.fused.bricks) {
@@ -109,7 +126,7 @@ std::vector<Job> variant_jobs(const Decompositions& d, const Backend& backend) {
       jobs.push_back({fused_key("default", b.key), b.label + " [fused]", &d.fused, &b, true, "", "default"});
       continue;
     }
-    for (const auto& v : backend.variants(g, anchor))
+    for (const auto& v : variants.of(g, anchor))
       jobs.push_back({fused_key(v.name, b.key), b.label + " [fused, " + v.name + "]", &d.fused, &b, true,
                       g.nodes[size_t(anchor)].name, v.name});
   }
@@ -242,7 +259,8 @@ BenchmarkSummary benchmark_variants(const std::vector<const Graph*>& models, bb:
   std::vector<std::shared_ptr<const Graph>> graphs;
   for (const Graph* g : models) graphs.push_back(std::shared_ptr<const Graph>(g, [](const Graph*) {}));
   const Decompositions d = decompose_all(graphs, o);
-  return run_jobs(variant_jobs(d, get_backend(o.runner.backend)), db, o, progress);
+  VariantCache variants(get_backend(o.runner.backend));
+  return run_jobs(variant_jobs(d, variants), db, o, progress);
 }
 
 std::string model_id(const Graph& g) {
@@ -307,7 +325,8 @@ Analysis analyze(const Graph& model, bb::Database& db, const Options& o, const P
   a.machine = machine_roofline(db, base, true);
   auto shared = std::shared_ptr<const Graph>(&model, [](const Graph*) {});
   const Decompositions d = decompose_all({shared}, o);
-  run_jobs(variant_jobs(d, backend), db, o, progress);
+  VariantCache variants(backend);
+  run_jobs(variant_jobs(d, variants), db, o, progress);
   const auto results = db.all(a.fingerprint);
   auto stored_ms = [&](const std::string& key) {
     auto it = results.find(key);
@@ -335,7 +354,7 @@ Analysis analyze(const Graph& model, bb::Database& db, const Options& o, const P
       const int n = use.nodes.at(0);
       if (!stepped.count(n)) continue;
       const Node& node = g.nodes[size_t(n)];
-      const auto vars = backend.variants(g, n);
+      const auto& vars = variants.of(g, n);
       bool winograd = false;
       for (const auto& v : vars) winograd = winograd || v.name.find("winograd") != std::string::npos;
       const double flops = winograd ? node.cost.flops / kWinogradReduction : node.cost.flops;
@@ -389,7 +408,7 @@ Analysis analyze(const Graph& model, bb::Database& db, const Options& o, const P
       l.default_ms = l.fastest_ms = l.fastest_f32_ms = 0;
     } else {
       bool reduced_available = false, winograd = false;
-      for (const auto& v : backend.variants(g, n)) {
+      for (const auto& v : variants.of(g, n)) {
         VariantTime vt{v.name, stored_ms(op_key(v.name, use.key)), v.is_default};
         reduced_available = reduced_available || is_reduced_precision(v.name);
         winograd = winograd || v.name.find("winograd") != std::string::npos;
@@ -420,7 +439,7 @@ Analysis analyze(const Graph& model, bb::Database& db, const Options& o, const P
     }
     const int anchor = anchor_of(g, use.nodes);
     gr.anchor = anchor >= 0 ? g.nodes[size_t(anchor)].name : "";
-    const std::vector<Variant> vars = anchor >= 0 ? backend.variants(g, anchor) : std::vector<Variant>{{"default", "", true}};
+    const std::vector<Variant> vars = anchor >= 0 ? variants.of(g, anchor) : std::vector<Variant>{{"default", "", true}};
     bool reduced_available = false, winograd = false;
     for (const auto& v : vars) {
       VariantTime vt{v.name, stored_ms(fused_key(v.name, use.key)), v.is_default};
@@ -536,24 +555,28 @@ Analysis analyze(const Graph& model, bb::Database& db, const Options& o, const P
   const double reference = measured ? measured->median_ms : a.bounds.default_sequential_ms;
   auto pct = [&](double ms) { return reference > 0 ? 100.0 * ms / reference : 0.0; };
 
-  // Variant choices per step: the fastest float32 variant and the fastest overall.
+  // Variant choices per step (a layer alone, or a fused group through its anchor): the fastest
+  // float32 variant and the fastest overall.
   Plan f32_plan, any_plan;
   double alg_gain = 0, prec_gain = 0;
   int alg_changes = 0, prec_changes = 0, layout_changes = 0;
-  for (const auto& l : a.layers) {
-    if (l.group >= 0 || l.free || l.variants.size() < 2 || l.missing) continue;
-    if (l.fastest_f32_variant != l.default_variant) {
-      f32_plan.variants[l.name] = any_plan.variants[l.name] = l.fastest_f32_variant;
-      alg_gain += l.default_ms - l.fastest_f32_ms;
+  auto choose = [&](const std::string& node, const std::string& def, double def_ms, const std::string& f32, double f32_ms,
+                    const std::string& best, double best_ms) {
+    if (f32 != def) {
+      f32_plan.variants[node] = any_plan.variants[node] = f32;
+      alg_gain += def_ms - f32_ms;
       alg_changes++;
-      layout_changes += l.fastest_f32_variant == "nhwc" || l.fastest_f32_variant == "nchw";
+      layout_changes += f32 == "nhwc" || f32 == "nchw";
     }
-    if (l.fastest_ms < l.fastest_f32_ms) {
-      any_plan.variants[l.name] = l.fastest_variant;
-      prec_gain += l.fastest_f32_ms - l.fastest_ms;
+    if (best_ms < f32_ms) {
+      any_plan.variants[node] = best;
+      prec_gain += f32_ms - best_ms;
       prec_changes++;
     }
-  }
+  };
+  for (const auto& l : a.layers)
+    if (l.group < 0 && !l.free && l.variants.size() >= 2 && !l.missing)
+      choose(l.name, l.default_variant, l.default_ms, l.fastest_f32_variant, l.fastest_f32_ms, l.fastest_variant, l.fastest_ms);
   double fusion_gain = 0;
   for (const auto& gr : a.groups) {
     if (gr.missing) continue;
@@ -562,17 +585,7 @@ Analysis analyze(const Graph& model, bb::Database& db, const Options& o, const P
     std::string def;
     for (const auto& v : gr.variants)
       if (v.is_default && def.empty()) def = v.name;
-    if (gr.fused_best_f32_variant != def) {
-      f32_plan.variants[gr.anchor] = any_plan.variants[gr.anchor] = gr.fused_best_f32_variant;
-      alg_gain += gr.fused_default_ms - gr.fused_best_f32_ms;
-      alg_changes++;
-      layout_changes += gr.fused_best_f32_variant == "nhwc" || gr.fused_best_f32_variant == "nchw";
-    }
-    if (gr.fused_best_ms < gr.fused_best_f32_ms) {
-      any_plan.variants[gr.anchor] = gr.fused_best_variant;
-      prec_gain += gr.fused_best_f32_ms - gr.fused_best_ms;
-      prec_changes++;
-    }
+    choose(gr.anchor, def, gr.fused_default_ms, gr.fused_best_f32_variant, gr.fused_best_f32_ms, gr.fused_best_variant, gr.fused_best_ms);
   }
 
   const bool apply = o.apply_advice && measured.has_value();

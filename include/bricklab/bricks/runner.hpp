@@ -43,6 +43,8 @@ struct Measurement {
   std::vector<double> samples_ms;
 };
 
+// Fills median, p10, p90, mean, CV and reps of `m` from m.samples_ms.
+void summarise(Measurement& m);
 // 95% CI of the median from order statistics of sorted samples (distribution-free).
 void median_ci(const std::vector<double>& sorted, double& low, double& high);
 // Repeats `sample` (returns one time in ms) under the stopping rule; `before` runs untimed
