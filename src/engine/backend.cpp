@@ -94,9 +94,25 @@ Graph extract_subgraph(const Graph& graph, const std::vector<int>& nodes) {
   return sub;
 }
 
+namespace {
+// Counter-based generator: value i of a tensor is a pure function of (seed, name, i), so filling
+// is parallel and the numbers do not depend on the thread count.
+inline uint64_t mix64(uint64_t z) {  // the splitmix64 finaliser
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+uint64_t name_hash(const std::string& s) {  // FNV-1a: the same on every platform
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+}  // namespace
+
 std::vector<float> random_weight_values(const Graph& graph, int value, uint64_t seed) {
   const Value& v = graph.values.at(size_t(value));
-  std::mt19937_64 rng(seed ^ std::hash<std::string>()(v.name));
+  const uint64_t base = mix64(seed ^ name_hash(v.name));
   bool positive = false;  // a variance or a normalisation scale
   for (int c : v.consumers) {
     const Node& n = graph.nodes[size_t(c)];
@@ -104,15 +120,26 @@ std::vector<float> random_weight_values(const Graph& graph, int value, uint64_t 
     if ((n.op == "LayerNormalization" || n.op == "InstanceNormalization") && n.inputs.size() > 1 && n.inputs[1] == value)
       positive = true;
   }
-  std::vector<float> out(size_t(std::max<int64_t>(v.numel(), 0)));
-  if (positive) {
-    std::uniform_real_distribution<float> u(0.5f, 1.5f);
-    for (auto& x : out) x = u(rng);
+  const int64_t count = std::max<int64_t>(v.numel(), 0);
+  std::vector<float> out(static_cast<size_t>(count));
+  float* p = out.data();
+  if (positive) {  // uniform(0.5, 1.5)
+#pragma omp parallel for schedule(static) if (count > (int64_t(1) << 16))
+    for (int64_t i = 0; i < count; ++i) p[i] = 0.5f + float(mix64(base + uint64_t(i)) >> 40) * (1.0f / 16777216.0f);
   } else {
+    // normal(0, sd), approximated by the Irwin-Hall sum of four 16-bit uniforms (mean 2,
+    // variance 1/3; tails cut at 3.46 sd): ~30x faster than std::normal_distribution, which
+    // dominated the compile time of stripped models (VGG-16: 138 M weights).
     double fan_in = 1;
     for (size_t i = 1; i < v.shape.size(); ++i) fan_in *= double(v.shape[i]);
-    std::normal_distribution<float> normal(0.0f, v.shape.size() >= 2 ? float(1.0 / std::sqrt(fan_in)) : 0.05f);
-    for (auto& x : out) x = normal(rng);
+    const float sd = v.shape.size() >= 2 ? float(1.0 / std::sqrt(fan_in)) : 0.05f;
+    const float scale = sd * std::sqrt(3.0f) / 65536.0f;
+#pragma omp parallel for schedule(static) if (count > (int64_t(1) << 16))
+    for (int64_t i = 0; i < count; ++i) {
+      const uint64_t r = mix64(base + uint64_t(i));
+      const uint32_t sum = uint32_t(r & 0xffff) + uint32_t((r >> 16) & 0xffff) + uint32_t((r >> 32) & 0xffff) + uint32_t(r >> 48);
+      p[i] = (float(sum) - 131070.0f) * scale;
+    }
   }
   return out;
 }

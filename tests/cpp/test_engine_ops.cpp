@@ -5,6 +5,8 @@
 // fusion on and off.
 #include <catch2/catch.hpp>
 
+#include <omp.h>
+
 #include <cmath>
 #include <random>
 
@@ -700,4 +702,41 @@ TEST_CASE("Einsum: batched products (transposed operands) and a general contract
   std::vector<float> want2(6, 0.f);
   for (size_t q = 0; q < 120; ++q) want2[q / 20] += a[q] * a[q];
   check_close(run_model(g, a, as, true), want2, {2, 3});
+}
+
+TEST_CASE("random stand-in weights: deterministic, thread-independent, normal(0, 1/sqrt(fan_in)) moments", "[engine][weights]") {
+  Graph g;
+  Value w;
+  w.name = "conv.weight";
+  w.dtype = DType::float32;
+  w.kind = ValueKind::weight;
+  w.shape = {256, 64, 3, 3};  // fan_in 576
+  g.values.push_back(w);
+  w.name = "other.weight";
+  g.values.push_back(w);
+  const auto a = random_weight_values(g, 0, 7);
+  REQUIRE(a.size() == size_t(256 * 64 * 9));
+  CHECK(a == random_weight_values(g, 0, 7));   // deterministic
+  CHECK(a != random_weight_values(g, 0, 8));   // seeded
+  CHECK(a != random_weight_values(g, 1, 7));   // by name
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const auto one_thread = random_weight_values(g, 0, 7);
+  omp_set_num_threads(saved);
+  CHECK(one_thread == a);
+  // Moments against the target distribution, computed here in double precision.
+  const double sd = 1.0 / std::sqrt(576.0);
+  double sum = 0, sq = 0, within1 = 0, max_abs = 0;
+  for (float x : a) {
+    sum += x;
+    sq += double(x) * x;
+    within1 += std::fabs(x) < sd;
+    max_abs = std::max(max_abs, double(std::fabs(x)));
+  }
+  const double n = double(a.size());
+  const double mean = sum / n, got_sd = std::sqrt(sq / n - mean * mean);
+  CHECK(std::fabs(mean) < 5 * sd / std::sqrt(n));
+  CHECK(got_sd == Approx(sd).epsilon(0.01));
+  CHECK(within1 / n == Approx(0.683).margin(0.02));  // normal: 68.3% within one sd
+  CHECK(max_abs <= 3.47 * sd);                          // bounded tails (sum of four uniforms)
 }

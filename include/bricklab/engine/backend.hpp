@@ -99,9 +99,10 @@ const Backend& get_backend(const std::string& name);
 Graph extract_subgraph(const Graph& graph, const std::vector<int>& nodes);
 
 // Deterministic stand-ins for a stripped weight (a constant without values), shaped like a
-// trained network's: normal(0, 1/sqrt(fan_in)) for rank >= 2, small values for vectors, and
-// uniform(0.5, 1.5) for normalisation scales and variances. Seeded by `seed` and the value's
-// name, so every backend and every emitted brick gets the same numbers.
+// trained network's: normal(0, 1/sqrt(fan_in)) for rank >= 2 (approximated by a sum of four
+// uniforms), normal(0, 0.05) for vectors, and uniform(0.5, 1.5) for normalisation scales and
+// variances. A pure function of `seed`, the value's name and the element index (filled in
+// parallel), so every backend and every emitted brick gets the same numbers.
 std::vector<float> random_weight_values(const Graph& graph, int value, uint64_t seed);
 
 // Deterministic random float32 inputs for every graph input (normal(0, 1)).
