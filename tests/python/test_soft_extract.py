@@ -85,3 +85,28 @@ def test_server_round_with_soft_clients_and_dropout():
     assert server.round == 1
     out = server.global_model()(X[:2])
     assert torch.isfinite(out).all()
+
+
+def test_server_rounds_rotate_masks_over_every_weight():
+    # A single soft client at r = 0.3 on the MLP's first hidden space: after one round only the
+    # kept rows of fc1 changed; after ceil(1/0.3) = 4 rounds every row of fc1 changed at least
+    # once with rotating masks, but not with static ones (checked on the weights themselves).
+    torch.manual_seed(0)
+    from bricklab.soft.models import MLP
+    x = torch.randn(64, 1, 28, 28, generator=torch.Generator().manual_seed(5))
+    y = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(6))
+    changed = {}
+    for policy in ("rotating", "static"):
+        model = MLP(hidden=20)
+        server = Server(model, x[:2], policy=policy, seed=3)
+        space = server.graph.layers["fc1"].out_space
+        start = server.state["fc1.weight"].copy()
+        client = Client("s", x, y, steps=2, batch_size=16, lr=0.1)
+        rows_changed = []
+        for _ in range(4):
+            server.run_round([client], {"s": {space: 0.3}})
+            rows_changed.append(int((server.state["fc1.weight"] != start).any(1).sum()))
+        changed[policy] = rows_changed
+    assert changed["rotating"][0] == changed["static"][0] == 6   # ceil(0.3 * 20) rows per round
+    assert changed["rotating"] == [6, 12, 18, 20]
+    assert changed["static"] == [6, 6, 6, 6]

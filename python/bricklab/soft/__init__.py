@@ -23,13 +23,14 @@ from .extract import SubModel, element_masks, extract, scatter  # noqa: F401
 from .graph import ChannelGraph, Layer, Space  # noqa: F401
 from .masks import POLICIES, MaskScheduler, kept_count  # noqa: F401
 from .planner import Plan, plan  # noqa: F401
-from .profiler import LayerCost, Profile, measure_step, profile, step_memory_bytes  # noqa: F401
+from .profiler import (LayerCost, Profile, measure_step, measure_steps, profile, step_memory_bytes,  # noqa: F401
+                       summarise, torch_threads)
 from .rounds import Client, RoundReport, Server, evaluate, train_local  # noqa: F401
 from .onnx import from_onnx  # noqa: F401
 
 __all__ = [
     "ChannelGraph", "Layer", "Space", "MaskScheduler", "POLICIES", "kept_count", "SubModel", "extract", "scatter",
     "element_masks", "ClientUpdate", "aggregate", "aggregate_stats", "Plan", "plan", "LayerCost", "Profile",
-    "profile", "measure_step", "step_memory_bytes", "Client", "Server", "RoundReport", "evaluate", "train_local",
+    "profile", "measure_step", "measure_steps", "summarise", "torch_threads", "step_memory_bytes", "Client", "Server", "RoundReport", "evaluate", "train_local",
     "from_onnx",
 ]
