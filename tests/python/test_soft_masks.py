@@ -170,3 +170,26 @@ def test_masks_are_reproducible_and_policies_differ():
         MaskScheduler(g, "bogus")
     with pytest.raises(ValueError):
         st.masks(0, 0.0)
+
+
+def test_straggler_skew_split_gives_the_stragglers_the_rare_classes():
+    import numpy as np
+    from bricklab.soft.data import split_straggler_skew
+    labels = np.random.default_rng(0).integers(0, 10, 20000)
+    stragglers = [1, 4, 8]
+    parts, rare = split_straggler_skew(labels, 10, 200, stragglers, rare_classes=3, straggler_rare_share=0.8,
+                                       fast_rare_share=0.05, seed=7)
+    assert len(rare) == 3 and len(set(rare)) == 3
+    allidx = np.concatenate(parts)
+    assert len(allidx) == 2000 and len(np.unique(allidx)) == 2000          # disjoint
+    for i, p in enumerate(parts):
+        assert len(p) == 200
+        counts = np.bincount(labels[p], minlength=10)
+        rare_n = counts[rare].sum()
+        assert rare_n == (160 if i in stragglers else 10)
+        common = np.delete(counts, rare)
+        assert common.max() - common.min() <= 1                            # evenly over the common classes
+        assert counts[rare].max() - counts[rare].min() <= 1
+    # Another seed draws other rare classes or the same ones, but always from the seed alone.
+    again, rare2 = split_straggler_skew(labels, 10, 200, stragglers, seed=7)
+    assert rare2 == rare and all(np.array_equal(a, b) for a, b in zip(parts, again))

@@ -8,7 +8,8 @@ from typing import List, Tuple
 import numpy as np
 import torch
 
-__all__ = ["load_fashion_mnist", "split_iid", "split_by_class", "split_dirichlet", "FASHION_MNIST_DIR"]
+__all__ = ["load_fashion_mnist", "split_iid", "split_by_class", "split_dirichlet", "split_straggler_skew",
+           "FASHION_MNIST_DIR"]
 
 FASHION_MNIST_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
@@ -88,3 +89,44 @@ def split_dirichlet(labels: np.ndarray, clients: int, per_client: int, alpha: fl
                 q = q / q.sum()
         out.append(np.array(take))
     return out
+
+
+def split_straggler_skew(labels: np.ndarray, clients: int, per_client: int, stragglers, rare_classes: int = 3,
+                         straggler_rare_share: float = 0.8, fast_rare_share: float = 0.05,
+                         seed: int = 0) -> Tuple[List[np.ndarray], List[int]]:
+    """Non-IID split where the stragglers hold data the others lack (ELFISH's premise: slow devices
+    see classes that fast ones rarely do).
+
+    ``rare_classes`` classes are drawn at random; every client in ``stragglers`` gets
+    ``straggler_rare_share`` of its ``per_client`` samples from them (spread evenly over them), the
+    other clients ``fast_rare_share``; the rest comes evenly from the common classes. Samples are
+    disjoint. Returns (index arrays per client, the rare classes)."""
+    if not 0 <= straggler_rare_share <= 1 or not 0 <= fast_rare_share <= 1:
+        raise ValueError("rare shares must be in [0, 1]")
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    n_classes = int(labels.max()) + 1
+    if not 0 < rare_classes < n_classes:
+        raise ValueError(f"rare_classes must be in [1, {n_classes - 1}], got {rare_classes}")
+    rare = sorted(rng.choice(n_classes, rare_classes, replace=False).tolist())
+    common = [c for c in range(n_classes) if c not in rare]
+    pools = {c: list(rng.permutation(np.flatnonzero(labels == c))) for c in range(n_classes)}
+    stragglers = set(int(s) for s in stragglers)
+
+    def deal(classes, count):
+        take = []
+        for j, c in enumerate(classes):
+            k = count // len(classes) + (1 if j < count % len(classes) else 0)
+            if len(pools[c]) < k:
+                raise ValueError(f"not enough samples of class {c} for the requested split")
+            take += [pools[c].pop() for _ in range(k)]
+        return take
+
+    out = []
+    for i in range(clients):
+        share = straggler_rare_share if i in stragglers else fast_rare_share
+        n_rare = int(round(share * per_client))
+        # A per-client rotation of the class order spreads the +1 remainders over the classes.
+        out.append(np.array(deal(rare[i % len(rare):] + rare[:i % len(rare)], n_rare)
+                            + deal(common[i % len(common):] + common[:i % len(common)], per_client - n_rare)))
+    return out, rare
