@@ -84,7 +84,8 @@ def run_bricklab(names, manifest, batch, opts, workdir):
                "meas_ci_rel": m["ci_rel"], "meas_reps": m["reps"], "meas_converged": m["converged"],
                "pred_ms": p["sum_ms"], "pred_cp_ms": p["critical_path_ms"], "steps_ms": p["steps_ms"],
                "reorders_ms": p["reorders_ms"], "overhead_ms": p["overhead_ms"],
-               "reorders_estimated": p["reorders_estimated"], "bricks_used": len(p["bricks"])}
+               "reorders_estimated": p["reorders_estimated"], "bricks_used": len(p["bricks"]),
+               "pred_ci_rel": p["ci_ms"] / p["sum_ms"]}
         row["accuracy"] = 1 - abs(row["pred_ms"] - row["meas_ms"]) / row["meas_ms"]
         rows.append(row)
         print(f"  {name:<30} b{batch} measured {row['meas_ms']:9.2f} ms  predicted {row['pred_ms']:9.2f} ms  "
@@ -101,6 +102,8 @@ def run_bricklab(names, manifest, batch, opts, workdir):
         "bricks_measured": summary["measured"], "bricks_converged": brick_stats[1], "bricks_mean_ci_rel": brick_stats[2],
         "models_converged": sum(r["meas_converged"] for r in rows),
         "models_mean_ci_rel": statistics.mean(r["meas_ci_rel"] for r in rows),
+        "pred_mean_ci_rel": statistics.mean(r["pred_ci_rel"] for r in rows),
+        "pred_max_ci_rel": max(r["pred_ci_rel"] for r in rows),
         "metrics": metrics(rows),
     }
 
@@ -246,19 +249,26 @@ def report(results, path):
         lines.append(f"| ONNX Runtime | 1 | {m['models']} | {o['instances']} | {o['unique']} | {m['mean_accuracy']:.1%} | "
                      f"{m['min_accuracy']:.1%} | {m['within_5']:.0%} | {m['within_10']:.0%} | {m['rmspe']:.1%} | "
                      f"{o['e2e_wall_s']:.0f} s | {o['bricks_wall_s']:.0f} s | {o['e2e_wall_s'] / o['bricks_wall_s']:.2f}x | |")
-    lines += ["", "Statistical quality of both sides (same runner, same stopping rule):", ""]
+    per_model = results["options"].get("per_model_tolerance", False)
+    lines += ["", "Statistical quality of both sides (same runner, same clock; " +
+              ("bricks stop on the per-model error budget: a brick with share s of a model is measured to "
+               "tolerance / sqrt(s), at most 25%, so that each model's *prediction* reaches the tolerance the "
+               "end-to-end measurement of the model gets):" if per_model else "every brick and every model to the same tolerance):"), ""]
     for r in results["bricklab"]:
+        pred_ci = (f"; the predictions' CI (from the bricks' CIs, distinct bricks independent) is "
+                   f"{r['pred_mean_ci_rel']:.1%} on average, at most {r['pred_max_ci_rel']:.1%}") if "pred_mean_ci_rel" in r else ""
         lines.append(f"* batch {r['batch']}: bricks converged {r['bricks_converged']}/{r['bricks_measured']} "
                      f"(mean CI half-width {r['bricks_mean_ci_rel']:.1%}); models converged {r['models_converged']}/"
-                     f"{len(r['rows'])} (mean CI half-width {r['models_mean_ci_rel']:.1%}); mean signed error "
+                     f"{len(r['rows'])} (mean CI half-width {r['models_mean_ci_rel']:.1%}){pred_ci}; mean signed error "
                      f"{r['metrics']['mean_signed_error']:+.1%}.")
     lines += ["", "## Per model", "",
-              "| model | family | batch | measured ms | CI ± | predicted ms (sum) | critical path ms | accuracy |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
+              "| model | family | batch | measured ms | CI ± | predicted ms (sum) | CI ± | critical path ms | accuracy |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results["bricklab"]:
         for row in r["rows"]:
+            pci = f"{row['pred_ci_rel']:.1%}" if "pred_ci_rel" in row else ""
             lines.append(f"| {row['model']} | {row['family']} | {row['batch']} | {row['meas_ms']:.2f} | {row['meas_ci_rel']:.1%} | "
-                         f"{row['pred_ms']:.2f} | {row['pred_cp_ms']:.2f} | {row['accuracy']:.1%} |")
+                         f"{row['pred_ms']:.2f} | {pci} | {row['pred_cp_ms']:.2f} | {row['accuracy']:.1%} |")
     if results.get("ort"):
         lines += ["", "## ONNX Runtime from emitted bricks (batch 1)", "",
                   "| model | measured ms | predicted ms | accuracy |", "|---|---:|---:|---:|"]
@@ -278,6 +288,10 @@ def main():
                     help="cpu: the thread's CPU time (for a machine shared with other jobs); wall: wall clock")
     ap.add_argument("--cold-weights", action="store_true",
                     help="evict caches before every repetition (bricks and models alike)")
+    ap.add_argument("--hot-weights", action="store_true",
+                    help="bricks keep their weights in cache between repetitions (default: evicted, as in a model run)")
+    ap.add_argument("--per-brick-tolerance", action="store_true",
+                    help="every brick to --tolerance (default: the per-model error budget)")
     ap.add_argument("--burn-in", type=float, default=20.0,
                     help="seconds of untimed model runs first (on this VM the first seconds of a process run slow)")
     ap.add_argument("--tolerance", type=float, default=0.03)
@@ -295,10 +309,12 @@ def main():
     names = list(manifest) if args.models == "all" else args.models.split(",")
     opts = {"threads": args.threads, "tolerance": args.tolerance, "budget_s": args.budget, "min_reps": args.min_reps,
             "warmup": args.warmup, "max_reps": 500, "clock": args.clock,
-            "cold_weights": args.cold_weights}
+            "cold_weights": args.cold_weights, "evict_weights": not args.hot_weights,
+            "per_model_tolerance": not args.per_brick_tolerance}
     results = {"command": " ".join(["scripts/bricks_evaluation.py"] + sys.argv[1:]), "options": opts,
                "fingerprint": bricklab.bricks.fingerprint(threads=args.threads, clock=args.clock,
-                                                          cold_weights=args.cold_weights),
+                                                          cold_weights=args.cold_weights,
+                                                          evict_weights=not args.hot_weights),
                "platform": platform.platform(),
                "load_start": load_avg(), "bricklab": []}
     if args.ort_only:

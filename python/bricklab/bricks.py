@@ -8,9 +8,11 @@ predict each model's latency from them.
     >>> bricklab.predict("models/zoo/resnet50.onnx", db="bricks.sqlite", batch=8)["sum_ms"]
 
 Runner options (the same for bricks, models and predictions, so that results share a
-fingerprint): ``threads`` (default 1), ``pin``, ``cold_weights``, ``warmup``, ``min_reps``,
-``max_reps``, ``tolerance`` (relative half-width of the median's 95% CI, default 0.02),
-``budget_s`` (per brick, default 10), ``fusion``.
+fingerprint): ``threads`` (default 1), ``pin``, ``cold_weights`` (flush all caches before every
+repetition), ``evict_weights`` (default True: evict a brick's own weights from the caches before
+each repetition, as a model run leaves them), ``warmup``, ``min_reps``, ``max_reps``,
+``tolerance`` (relative half-width of the median's 95% CI, default 0.02), ``budget_s`` (per
+brick, default 10), ``fusion``, ``clock`` (``"wall"`` or ``"cpu"``).
 """
 from __future__ import annotations
 

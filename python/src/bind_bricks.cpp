@@ -24,6 +24,8 @@ bb::RunnerOptions runner_options(const py::dict& o) {
     if (k == "threads") r.threads = v.cast<int>();
     else if (k == "pin") r.pin = v.cast<bool>();
     else if (k == "cold_weights") r.cold_weights = v.cast<bool>();
+    else if (k == "evict_weights") r.evict_weights = v.cast<bool>();
+    else if (k == "per_model_tolerance") r.per_model_tolerance = v.cast<bool>();
     else if (k == "warmup") r.warmup = v.cast<int>();
     else if (k == "min_reps") r.min_reps = v.cast<int>();
     else if (k == "max_reps") r.max_reps = v.cast<int>();
@@ -38,7 +40,7 @@ bb::RunnerOptions runner_options(const py::dict& o) {
       r.cpu_clock = c == "cpu";
     }
     else throw InvalidArgument("unknown runner option '" + k +
-                               "' (known: threads, pin, cold_weights, warmup, min_reps, max_reps, tolerance, budget_s, fusion, clock, backend, branch_workers)");
+                               "' (known: threads, pin, cold_weights, evict_weights, per_model_tolerance, warmup, min_reps, max_reps, tolerance, budget_s, fusion, clock, backend, branch_workers)");
   }
   if (r.threads < 0) throw InvalidArgument("threads must be >= 0");
   if (r.warmup < 0 || r.min_reps < 1 || r.max_reps < r.min_reps) throw InvalidArgument("need warmup >= 0 and 1 <= min_reps <= max_reps");
@@ -70,6 +72,7 @@ py::dict prediction_dict(const bb::Prediction& p) {
   d["fingerprint"] = p.fingerprint;
   d["sum_ms"] = p.sum_ms;
   d["critical_path_ms"] = p.critical_path_ms;
+  d["ci_ms"] = p.ci_ms;
   d["steps_ms"] = p.steps_ms;
   d["reorders_ms"] = p.reorders_ms;
   d["overhead_ms"] = p.overhead_ms;

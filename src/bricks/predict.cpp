@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <set>
 
@@ -20,6 +21,7 @@ Prediction predict(const ModelBricks& m, Database& db, const std::string& fp) {
   p.fingerprint = fp;
   std::set<std::string> missing;
   std::vector<double> weights(g.nodes.size(), 0.0);
+  std::map<std::string, double> ci_by_key;  // brick key -> summed half-widths of its uses
   for (const auto& use : m.uses) {
     PredictedUse u;
     u.key = use.key;
@@ -34,6 +36,7 @@ Prediction predict(const ModelBricks& m, Database& db, const std::string& fp) {
       missing.insert(use.key);
     } else {
       u.ms = it->second.median_ms;
+      ci_by_key[use.key] += it->second.ci_rel * it->second.median_ms;
     }
     p.steps_ms += u.ms;
     weights[size_t(use.nodes.back())] += u.ms;
@@ -57,6 +60,7 @@ Prediction predict(const ModelBricks& m, Database& db, const std::string& fp) {
       missing.insert(r.key);
     }
     p.reorders_ms += ms;
+    if (it != results.end()) ci_by_key[r.key] += it->second.ci_rel * ms;
     const int v = g.find_value(r.value);
     int attach = v >= 0 ? g.values[size_t(v)].producer : -1;
     if (attach < 0 && v >= 0 && !g.values[size_t(v)].consumers.empty()) attach = g.values[size_t(v)].consumers.front();
@@ -65,12 +69,53 @@ Prediction predict(const ModelBricks& m, Database& db, const std::string& fp) {
   if (!m.runtime_key.empty()) {
     auto it = results.find(m.runtime_key);
     if (it == results.end()) missing.insert(m.runtime_key);
-    else p.overhead_ms = it->second.median_ms;
+    else {
+      p.overhead_ms = it->second.median_ms;
+      ci_by_key[m.runtime_key] += it->second.ci_rel * p.overhead_ms;
+    }
   }
+  double var = 0;
+  for (const auto& [key, h] : ci_by_key) var += h * h;
+  p.ci_ms = std::sqrt(var);
   p.missing.assign(missing.begin(), missing.end());
   p.sum_ms = p.steps_ms + p.reorders_ms + p.overhead_ms;
   p.critical_path_ms = g.critical_path(weights).length + p.overhead_ms;
   return p;
+}
+
+std::vector<double> brick_tolerances(const Decomposition& d, const RunnerOptions& o) {
+  std::vector<double> tol(d.bricks.size(), o.tolerance);
+  if (!o.per_model_tolerance) return tol;
+  // Estimated time of a brick: a plain roofline with nominal per-thread rates plus a fixed cost
+  // per step. Only the ratios between bricks of a model matter here.
+  const double flops_per_s = 20e9 * std::max(1, o.threads), bytes_per_s = 10e9, fixed_s = 5e-6;
+  std::vector<double> est(d.bricks.size(), 0.0);
+  for (size_t i = 0; i < d.bricks.size(); ++i) {
+    const Brick& b = d.bricks[i];
+    const Graph& g = *d.models.at(size_t(b.model)).graph;
+    double flops = 0, bytes = 0;
+    for (int n : b.nodes) {
+      flops += g.nodes[size_t(n)].cost.flops;
+      bytes += g.nodes[size_t(n)].cost.bytes_read + g.nodes[size_t(n)].cost.bytes_written;
+    }
+    est[i] = std::max(flops / flops_per_s, bytes / bytes_per_s) + fixed_s;
+  }
+  std::vector<double> max_share(d.bricks.size(), 0.0);
+  for (const auto& m : d.models) {
+    std::map<size_t, int> uses;
+    double total = 0;
+    for (const auto& u : m.uses) {
+      const size_t i = d.index.at(u.key);
+      uses[i]++;
+      total += est[i];
+    }
+    if (total <= 0) continue;
+    for (const auto& [i, count] : uses) max_share[i] = std::max(max_share[i], count * est[i] / total);
+  }
+  for (size_t i = 0; i < tol.size(); ++i)
+    if (max_share[i] > 0)
+      tol[i] = std::clamp(o.tolerance / std::sqrt(max_share[i]), o.tolerance, std::max(o.tolerance, o.brick_tolerance_cap));
+  return tol;
 }
 
 namespace {
@@ -78,6 +123,7 @@ struct Job {
   std::string key, label;
   const Brick* brick = nullptr;  // null: runtime brick of `model`
   const ModelBricks* model = nullptr;
+  double tolerance = 0;  // relative CI this brick is measured to
 };
 }  // namespace
 
@@ -89,29 +135,33 @@ BenchmarkSummary benchmark(const Decomposition& d, Database& db, const RunnerOpt
   db.register_fingerprint(fp);
   std::vector<Job> jobs;
   std::map<std::string, size_t> by_key;
-  for (const auto& b : d.bricks) {
+  const std::vector<double> tolerances = brick_tolerances(d, o);
+  for (size_t i = 0; i < d.bricks.size(); ++i) {
+    const Brick& b = d.bricks[i];
     by_key[b.key] = jobs.size();
-    jobs.push_back({b.key, b.label, &b, nullptr});
+    jobs.push_back({b.key, b.label, &b, nullptr, tolerances[i]});
   }
   for (const auto& m : d.models)
     if (!by_key.count(m.runtime_key)) {
       by_key[m.runtime_key] = jobs.size();
-      jobs.push_back({m.runtime_key, "runtime", nullptr, &m});
+      jobs.push_back({m.runtime_key, "runtime", nullptr, &m, o.tolerance});
     }
   BenchmarkSummary s;
   s.bricks = int(jobs.size());
   auto done_keys = db.all(fid);
   auto run_job = [&](const Job& job) {
     std::vector<StoredResult> rows;
+    RunnerOptions o_job = o;
+    o_job.tolerance = job.tolerance;
     if (job.brick) {
       std::set<std::string> own;
       const Graph g = timing_graph(d, *job.brick, own);
-      BrickTiming t = time_brick(g, o, own);
+      BrickTiming t = time_brick(g, o_job, own);
       rows.push_back(to_stored(job.key, fid, t.steps));
       for (const auto& [k, m] : t.reorders) rows.push_back(to_stored(k, fid, m, t.reorder_bytes[k]));
     } else {
       const Graph g = runtime_graph(*job.model->graph);
-      rows.push_back(to_stored(job.key, fid, time_whole(g, o)));
+      rows.push_back(to_stored(job.key, fid, time_whole(g, o_job)));
     }
     return rows;
   };

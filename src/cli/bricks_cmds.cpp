@@ -49,10 +49,15 @@ Lower bound (lowerbound, report):
   -o FILE              report: the HTML page to write                          [report.html]
 Runner (benchmark; predict uses them to pick the same fingerprint):
   --tolerance F        stop when the median's 95% CI half-width <= F x median   [0.02]
+                       (benchmark: F is the target for each model's prediction; a brick with
+                       share s of a model's time is measured to F / sqrt(s), at most 0.25)
+  --per-brick-tolerance  benchmark: every brick to F itself
   --budget S           seconds per brick before stopping unconverged           [10]
   --warmup N  --min-reps N  --max-reps N                                      [3, 7, 1000]
   --pin                pin engine threads to cores
-  --cold-weights       evict caches before every repetition
+  --cold-weights       evict all caches before every repetition (bricks and models)
+  --hot-weights        bricks: keep their weights in cache between repetitions (default: evict
+                       a brick's weights before each one, as a model run leaves them)
   --clock wall|cpu     wall clock, or the thread's CPU time (needs --threads 1; for shared machines) [wall]
   --progress / --no-progress   progress bar on stderr (default: when stderr is a terminal)
 Database: --db PATH (SQLite) or --db postgresql://USER@HOST:PORT/DB; default: )";
@@ -104,6 +109,8 @@ BricksArgs parse_bricks_args(const std::string& command, const std::vector<std::
     else if (s == "--max-reps") a.runner.max_reps = int(positive(s, next()));
     else if (s == "--pin") a.runner.pin = true;
     else if (s == "--cold-weights") a.runner.cold_weights = true;
+    else if (s == "--hot-weights") a.runner.evict_weights = false;
+    else if (s == "--per-brick-tolerance") a.runner.per_model_tolerance = false;
     else if (s == "--clock") {
       const std::string c = next();
       if (c != "wall" && c != "cpu") throw InvalidArgument("--clock expects wall or cpu, got '" + c + "'");
@@ -249,7 +256,7 @@ int cmd_predict(const BricksArgs& a) {
   const bb::Prediction p = bb::predict(d.models.at(0), *db, fp.id());
   if (a.json) {
     nlohmann::json j = {{"model", p.model}, {"batch", d.batch}, {"granularity", d.granularity.str()}, {"db", db->location()},
-                        {"fingerprint", p.fingerprint}, {"sum_ms", p.sum_ms}, {"critical_path_ms", p.critical_path_ms},
+                        {"fingerprint", p.fingerprint}, {"sum_ms", p.sum_ms}, {"ci_ms", p.ci_ms}, {"critical_path_ms", p.critical_path_ms},
                         {"steps_ms", p.steps_ms}, {"reorders_ms", p.reorders_ms}, {"overhead_ms", p.overhead_ms},
                         {"reorders_estimated", p.reorders_estimated}, {"complete", p.complete()}, {"missing", p.missing}};
     j["bricks"] = nlohmann::json::array();
@@ -263,8 +270,8 @@ int cmd_predict(const BricksArgs& a) {
       std::cout << fmt::format("{:<18} {:<28} {:>10}  {}\n", u.id, label, u.missing ? "MISSING" : fmt::format("{:.4f}", u.ms),
                                u.nodes.empty() ? "" : u.nodes.front() + (u.nodes.size() > 1 ? " ..." : ""));
     }
-    std::cout << fmt::format("predicted: sum {:.3f} ms (steps {:.3f} + reorders {:.3f} + run overhead {:.3f}), critical path {:.3f} ms\n",
-                             p.sum_ms, p.steps_ms, p.reorders_ms, p.overhead_ms, p.critical_path_ms);
+    std::cout << fmt::format("predicted: sum {:.3f} ms +- {:.3f} (95% CI from the bricks' CIs; steps {:.3f} + reorders {:.3f} + run overhead {:.3f}), critical path {:.3f} ms\n",
+                             p.sum_ms, p.ci_ms, p.steps_ms, p.reorders_ms, p.overhead_ms, p.critical_path_ms);
     if (!p.missing.empty()) {
       std::cout << p.missing.size() << " brick(s) missing from " << db->location() << " for fingerprint " << p.fingerprint
                 << " (run `bricklab benchmark` with the same settings):\n";

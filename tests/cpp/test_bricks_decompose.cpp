@@ -5,11 +5,14 @@
 #include <onnx/onnx_pb.h>
 
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "bricklab/bricklab.hpp"
 #include "bricklab/bricks/decompose.hpp"
 #include "bricklab/bricks/emit.hpp"
+#include "bricklab/bricks/predict.hpp"
+#include "bricklab/bricks/runner.hpp"
 #include "model_builder.hpp"
 
 using namespace bricklab;
@@ -232,4 +235,70 @@ TEST_CASE("emitted brick of a stripped model gets random weights of the right sh
   double sum_sq = 0;
   for (int i = 0; i < 16 * 8 * 9; ++i) sum_sq += double(p[i]) * p[i];
   CHECK(sum_sq > 0);
+}
+
+TEST_CASE("per-model error budget: small bricks get looser tolerances, the prediction's CI combines them", "[bricks]") {
+  bb::DecomposeOptions o;
+  o.compile.threads = 1;
+  const auto d = bb::decompose({testutil::repo_path("models/zoo/resnet18.onnx"), testutil::repo_path("models/zoo/mobilenet_v3_small.onnx")}, o);
+  bb::RunnerOptions r;
+  r.tolerance = 0.02;
+  const auto tol = bb::brick_tolerances(d, r);
+  REQUIRE(tol.size() == d.bricks.size());
+  // Each brick's tolerance is tolerance / sqrt(its largest share), clamped to [tolerance, cap];
+  // recompute the shares here from the same FLOP/byte estimate, model by model.
+  double lowest = 1, highest = 0;
+  for (size_t i = 0; i < tol.size(); ++i) {
+    CHECK(tol[i] >= r.tolerance - 1e-12);
+    CHECK(tol[i] <= r.brick_tolerance_cap + 1e-12);
+    lowest = std::min(lowest, tol[i]);
+    highest = std::max(highest, tol[i]);
+  }
+  CHECK(highest == Approx(r.brick_tolerance_cap));  // e.g. a tiny element-wise brick
+  CHECK(lowest < 0.1);                              // the big convolutions stay tight
+  // The sum over a model of (share * tol^2) is at most tolerance^2: with independent errors the
+  // model's predicted CI is within the target (the guarantee the rule is built on).
+  for (const auto& m : d.models) {
+    const Graph& g = *m.graph;
+    std::map<size_t, int> uses;
+    std::map<size_t, double> est;
+    double total = 0;
+    for (const auto& u : m.uses) {
+      const size_t i = d.index.at(u.key);
+      double flops = 0, bytes = 0;
+      for (int n : d.bricks[i].nodes) {
+        const Graph& bg = *d.models[size_t(d.bricks[i].model)].graph;
+        flops += bg.nodes[size_t(n)].cost.flops;
+        bytes += bg.nodes[size_t(n)].cost.bytes_read + bg.nodes[size_t(n)].cost.bytes_written;
+      }
+      est[i] = std::max(flops / 20e9, bytes / 10e9) + 5e-6;
+      uses[i]++;
+      total += est[i];
+    }
+    (void)g;
+    double var = 0;
+    for (const auto& [i, count] : uses) var += std::pow(count * est[i] * tol[i], 2);
+    CHECK(std::sqrt(var) / total <= r.tolerance * 1.0001);
+  }
+  r.per_model_tolerance = false;
+  for (double t : bb::brick_tolerances(d, r)) CHECK(t == r.tolerance);
+}
+
+TEST_CASE("the CPU executable reports its weight buffers (for evicting them between repetitions)", "[bricks]") {
+  ConvSpec s;
+  s.cin = 32;
+  s.cout = 64;
+  Graph g = conv_model(s);
+  CompileOptions c;
+  c.threads = 1;
+  auto exe = get_backend("cpu").compile(g, c);
+  size_t bytes = 0;
+  for (const auto& [p, n] : exe->weight_buffers()) {
+    CHECK(p != nullptr);
+    bytes += n;
+  }
+  CHECK(bytes >= size_t(64 * 32 * 9 * 4));  // the (prepacked) 3x3 weights at least
+  bb::evict_lines(exe->weight_buffers());   // must not fault
+  Tensor x(DType::float32, {1, 32, 12, 12});
+  CHECK(exe->run({{"x", x}}).count("z") == 1);
 }

@@ -92,6 +92,10 @@ TEST_CASE("fingerprint names the machine and the settings", "[bricks]") {
   o.threads = 1;
   o.cold_weights = true;
   CHECK(bb::system_fingerprint(o).id() != f1.id());
+  o.cold_weights = false;
+  CHECK(f1.json().find("\"evict_weights\":true") != std::string::npos);  // the default
+  o.evict_weights = false;
+  CHECK(bb::system_fingerprint(o).id() != f1.id());
 }
 
 TEST_CASE("SQLite results database: schema, WAL, no duplicates, reopen", "[bricks]") {

@@ -2,6 +2,7 @@
 original nodes, the decomposition API, the CLI workflow and its errors, crash-resume of a
 killed benchmark, and the PostgreSQL work queue with three concurrent workers."""
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -166,6 +167,19 @@ def test_benchmark_then_predict_workflow(cli, tmp_path):
     assert p["critical_path_ms"] <= p["sum_ms"] + 1e-9
     assert abs(p["steps_ms"] + p["reorders_ms"] + p["overhead_ms"] - p["sum_ms"]) < 1e-9
     assert abs(sum(b["ms"] for b in p["bricks"]) - p["steps_ms"]) < 1e-6
+    # The prediction's CI, recomputed from the stored results: a brick used m times contributes
+    # m x its half-width; distinct bricks (and reorders, run overhead) add in quadrature.
+    con = sqlite3.connect(db)
+    stored = {k: (med, ci) for k, med, ci in con.execute("SELECT brick_key, median_ms, ci_rel FROM results")}
+    con.close()
+    d = bricklab.bricks.decompose(model)
+    key_of = {b["id"]: b["key"] for b in d.bricks}
+    half = {}
+    for u in d.models[0]["uses"]:
+        med, ci = stored[key_of[u["id"]]]
+        half[u["id"]] = half.get(u["id"], 0.0) + med * ci
+    assert p["ci_ms"] > 0
+    assert p["ci_ms"] >= math.sqrt(sum(h * h for h in half.values())) - 1e-9
     # Python API, same database and settings: same prediction.
     py = bricklab.predict(model, db=db)
     assert py["sum_ms"] == pytest.approx(p["sum_ms"])

@@ -25,6 +25,9 @@ struct Prediction {
   double sum_ms = 0;            // steps + reorders + runtime overhead
   double critical_path_ms = 0;  // longest path of step times + reorders on it + overhead
   double steps_ms = 0, reorders_ms = 0, overhead_ms = 0;
+  // Half-width of the 95% CI of sum_ms from the stored bricks' CIs (a brick used m times
+  // contributes m times its half-width; distinct bricks' errors taken as independent).
+  double ci_ms = 0;
   int reorders_estimated = 0;   // reorders without a measured twin, priced by measured bytes/ms
   std::vector<PredictedUse> uses;
   std::vector<std::string> missing;  // brick keys not in the database
@@ -32,6 +35,11 @@ struct Prediction {
 };
 
 Prediction predict(const ModelBricks& model, Database& db, const std::string& fingerprint);
+
+// The relative CI each brick of `d` is measured to under `options` (see
+// RunnerOptions::per_model_tolerance), by position in d.bricks; shares are estimated from the
+// bricks' FLOPs and bytes before anything is measured.
+std::vector<double> brick_tolerances(const Decomposition& d, const RunnerOptions& options);
 
 // Benchmarks every brick (and runtime brick) of a decomposition not yet in `db` for `fp`.
 struct BenchmarkSummary {

@@ -18,10 +18,21 @@ struct RunnerOptions {
   int threads = 1;             // engine threads (0 = all cores)
   bool pin = false;            // pin the engine's threads to cores
   bool cold_weights = false;   // evict caches before every repetition
+  // Bricks only: evict the brick's own weights from the caches (clflush of their lines) before
+  // every repetition. In a model run a layer's weights were last touched a whole pass earlier;
+  // timed alone in a loop they would stay in cache. Inputs stay hot, as in the model.
+  bool evict_weights = true;
   int warmup = 3;
   int min_reps = 7;            // the order-statistic CI needs a few samples
   int max_reps = 1000;
   double tolerance = 0.02;     // relative half-width of the median's 95% CI
+  // Suite benchmarks (bricks::benchmark): `tolerance` is the target for each model's predicted
+  // latency, not for each brick. A brick with share s of a model's (estimated) time may have a
+  // relative CI of tolerance / sqrt(s) (at most brick_tolerance_cap): if the bricks' errors are
+  // independent, the model's predicted CI is then within tolerance. False: every brick to
+  // `tolerance` itself.
+  bool per_model_tolerance = true;
+  double brick_tolerance_cap = 0.25;
   double budget_s = 10.0;      // per measurement (warm-up excluded), then stop unconverged
   bool fusion = true;
   // Time with the thread's CPU clock instead of the wall clock (threads = 1 only): on a machine
@@ -40,6 +51,7 @@ struct Measurement {
   int reps = 0;
   bool converged = false;
   double wall_s = 0;     // total time spent, compile + warm-up + repetitions
+  double compile_s = 0;  // of which compiling the graph and making its inputs
   std::vector<double> samples_ms;
 };
 
@@ -54,6 +66,8 @@ Measurement measure(const std::function<double()>& sample, const RunnerOptions& 
 
 // Evicts the CPU caches (writes and reads a buffer of a few times the last-level cache).
 void flush_caches();
+// Evicts the cache lines of the given memory ranges (clflush; no-op on non-x86 hosts).
+void evict_lines(const std::vector<std::pair<const void*, size_t>>& ranges);
 // Pins the OpenMP threads of the engine to cores 0..threads-1.
 void pin_threads(int threads);
 
@@ -81,7 +95,7 @@ Measurement time_whole(const Graph& graph, const RunnerOptions& options);
 struct Fingerprint {
   std::string cpu_model, isa, onednn, backend = "cpu", bricklab_version;
   int cores = 0, threads = 1;
-  bool pinned = false, cold_weights = false, fusion = true, cpu_clock = false;
+  bool pinned = false, cold_weights = false, evict_weights = true, fusion = true, cpu_clock = false;
   std::string label;  // $BRICKLAB_FINGERPRINT_LABEL: keeps experiments apart on one machine
   std::string json() const;
   std::string id() const;  // short hash of json()

@@ -75,6 +75,10 @@ class Executable {
   virtual std::string describe() const = 0;
   // True when some weights were absent (stripped) and random values stand in for them.
   virtual bool uses_random_weights() const = 0;
+  // Host memory holding the plan's weights (prepacked constants) as (address, bytes), so that a
+  // benchmark can evict them from the CPU caches between repetitions. Empty where weights do not
+  // live in host memory (GPU backends).
+  virtual std::vector<std::pair<const void*, size_t>> weight_buffers() const { return {}; }
 };
 
 class Backend {

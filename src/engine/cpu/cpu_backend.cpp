@@ -186,6 +186,17 @@ class CpuExecutable : public Executable {
   const std::vector<std::string>& output_names() const override { return output_names_; }
   bool uses_random_weights() const override { return random_weights_; }
 
+  std::vector<std::pair<const void*, size_t>> weight_buffers() const override {
+    std::vector<std::pair<const void*, size_t>> out;
+    for (const auto& s : steps_)
+      if (const auto* p = dynamic_cast<const PrimitiveStep*>(s.get()))
+        for (const auto& [arg, mem] : p->own_args)
+          if (mem.get_data_handle()) out.emplace_back(mem.get_data_handle(), mem.get_desc().get_size());
+    for (const auto& slot : slots_)
+      if (slot.storage == Slot::Storage::constant && slot.constant) out.emplace_back(slot.constant.get(), slot.md.get_size());
+    return out;
+  }
+
   std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& inputs) override {
     bind_inputs(inputs);
     if (workers() > 1) {
