@@ -193,6 +193,44 @@ def run_all(tasks, workers):
     return out
 
 
+def run_budget(out, workers):
+    """Rotating and FedAvg-drop for 60% of FedAvg-wait's simulated time (the goal's budget), from the
+    main run's profiles, plans and settings; the first ``rounds`` rounds repeat the main run's."""
+    res = json.loads((out / "soft_results.json").read_text())
+    cfg = argparse.Namespace(**res["config"])
+    t_start = time.time()
+    torch.set_num_threads(1)
+    x_all, y_all, x_test, y_test = load_fashion_mnist()
+    _DATA.update(x_train=x_all, y_train=y_all, x_eval=x_test[:cfg.test], y_eval=y_test[:cfg.test])
+    tasks = make_tasks(cfg, res["profiles"], y_all.numpy(), ["fedavg_drop", "rotating"], SPLITS, cfg.seeds,
+                       [cfg.soft_factor])
+    keep = []
+    for t in tasks:
+        name, split, _, method, seed = t["key"].split("/")
+        wait = res["runs"][f"{name}/{split}/{int(t['slowdown'])}x/fedavg_wait/{seed}"][-1]["time_s"]
+        if method == "fedavg_drop":  # one run to the 4x budget serves 2x too (its first rounds)
+            wait *= 2.0
+        round_s = res["runs"][t["key"]][0]["round_s"]
+        t["rounds"] = int(np.floor(0.6 * wait / round_s + 1e-9))
+        keep.append(t)
+    keep.sort(key=lambda t: (t["model"] != "cnn", -t["rounds"]))
+    runs = run_all(keep, workers)
+    budget = {}
+    for key, rows in runs.items():
+        name, split, sd, method, seed = key.split("/")
+        budget[key] = rows
+        if method == "fedavg_drop":
+            wait = res["runs"][f"{name}/{split}/2x/fedavg_wait/{seed}"][-1]["time_s"]
+            budget[f"{name}/{split}/4x/{method}/{seed}"] = rows
+            budget[key] = [r for r in rows if r["time_s"] <= 0.6 * wait + 1e-9]
+    res["budget_runs"] = dict(sorted(budget.items()))
+    res["budget_seconds"] = time.time() - t_start
+    (out / "soft_results.json").write_text(json.dumps(res, indent=1))
+    write_page(res, out)
+    print(f"budget runs done in {res['budget_seconds']:.0f}s")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=30)
@@ -210,6 +248,9 @@ def main():
     ap.add_argument("--tune", action="store_true",
                     help=f"rotating only, soft_factor in {TUNE_FACTORS}, seed {TUNE_SEED}, non-IID splits, final "
                          "accuracy on the 2,000 validation images; writes OUT/soft_tuning.json")
+    ap.add_argument("--budget", action="store_true",
+                    help="after a main run: continue rotating and FedAvg-drop (same seeds, same start) for as many "
+                         "rounds as fit in 60%% of FedAvg-wait's simulated time; adds them to OUT/soft_results.json")
     ap.add_argument("--out", default=str(REPO / "docs"))
     ap.add_argument("--page-only", action="store_true", help="rewrite the page from OUT/soft_results.json")
     args = ap.parse_args()
@@ -217,6 +258,8 @@ def main():
     if args.page_only:
         write_page(json.loads((out / "soft_results.json").read_text()), out)
         return 0
+    if args.budget:
+        return run_budget(out, args.workers)
     if args.quick:
         args.rounds, args.seeds = 3, args.seeds[:1]
     torch.set_num_threads(1)
@@ -283,6 +326,24 @@ def summarise_runs(res):
     return groups, out
 
 
+def summarise_budget(res):
+    """Per group: rotating and FedAvg-drop at the end of the 60% budget, and rotating's time to target."""
+    seeds = res["config"]["seeds"]
+    out = {}
+    for grp in sorted({k.rsplit("/", 2)[0] for k in res["runs"]}):
+        b = {"rot": [], "drop": [], "rot_fracs": []}
+        for s in seeds:
+            wait = res["runs"][f"{grp}/fedavg_wait/seed{s}"]
+            rot, drop = res["budget_runs"][f"{grp}/rotating/seed{s}"], res["budget_runs"][f"{grp}/fedavg_drop/seed{s}"]
+            b["rot"].append(rot[-1]["accuracy"])
+            b["drop"].append(drop[-1]["accuracy"])
+            tt = time_to(rot, wait[-1]["accuracy"] - 0.01)
+            b["rot_fracs"].append(None if tt is None else tt / wait[-1]["time_s"])
+            b["rounds_rot"], b["rounds_drop"] = rot[-1]["round"], drop[-1]["round"]
+        out[grp] = b
+    return out
+
+
 def _pm(values, scale=100.0, digits=1):
     v = scale * np.asarray(values, dtype=float)
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1) if v.size > 1 else 0.0:.{digits}f}"
@@ -294,9 +355,12 @@ def write_page(res, out):
     import matplotlib.pyplot as plt
 
     cfg = res["config"]
+    (out / "img").mkdir(parents=True, exist_ok=True)
     lines = ["# Soft-training results (generated)", "",
              "Produced by `.venv/bin/python scripts/soft_experiments.py` "
-             f"({res['seconds'] / 60:.1f} min on this machine; settings: {json.dumps(cfg)}). "
+             f"({res['seconds'] / 60:.1f} min on this machine"
+             + (f", then `--budget` {res['budget_seconds'] / 60:.1f} min" if "budget_seconds" in res else "")
+             + f"; settings: {json.dumps(cfg)}). "
              f"Stragglers per seed: {res['stragglers']}. See [soft-training.md](soft-training.md) for the set-up "
              "and the discussion.", ""]
     lines += ["## Profiler", "",
@@ -362,29 +426,53 @@ def write_page(res, out):
         lines.append(f"| held-out random configurations within 10% | {m} | {100 * min(errs):+.0f}% .. "
                      f"{100 * max(errs):+.0f}% ({inside}/{len(errs)} inside) | {'yes' if inside == len(errs) else 'no'} |")
         lines.append(f"| >= 1.8x faster at r = 0.5 | {m} | {u['speedup']:.2f}x | {'yes' if u['speedup'] >= 1.8 else 'no'} |")
+    budget = summarise_budget(res) if "budget_runs" in res else {}
     for grp in groups:
         rot, drop = summ[(grp, "rotating")], summ[(grp, "fedavg_drop")]
-        ok = [f is not None and f <= 0.6 for f in rot["fracs"]]
-        fr = ", ".join("never" if f is None else f"{100 * f:.0f}%" for f in rot["fracs"])
-        lines.append(f"| rotating within 1 point of FedAvg-wait's final accuracy in <= 60% of its time | {grp} | "
+        fracs = budget[grp]["rot_fracs"] if budget else rot["fracs"]
+        ok = [f is not None and f <= 0.6 for f in fracs]
+        fr = ", ".join("never" if f is None else f"{100 * f:.0f}%" for f in fracs)
+        how = " (within the 60% budget)" if budget else f" (in {cfg['rounds']} rounds)"
+        lines.append(f"| rotating within 1 point of FedAvg-wait's final accuracy in <= 60% of its time{how} | {grp} | "
                      f"{fr} | {'yes' if all(ok) else ('no' if not any(ok) else f'{sum(ok)}/{len(ok)} seeds')} |")
         if "/iid/" not in grp:
-            d = np.array(rot["finals"]) - np.array(drop["finals"])
-            wins = int((d > 0).sum())
-            verdict = "yes" if wins == len(d) else ("no" if d.mean() <= 0 else f"on average ({wins}/{len(d)} seeds)")
-            lines.append(f"| rotating beats dropping stragglers (non-IID, final accuracy) | {grp} | "
-                         f"{_pm(d)} points ({' / '.join(f'{100 * x:+.1f}' for x in d)}) | {verdict} |")
+            diffs = [("after %d rounds" % cfg["rounds"], np.array(rot["finals"]) - np.array(drop["finals"]))]
+            if budget:
+                diffs.append(("at 60% of FedAvg-wait's time", np.array(budget[grp]["rot"]) - np.array(budget[grp]["drop"])))
+            for when, d in diffs:
+                wins = int((d > 0).sum())
+                verdict = "yes" if wins == len(d) else ("no" if d.mean() <= 0 else f"on average ({wins}/{len(d)} seeds)")
+                lines.append(f"| rotating beats dropping stragglers (non-IID, final accuracy {when}) | {grp} | "
+                             f"{_pm(d)} points ({' / '.join(f'{100 * x:+.1f}' for x in d)}) | {verdict} |")
+    if budget:
+        lines += ["", "## Equal wall-clock budget: 60% of FedAvg-wait's time", "",
+                  "The goal allows rotating soft-training 60% of FedAvg-wait's simulated time; with the same number "
+                  "of rounds it stops at 50% (2x) or 25% (4x). `--budget` continues rotating and FedAvg-drop from "
+                  "the same start (same seeds; their first rounds repeat the main run's) for as many rounds as fit "
+                  "in 60% of FedAvg-wait's time. Accuracy in %, mean ± standard deviation, then per seed.", "",
+                  "| group | rounds (rotating / drop) | FedAvg-wait final | rotating at budget | FedAvg-drop at budget | "
+                  "rotating - drop | rotating time to target |", "|---|---|---|---|---|---|---|"]
+        for grp in groups:
+            b = budget[grp]
+            fr = ", ".join("never" if f is None else f"{100 * f:.0f}%" for f in b["rot_fracs"])
+            lines.append(f"| {grp} | {b['rounds_rot']} / {b['rounds_drop']} | {_pm(summ[(grp, 'fedavg_wait')]['finals'])} | "
+                         f"{_pm(b['rot'])} ({' / '.join(f'{100 * a:.1f}' for a in b['rot'])}) | "
+                         f"{_pm(b['drop'])} ({' / '.join(f'{100 * a:.1f}' for a in b['drop'])}) | "
+                         f"{_pm(np.array(b['rot']) - np.array(b['drop']))} | {fr} |")
     lines += ["", "## Plots", ""]
     ncol = 4
     nrow = (len(groups) + ncol - 1) // ncol
     fig, axes = plt.subplots(nrow, ncol, figsize=(18, 3.8 * nrow), squeeze=False)
     for ax, grp in zip(axes.flat, groups):
         for method in METHODS:
-            runs = [res["runs"][f"{grp}/{method}/seed{s}"] for s in seeds]
+            src = res["budget_runs"] if "budget_runs" in res and method in ("rotating", "fedavg_drop") else res["runs"]
+            runs = [src[f"{grp}/{method}/seed{s}"] for s in seeds]
             t = np.mean([[r["time_s"] for r in rows] for rows in runs], 0)
             a = np.array([[r["accuracy"] for r in rows] for rows in runs])
-            ax.plot(t, a.mean(0), label=method, marker=".")
+            ax.plot(t, a.mean(0), label=method, marker=".", ms=3)
             ax.fill_between(t, a.min(0), a.max(0), alpha=0.15)
+        wait_end = np.mean([res["runs"][f"{grp}/fedavg_wait/seed{s}"][-1]["time_s"] for s in seeds])
+        ax.axvline(0.6 * wait_end, color="k", ls=":", lw=1)
         ax.set_title(grp, fontsize=10)
         ax.set_xlabel("simulated wall-clock (s)")
         ax.set_ylabel("test accuracy")
@@ -395,7 +483,8 @@ def write_page(res, out):
     fig.tight_layout()
     fig.savefig(out / "img" / "soft_accuracy_vs_time.png", dpi=80)
     plt.close(fig)
-    lines.append("![accuracy vs simulated wall-clock (mean over seeds, band: min..max)](img/soft_accuracy_vs_time.png)")
+    lines.append("![accuracy vs simulated wall-clock (mean over seeds, band: min..max; dotted: 60% of FedAvg-wait's "
+                 "time; rotating and FedAvg-drop continue to it when --budget has run)](img/soft_accuracy_vs_time.png)")
     fig, ax = plt.subplots(figsize=(7, 4))
     for m, p in res["profiles"].items():
         ax.scatter([1e3 * r["measured_s"] for r in p["held_out"]], [1e3 * r["predicted_s"] for r in p["held_out"]],
