@@ -194,13 +194,15 @@ double thread_cpu_ms() {
   return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) * 1e-6;
 }
 
-Prepared prepare(const Graph& g, const RunnerOptions& o) {
+Prepared prepare(const Graph& g, const RunnerOptions& o, bool reuse_buffers = true) {
   if (o.cpu_clock && o.threads != 1)
     throw InvalidArgument("the CPU clock measures one thread: use it with threads = 1 (got " + std::to_string(o.threads) + ")");
   const auto t0 = clock_type::now();
   Prepared p;
   if (o.pin) pin_threads(o.threads);
-  p.exe = get_backend(o.backend).compile(g, compile_options(o));
+  CompileOptions c = compile_options(o);
+  c.reuse_buffers = reuse_buffers;
+  p.exe = get_backend(o.backend).compile(g, c);
   p.inputs = brick_inputs(g, 0);
   p.compile_s = seconds_since(t0);
   return p;
@@ -208,10 +210,22 @@ Prepared prepare(const Graph& g, const RunnerOptions& o) {
 }  // namespace
 
 BrickTiming time_brick(const Graph& g, const RunnerOptions& o, const std::set<std::string>& own_nodes) {
-  Prepared p = prepare(g, o);
   std::set<std::string> own = own_nodes;
   if (own.empty())
     for (const auto& n : g.nodes) own.insert(n.name);
+  // The context (the units producing the brick's inputs) runs once, untimed; later runs leave
+  // it out (every value has its own buffer, so its outputs stay intact): a repetition costs
+  // only the brick, whose inputs are still hot from its previous repetition, as in the model.
+  std::set<std::string> context;
+  for (const auto& n : g.nodes)
+    if (!own.count(n.name)) context.insert(n.name);
+  Prepared p = prepare(g, o, context.empty());
+  if (!context.empty()) {
+    const auto t0 = clock_type::now();
+    p.exe->run(p.inputs);
+    p.exe->skip_steps(context);
+    p.compile_s += seconds_since(t0);
+  }
   std::set<std::string> outputs;
   for (int v : g.outputs) outputs.insert(g.values[size_t(v)].name);
   BrickTiming result;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +40,9 @@ struct CompileOptions {
   // soon as their inputs are ready, each step with max(1, threads / branch_workers) threads
   // (activation buffers are then not shared between steps). 1: one step after another.
   int branch_workers = 1;
+  // Activation buffers are handed on to later steps once their value is dead. False: every
+  // value keeps its own buffer (the brick runner, so a context computed once stays intact).
+  bool reuse_buffers = true;
 };
 
 // One semantically equivalent way of running a node (algorithm, layout, precision, fusion).
@@ -79,6 +83,11 @@ class Executable {
   // benchmark can evict them from the CPU caches between repetitions. Empty where weights do not
   // live in host memory (GPU backends).
   virtual std::vector<std::pair<const void*, size_t>> weight_buffers() const { return {}; }
+  // Later runs leave out the steps made only of `nodes`; their outputs keep the values of the
+  // last run that computed them. Done only when that is safe (no remaining step writes memory a
+  // left-out step's output is read from); returns whether the steps are left out. An empty set
+  // restores full runs. The brick runner uses it to compute a brick's context once.
+  virtual bool skip_steps(const std::set<std::string>& nodes) { return nodes.empty(); }
 };
 
 class Backend {

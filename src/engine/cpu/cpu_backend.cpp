@@ -186,6 +186,33 @@ class CpuExecutable : public Executable {
   const std::vector<std::string>& output_names() const override { return output_names_; }
   bool uses_random_weights() const override { return random_weights_; }
 
+  bool skip_steps(const std::set<std::string>& nodes) override {
+    skipped_.clear();
+    if (nodes.empty()) return true;
+    if (workers() > 1) return false;
+    std::vector<char> skip(steps_.size(), 0);
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      bool all = !steps_[i]->nodes.empty();
+      for (const auto& n : steps_[i]->nodes) all = all && nodes.count(n);
+      skip[i] = all;
+    }
+    // Memory a slot lives in: its arena buffer, or its own (input, constant) storage.
+    auto storage = [&](int s) {
+      const int r = root(s);
+      return slots_[size_t(r)].storage == Slot::Storage::arena && buffer_of_[size_t(r)] >= 0 ? buffer_of_[size_t(r)] : -2 - r;
+    };
+    std::set<int> kept_reads, kept_writes, skipped_writes;
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      for (int w : steps_[i]->writes) (skip[i] ? skipped_writes : kept_writes).insert(storage(w));
+      if (!skip[i])
+        for (int r : steps_[i]->reads) kept_reads.insert(storage(r));
+    }
+    for (int m : skipped_writes)
+      if (kept_reads.count(m) && kept_writes.count(m)) return false;  // would be overwritten
+    skipped_ = std::move(skip);
+    return true;
+  }
+
   std::vector<std::pair<const void*, size_t>> weight_buffers() const override {
     std::vector<std::pair<const void*, size_t>> out;
     for (const auto& s : steps_)
@@ -203,7 +230,8 @@ class CpuExecutable : public Executable {
       run_concurrently(nullptr);
       return collect_outputs();
     }
-    for (auto& s : steps_) s->execute(rt_);
+    for (size_t i = 0; i < steps_.size(); ++i)
+      if (skipped_.empty() || !skipped_[i]) steps_[i]->execute(rt_);
     rt_.stream.wait();
     return collect_outputs();
   }
@@ -225,7 +253,9 @@ class CpuExecutable : public Executable {
       collect_outputs();
       return times;
     }
-    for (auto& s : steps_) {
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      if (!skipped_.empty() && skipped_[i]) continue;
+      auto& s = steps_[i];
       const auto t0 = std::chrono::steady_clock::now();
       const double cpu0 = options_.profile_cpu_time ? thread_cpu_ms() : 0.0;
       s->execute(rt_);
@@ -291,6 +321,8 @@ class CpuExecutable : public Executable {
   std::vector<Shape> input_shapes_;
   std::vector<DType> input_types_;
   bool random_weights_ = false;
+  std::vector<int> buffer_of_;  // arena buffer of each slot (-1: none)
+  std::vector<char> skipped_;   // steps left out of runs (skip_steps); empty: none
 
   int workers() const { return std::max(1, options_.branch_workers); }
   // Threads per step: all of them, or the share of one branch worker.
@@ -430,9 +462,10 @@ class CpuExecutable : public Executable {
         buffer_of[s] = best;
       }
       // With concurrent branches a buffer is never handed on: steps may run in another order.
-      for (size_t s = 0; s < n && workers() == 1; ++s)
+      for (size_t s = 0; s < n && workers() == 1 && options_.reuse_buffers; ++s)
         if (slots_[s].alias_of < 0 && buffer_of[s] >= 0 && last[s] == int(i)) busy[size_t(buffer_of[s])] = false;
     }
+    buffer_of_ = buffer_of;
     if (std::getenv("BRICKLAB_DEBUG_PLAN")) {
       for (size_t s = 0; s < n; ++s)
         std::fprintf(stderr, "slot %zu %-40s root %d first %d last %d buffer %d bytes %zu blocked %d\n", s, slots_[s].name.c_str(),
