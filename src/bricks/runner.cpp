@@ -268,7 +268,6 @@ BrickTiming time_brick(const Graph& g, const RunnerOptions& o, const std::set<st
   else if (!weights.empty()) before = [&weights] { evict_lines(weights); };
   result.steps = measure(sample, o, before);
   result.steps.wall_s += p.compile_s;
-  result.steps.compile_s = p.compile_s;
   for (auto& [k, samples] : reorder_samples) {
     Measurement m;
     // Warm-up runs also recorded samples: keep the timed ones only.
@@ -297,7 +296,6 @@ Measurement time_whole(const Graph& g, const RunnerOptions& o) {
   if (o.cold_weights) before = flush_caches;
   Measurement m = measure(sample, o, before);
   m.wall_s += p.compile_s;
-  m.compile_s = p.compile_s;
   return m;
 }
 

@@ -51,7 +51,6 @@ struct Measurement {
   int reps = 0;
   bool converged = false;
   double wall_s = 0;     // total time spent, compile + warm-up + repetitions
-  double compile_s = 0;  // of which compiling the graph and making its inputs
   std::vector<double> samples_ms;
 };
 
