@@ -273,8 +273,8 @@ std::string group_key(const Graph& g, const std::vector<int>& nodes_in) {
 
 namespace {
 
-std::string reorder_key(const std::string& why, const Value& v) {
-  return "reorder|" + why + "|" + dtype_name(v.dtype) + shape_str(v.shape);
+std::string reorder_key(const std::string& why, const Value& v, const std::string& src, const std::string& dst) {
+  return "reorder|" + why + "|" + dtype_name(v.dtype) + shape_str(v.shape) + "|" + src + ">" + dst;
 }
 
 // Splits a step's '+'-joined name into node indices, tolerating '+' inside node names.
@@ -308,14 +308,15 @@ std::vector<int> step_nodes(const Graph& g, const std::string& joined) {
 
 }  // namespace
 
-PlanUnits fused_units(const Graph& g, const CompileOptions& options) {
-  auto exe = get_backend("cpu").compile(g, options);
-  const std::string plan = exe->describe();
+std::vector<Reorder> plan_reorders(const Graph& g, const std::string& plan, std::vector<std::vector<int>>* steps) {
+  // Plan lines: "  KIND  NAMES[  [LAYOUT layout]...]"; a step without a bracket writes plain
+  // memory. A value's layout is that of the step whose nodes produce it (plain for graph inputs
+  // and views), which is where a reorder of it starts.
   std::istringstream lines(plan);
   std::string line;
   std::getline(lines, line);  // header
-  std::vector<std::vector<int>> steps;
-  PlanUnits out;
+  std::map<int, std::string> layout_of;  // value -> layout its producer's step writes
+  std::vector<Reorder> out;
   while (std::getline(lines, line)) {
     if (line.size() < 3 || line.compare(0, 2, "  ") != 0) continue;
     const size_t kind_end = line.find("  ", 2);
@@ -323,6 +324,15 @@ PlanUnits fused_units(const Graph& g, const CompileOptions& options) {
     const std::string kind = line.substr(2, kind_end - 2);
     size_t names_end = line.find("  ", kind_end + 2);
     const std::string names = line.substr(kind_end + 2, names_end == std::string::npos ? std::string::npos : names_end - kind_end - 2);
+    std::string layout = "plain";
+    if (names_end != std::string::npos) {
+      const size_t open = line.find('[', names_end), close = line.find(" layout]", names_end);
+      if (open != std::string::npos && close != std::string::npos && close > open) {
+        layout = line.substr(open + 1, close - open - 1);
+        const size_t paren = layout.find(" (");
+        if (paren != std::string::npos) layout.resize(paren);
+      }
+    }
     if (kind == "reorder") {
       const size_t at = names.rfind('@');
       if (at == std::string::npos) continue;
@@ -331,14 +341,27 @@ PlanUnits fused_units(const Graph& g, const CompileOptions& options) {
       r.why = names.substr(at + 1);
       const int v = g.find_value(r.value);
       if (v < 0) continue;
-      r.key = reorder_key(r.why, g.values[size_t(v)]);
+      auto it = layout_of.find(v);
+      r.src = it == layout_of.end() ? "plain" : it->second;
+      r.dst = layout;
+      r.key = reorder_key(r.why, g.values[size_t(v)], r.src, r.dst);
       r.bytes = g.values[size_t(v)].nbytes();
-      out.reorders.push_back(r);
+      out.push_back(r);
       continue;
     }
     auto nodes = step_nodes(g, names);
-    if (!nodes.empty()) steps.push_back(nodes);
+    for (int n : nodes)
+      for (int o : g.nodes[size_t(n)].outputs) layout_of[o] = layout;
+    if (steps && !nodes.empty()) steps->push_back(nodes);
   }
+  return out;
+}
+
+PlanUnits fused_units(const Graph& g, const CompileOptions& options) {
+  auto exe = get_backend("cpu").compile(g, options);
+  std::vector<std::vector<int>> steps;
+  PlanUnits out;
+  out.reorders = plan_reorders(g, exe->describe(), &steps);
   // Union steps that share nodes (e.g. a residual copy and its conv+add step).
   std::vector<int> parent(g.nodes.size());
   std::iota(parent.begin(), parent.end(), 0);

@@ -13,7 +13,6 @@
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
-#include <random>
 #include <set>
 #include <thread>
 
@@ -152,25 +151,6 @@ void pin_threads(int threads) {
   }
 }
 
-std::map<std::string, Tensor> brick_inputs(const Graph& graph, uint64_t seed) {
-  std::map<std::string, Tensor> out;
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal(0.0, 1.0);
-  for (int v : graph.inputs) {
-    const Value& value = graph.values[size_t(v)];
-    Tensor t(value.dtype, value.shape);  // zero: valid indices for Gather and friends
-    if (value.dtype == DType::float32) {
-      float* p = t.data_as<float>();
-      for (int64_t i = 0; i < t.numel(); ++i) p[i] = float(normal(rng));
-    } else if (value.dtype == DType::float64) {
-      double* p = t.data_as<double>();
-      for (int64_t i = 0; i < t.numel(); ++i) p[i] = normal(rng);
-    }
-    out[value.name] = std::move(t);
-  }
-  return out;
-}
-
 CompileOptions compile_options(const RunnerOptions& o) {
   CompileOptions c;
   c.threads = o.threads;
@@ -203,7 +183,7 @@ Prepared prepare(const Graph& g, const RunnerOptions& o, bool reuse_buffers = tr
   CompileOptions c = compile_options(o);
   c.reuse_buffers = reuse_buffers;
   p.exe = get_backend(o.backend).compile(g, c);
-  p.inputs = brick_inputs(g, 0);
+  p.inputs = random_inputs(g, 0);
   p.compile_s = seconds_since(t0);
   return p;
 }
@@ -228,6 +208,9 @@ BrickTiming time_brick(const Graph& g, const RunnerOptions& o, const std::set<st
   }
   std::set<std::string> outputs;
   for (int v : g.outputs) outputs.insert(g.values[size_t(v)].name);
+  // The plan's reorders with their layouts: "value@why" -> key, for the reorders recorded.
+  std::map<std::string, Reorder> plan;
+  for (auto& r : plan_reorders(g, p.exe->describe())) plan.emplace(r.value + "@" + r.why, r);
   BrickTiming result;
   std::map<std::string, std::vector<double>> reorder_samples;
   auto sample = [&]() {
@@ -236,23 +219,25 @@ BrickTiming time_brick(const Graph& g, const RunnerOptions& o, const std::set<st
     std::map<std::string, double> reorders;
     for (const auto& s : steps) {
       if (s.kind == "reorder" && !s.nodes.empty()) {
-        const std::string& name = s.nodes[0];
-        const size_t at = name.rfind('@');
-        const int vi = at == std::string::npos ? -1 : g.find_value(name.substr(0, at));
-        if (vi < 0) continue;
-        const Value& val = g.values[size_t(vi)];
-        const std::string why = name.substr(at + 1);
+        auto r = plan.find(s.nodes[0]);
+        if (r == plan.end()) continue;
+        const Value& val = g.values[size_t(g.find_value(r->second.value))];
         const bool from_input = val.kind == ValueKind::input;
         const bool from_own = val.producer >= 0 && own.count(g.nodes[size_t(val.producer)].name);
-        if (from_input || (from_own && outputs.count(val.name) && why == "plain")) {
-          // At the brick's boundary: the model does not do this one here; kept as a reorder brick.
-          const std::string key = "reorder|" + why + "|" + dtype_name(val.dtype) + shape_str(val.shape);
-          reorders[key] += s.ms;
-          result.reorder_bytes[key] = val.nbytes();
-        } else if (from_own) {
+        bool to_own = false;
+        for (int c : val.consumers) to_own = to_own || own.count(g.nodes[size_t(c)].name);
+        if (from_own && !(outputs.count(val.name) && r->second.why == "plain")) {
           mine += s.ms;  // inside the brick
+          continue;
         }
-        continue;  // reorders between context and brick are the model's, counted there
+        // Not the brick's: at its boundary (from its input, or its output made plain), or
+        // between its context and it. Each is recorded as a reorder brick under its layouts;
+        // the one from the context is the very conversion the model does there.
+        if (from_input || from_own || to_own) {
+          reorders[r->second.key] += s.ms;
+          result.reorder_bytes[r->second.key] = r->second.bytes;
+        }
+        continue;
       }
       bool is_own = false;
       for (const auto& n : s.nodes) is_own = is_own || own.count(n);

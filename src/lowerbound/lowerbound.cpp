@@ -604,7 +604,7 @@ Analysis analyze(const Graph& model, bb::Database& db, const Options& o, const P
     r.variants = plan.variants;
     r.branch_workers = plan.workers;
     auto exe = backend.compile(g, bb::compile_options(r));
-    const auto inputs = bb::brick_inputs(g, 0);
+    const auto inputs = random_inputs(g, 0);
     std::map<std::string, std::vector<double>> per_step;
     std::map<std::string, bool> is_reorder;
     for (int i = 0; i < 9; ++i) {
@@ -682,7 +682,7 @@ Analysis analyze(const Graph& model, bb::Database& db, const Options& o, const P
       bb::RunnerOptions r32 = base, rlo = base;
       r32.variants = f32_plan.variants;
       rlo.variants = any_plan.variants;
-      const auto inputs = bb::brick_inputs(g, 0);
+      const auto inputs = random_inputs(g, 0);
       const auto y32 = backend.compile(g, bb::compile_options(r32))->run(inputs);
       const auto ylo = backend.compile(g, bb::compile_options(rlo))->run(inputs);
       const double err = rel_l2(y32, ylo);

@@ -353,3 +353,51 @@ TEST_CASE("skip_steps: a brick's context runs once and later runs give the same 
   REQUIRE(exe->skip_steps({}));
   CHECK(std::memcmp(exe->run({{"x", x2}}).at("z").data(), full.data(), full.nbytes()) != 0);
 }
+
+TEST_CASE("reorders are keyed by their layouts, and each model reorder is measured as it runs there", "[bricks]") {
+  // RegNet's grouped convolutions run blocked (aBcd16b) between channels-last (acdb) 1x1
+  // convolutions, so the same activation shape is converted both ways: two different costs.
+  bb::DecomposeOptions o;
+  o.compile.threads = 1;
+  const auto d = bb::decompose({testutil::repo_path("models/zoo/regnet_x_400mf.onnx")}, o);
+  const auto& m = d.models[0];
+  REQUIRE(m.reorders.size() >= 4);
+  std::map<std::string, std::set<std::string>> directions;  // value shape -> src>dst
+  for (const auto& r : m.reorders) {
+    CHECK_FALSE(r.src.empty());
+    CHECK_FALSE(r.dst.empty());
+    CHECK(r.src != r.dst);
+    const std::string tail = "|" + r.src + ">" + r.dst;
+    REQUIRE(r.key.size() > tail.size());
+    CHECK(r.key.compare(r.key.size() - tail.size(), tail.size(), tail) == 0);
+    directions[r.key.substr(0, r.key.size() - tail.size()).substr(r.key.find('|', 8))].insert(r.src + ">" + r.dst);
+  }
+  bool both_ways = false;
+  for (const auto& [shape, dirs] : directions) both_ways = both_ways || (dirs.count("acdb>aBcd16b") && dirs.count("aBcd16b>acdb"));
+  CHECK(both_ways);
+  // The plan text the keys come from: the same layouts as the engine's describe().
+  Graph g = *m.graph;
+  CompileOptions c;
+  c.threads = 1;
+  const auto parsed = bb::plan_reorders(g, get_backend("cpu").compile(g, c)->describe());
+  REQUIRE(parsed.size() == m.reorders.size());
+  for (size_t i = 0; i < parsed.size(); ++i) CHECK(parsed[i].key == m.reorders[i].key);
+
+  // Timing the bricks records every one of those conversions under its own key (the brick's
+  // context produces the input in the model's layout), so none is estimated from a rate.
+  const auto dir = testutil::temp_dir("bricks_reorders");
+  auto db = bb::open_database((dir / "r.sqlite").string(), true);
+  bb::RunnerOptions r;
+  r.threads = 1;
+  r.tolerance = 0.25;
+  r.min_reps = 3;
+  r.warmup = 1;
+  const auto summary = bb::benchmark(d, *db, r);
+  CHECK(summary.measured == int(d.bricks.size()) + 1);  // + the run-overhead brick
+  const std::string fp = bb::system_fingerprint(r).id();
+  const auto p = bb::predict(m, *db, fp);
+  CHECK(p.missing.empty());
+  CHECK(p.reorders_estimated == 0);
+  CHECK(p.reorders_ms > 0);
+  for (const auto& re : m.reorders) CHECK(db->find(re.key, fp));
+}

@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "bricklab/bricklab.hpp"
@@ -739,4 +740,51 @@ TEST_CASE("random stand-in weights: deterministic, thread-independent, normal(0,
   CHECK(got_sd == Approx(sd).epsilon(0.01));
   CHECK(within1 / n == Approx(0.683).margin(0.02));  // normal: 68.3% within one sd
   CHECK(max_abs <= 3.47 * sd);                          // bounded tails (sum of four uniforms)
+}
+
+TEST_CASE("random inputs: deterministic, thread-independent, normal(0, 1) floats, zero integers", "[engine][weights]") {
+  Graph g;
+  auto add_input = [&](const std::string& name, DType dtype, std::vector<int64_t> shape) {
+    Value v;
+    v.name = name;
+    v.dtype = dtype;
+    v.kind = ValueKind::input;
+    v.shape = std::move(shape);
+    g.inputs.push_back(int(g.values.size()));
+    g.values.push_back(v);
+  };
+  add_input("x", DType::float32, {1, 64, 56, 56});
+  add_input("y", DType::float32, {1, 64, 56, 56});
+  add_input("d", DType::float64, {1000});
+  add_input("idx", DType::int64, {7});
+  const auto a = random_inputs(g, 3);
+  REQUIRE(a.size() == 4);
+  const Tensor& x = a.at("x");
+  const float* px = x.data_as<float>();
+  const std::vector<float> xs(px, px + x.numel());
+  const auto again = random_inputs(g, 3);
+  CHECK(std::memcmp(again.at("x").data(), x.data(), x.nbytes()) == 0);          // deterministic
+  CHECK(std::memcmp(a.at("y").data(), x.data(), x.nbytes()) != 0);             // by name
+  CHECK(std::memcmp(random_inputs(g, 4).at("x").data(), x.data(), x.nbytes()) != 0);  // seeded
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const auto one_thread = random_inputs(g, 3);
+  omp_set_num_threads(saved);
+  CHECK(std::memcmp(one_thread.at("x").data(), x.data(), x.nbytes()) == 0);
+  double sum = 0, sq = 0, within1 = 0;
+  for (float v : xs) {
+    sum += v;
+    sq += double(v) * v;
+    within1 += std::fabs(v) < 1.0f;
+  }
+  const double n = double(xs.size()), mean = sum / n;
+  CHECK(std::fabs(mean) < 5 / std::sqrt(n));
+  CHECK(std::sqrt(sq / n - mean * mean) == Approx(1.0).epsilon(0.01));
+  CHECK(within1 / n == Approx(0.683).margin(0.02));
+  const double* pd = a.at("d").data_as<double>();
+  double dsq = 0;
+  for (int i = 0; i < 1000; ++i) dsq += pd[i] * pd[i];
+  CHECK(std::sqrt(dsq / 1000) == Approx(1.0).margin(0.1));
+  const int64_t* pi = a.at("idx").data_as<int64_t>();
+  for (int i = 0; i < 7; ++i) CHECK(pi[i] == 0);
 }

@@ -202,7 +202,7 @@ TEST_CASE("lower bound: unknown backend and variant names are clear errors", "[l
 
 TEST_CASE("concurrent branches: the same outputs as one step after another, every step profiled", "[lowerbound][engine]") {
   const Graph g = branching_model();
-  const auto inputs = bb::brick_inputs(g, 3);
+  const auto inputs = random_inputs(g, 3);
   CompileOptions seq;
   seq.threads = 2;
   CompileOptions par = seq;

@@ -39,9 +39,17 @@ std::string key_id(const std::string& key);
 struct Reorder {
   std::string value;  // the value converted
   std::string why;    // "plain", "conv", "binary", ... (the engine's reason)
-  std::string key;    // "reorder|why|dtype|shape"
+  std::string src;    // layout it starts from ("plain", or oneDNN's tag such as "aBcd16b")
+  std::string dst;    // layout it produces
+  std::string key;    // "reorder|why|dtype[shape]|src>dst"
   double bytes = 0;   // bytes of the value
 };
+
+// The reorders of a compiled plan (the text of Executable::describe() for `graph`), in
+// execution order, each with its source and destination layouts; `steps` (if given) gets the
+// node indices of every other step. The reorders of two plans with the same key are the same
+// memory-layout conversion, so one measured in a brick prices the other in a model.
+std::vector<Reorder> plan_reorders(const Graph& graph, const std::string& plan, std::vector<std::vector<int>>* steps = nullptr);
 
 // The units of one plan: groups of node indices in execution order, plus the reorders.
 struct PlanUnits {

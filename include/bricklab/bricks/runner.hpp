@@ -70,8 +70,6 @@ void evict_lines(const std::vector<std::pair<const void*, size_t>>& ranges);
 // Pins the OpenMP threads of the engine to cores 0..threads-1.
 void pin_threads(int threads);
 
-// Deterministic inputs for every graph input (float: normal(0,1); integers and bool: zero).
-std::map<std::string, Tensor> brick_inputs(const Graph& graph, uint64_t seed = 0);
 
 // Compile options matching the runner options (the same settings for bricks and models).
 CompileOptions compile_options(const RunnerOptions& options);

@@ -118,7 +118,9 @@ Graph extract_subgraph(const Graph& graph, const std::vector<int>& nodes);
 // parallel), so every backend and every emitted brick gets the same numbers.
 std::vector<float> random_weight_values(const Graph& graph, int value, uint64_t seed);
 
-// Deterministic random float32 inputs for every graph input (normal(0, 1)).
+// Deterministic inputs for every graph input: float32/float64 normal(0, 1) (the weights'
+// counter-based generator, so a pure function of seed, name and index), integers and bool zero
+// (valid indices for Gather and friends).
 std::map<std::string, Tensor> random_inputs(const Graph& graph, uint64_t seed = 0);
 
 // Warm-up runs, then `repeats` timed runs: median, p10, p90 of the wall time.
