@@ -251,7 +251,11 @@ BrickTiming time_brick(const Graph& g, const RunnerOptions& o, const std::set<st
   if (o.evict_weights && !o.cold_weights) weights = p.exe->weight_buffers();
   if (o.cold_weights) before = flush_caches;
   else if (!weights.empty()) before = [&weights] { evict_lines(weights); };
-  result.steps = measure(sample, o, before);
+  // The run that computed the context ran the brick too: it is the first warm-up run, so the
+  // brick gets as many untimed runs before timing as a whole model does.
+  RunnerOptions timed = o;
+  if (!context.empty()) timed.warmup = std::max(0, o.warmup - 1);
+  result.steps = measure(sample, timed, before);
   result.steps.wall_s += p.compile_s;
   for (auto& [k, samples] : reorder_samples) {
     Measurement m;
