@@ -788,3 +788,30 @@ TEST_CASE("random inputs: deterministic, thread-independent, normal(0, 1) floats
   const int64_t* pi = a.at("idx").data_as<int64_t>();
   for (int i = 0; i < 7; ++i) CHECK(pi[i] == 0);
 }
+
+TEST_CASE("run outputs: a held result is never overwritten, a dropped one's memory is reused", "[engine]") {
+  ModelBuilder r(13);
+  r.input("x", {int64_t(2), int64_t(3)});
+  r.node("Relu", {"x"}, {"y"});
+  r.output("y");
+  Graph g = load_onnx_bytes(r.bytes());
+  auto exe = get_backend("cpu").compile(g, {});
+  auto input = [](float v) {
+    Tensor t(DType::float32, {2, 3});
+    for (int i = 0; i < 6; ++i) t.data_as<float>()[i] = v + float(i);
+    return t;
+  };
+  auto first = exe->run({{"x", input(1)}});
+  auto second = exe->run({{"x", input(10)}});  // `first` still held: new memory
+  CHECK(first.at("y").data() != second.at("y").data());
+  for (int i = 0; i < 6; ++i) {
+    CHECK(first.at("y").data_as<float>()[i] == 1.0f + float(i));
+    CHECK(second.at("y").data_as<float>()[i] == 10.0f + float(i));
+  }
+  const void* reused = second.at("y").data();
+  second.clear();                               // dropped: its buffer may be handed out again
+  auto third = exe->run({{"x", input(-5)}});
+  CHECK(third.at("y").data() == reused);
+  for (int i = 0; i < 6; ++i) CHECK(third.at("y").data_as<float>()[i] == std::max(0.0f, -5.0f + float(i)));
+  for (int i = 0; i < 6; ++i) CHECK(first.at("y").data_as<float>()[i] == 1.0f + float(i));  // untouched
+}
