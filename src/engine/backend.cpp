@@ -108,6 +108,12 @@ uint64_t name_hash(const std::string& s) {  // FNV-1a: the same on every platfor
   for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
   return h;
 }
+// normal(0, 1) from 64 random bits, approximated by the Irwin-Hall sum of four 16-bit uniforms
+// (mean 2^17 - 2, variance 4 * 2^32 / 12; tails cut at 3.46 sd).
+inline double unit_normal(uint64_t r) {
+  const uint32_t sum = uint32_t(r & 0xffff) + uint32_t((r >> 16) & 0xffff) + uint32_t((r >> 32) & 0xffff) + uint32_t(r >> 48);
+  return (double(sum) - 131070.0) * (1.7320508075688772 / 65536.0);
+}
 }  // namespace
 
 std::vector<float> random_weight_values(const Graph& graph, int value, uint64_t seed) {
@@ -132,14 +138,9 @@ std::vector<float> random_weight_values(const Graph& graph, int value, uint64_t 
     // dominated the compile time of stripped models (VGG-16: 138 M weights).
     double fan_in = 1;
     for (size_t i = 1; i < v.shape.size(); ++i) fan_in *= double(v.shape[i]);
-    const float sd = v.shape.size() >= 2 ? float(1.0 / std::sqrt(fan_in)) : 0.05f;
-    const float scale = sd * std::sqrt(3.0f) / 65536.0f;
+    const double sd = v.shape.size() >= 2 ? 1.0 / std::sqrt(fan_in) : 0.05;
 #pragma omp parallel for schedule(static) if (count > (int64_t(1) << 16))
-    for (int64_t i = 0; i < count; ++i) {
-      const uint64_t r = mix64(base + uint64_t(i));
-      const uint32_t sum = uint32_t(r & 0xffff) + uint32_t((r >> 16) & 0xffff) + uint32_t((r >> 32) & 0xffff) + uint32_t(r >> 48);
-      p[i] = (float(sum) - 131070.0f) * scale;
-    }
+    for (int64_t i = 0; i < count; ++i) p[i] = float(sd * unit_normal(mix64(base + uint64_t(i))));
   }
   return out;
 }
@@ -154,11 +155,7 @@ std::map<std::string, Tensor> random_inputs(const Graph& graph, uint64_t seed) {
     Tensor t(value.dtype, value.shape);  // zero: valid indices for Gather and friends, false for bool
     const uint64_t base = mix64(seed ^ name_hash(value.name));
     const int64_t count = t.numel();
-    auto normal = [base](int64_t i) {  // normal(0, 1): Irwin-Hall sum of four 16-bit uniforms
-      const uint64_t r = mix64(base + uint64_t(i));
-      const uint32_t sum = uint32_t(r & 0xffff) + uint32_t((r >> 16) & 0xffff) + uint32_t((r >> 32) & 0xffff) + uint32_t(r >> 48);
-      return (double(sum) - 131070.0) * (std::sqrt(3.0) / 65536.0);
-    };
+    auto normal = [base](int64_t i) { return unit_normal(mix64(base + uint64_t(i))); };
     if (value.dtype == DType::float32) {
       float* p = t.data_as<float>();
 #pragma omp parallel for schedule(static) if (count > (int64_t(1) << 16))
