@@ -208,9 +208,26 @@ BrickTiming time_brick(const Graph& g, const RunnerOptions& o, const std::set<st
   }
   std::set<std::string> outputs;
   for (int v : g.outputs) outputs.insert(g.values[size_t(v)].name);
-  // The plan's reorders with their layouts: "value@why" -> key, for the reorders recorded.
-  std::map<std::string, Reorder> plan;
-  for (auto& r : plan_reorders(g, p.exe->describe())) plan.emplace(r.value + "@" + r.why, r);
+  // The plan's reorders ("value@why"), each classified once: inside the brick (its time is the
+  // brick's), recorded as a reorder brick under its layouts (at the brick's boundary: from its
+  // input, or its output made plain; or between its context and it, the very conversion the
+  // model does there), or neither (inside the context).
+  struct PlanReorder {
+    Reorder r;
+    bool inside = false, recorded = false;
+  };
+  std::map<std::string, PlanReorder> plan;
+  for (auto& r : plan_reorders(g, p.exe->describe())) {
+    const Value& val = g.values[size_t(g.find_value(r.value))];
+    const bool from_input = val.kind == ValueKind::input;
+    const bool from_own = val.producer >= 0 && own.count(g.nodes[size_t(val.producer)].name);
+    bool to_own = false;
+    for (int c : val.consumers) to_own = to_own || own.count(g.nodes[size_t(c)].name);
+    PlanReorder pr{r};
+    pr.inside = from_own && !(outputs.count(val.name) && r.why == "plain");
+    pr.recorded = !pr.inside && (from_input || from_own || to_own);
+    plan.emplace(r.value + "@" + r.why, std::move(pr));
+  }
   BrickTiming result;
   std::map<std::string, std::vector<double>> reorder_samples;
   auto sample = [&]() {
@@ -219,23 +236,12 @@ BrickTiming time_brick(const Graph& g, const RunnerOptions& o, const std::set<st
     std::map<std::string, double> reorders;
     for (const auto& s : steps) {
       if (s.kind == "reorder" && !s.nodes.empty()) {
-        auto r = plan.find(s.nodes[0]);
-        if (r == plan.end()) continue;
-        const Value& val = g.values[size_t(g.find_value(r->second.value))];
-        const bool from_input = val.kind == ValueKind::input;
-        const bool from_own = val.producer >= 0 && own.count(g.nodes[size_t(val.producer)].name);
-        bool to_own = false;
-        for (int c : val.consumers) to_own = to_own || own.count(g.nodes[size_t(c)].name);
-        if (from_own && !(outputs.count(val.name) && r->second.why == "plain")) {
-          mine += s.ms;  // inside the brick
-          continue;
-        }
-        // Not the brick's: at its boundary (from its input, or its output made plain), or
-        // between its context and it. Each is recorded as a reorder brick under its layouts;
-        // the one from the context is the very conversion the model does there.
-        if (from_input || from_own || to_own) {
-          reorders[r->second.key] += s.ms;
-          result.reorder_bytes[r->second.key] = r->second.bytes;
+        auto it = plan.find(s.nodes[0]);
+        if (it == plan.end()) continue;
+        if (it->second.inside) mine += s.ms;
+        else if (it->second.recorded) {
+          reorders[it->second.r.key] += s.ms;
+          result.reorder_bytes[it->second.r.key] = it->second.r.bytes;
         }
         continue;
       }

@@ -21,6 +21,15 @@ namespace {
 
 std::mt19937 rng(1234);
 
+// y = Relu(x), x: float32[2, 3].
+Graph relu_2x3() {
+  ModelBuilder r(13);
+  r.input("x", {int64_t(2), int64_t(3)});
+  r.node("Relu", {"x"}, {"y"});
+  r.output("y");
+  return load_onnx_bytes(r.bytes());
+}
+
 std::vector<float> random_vec(size_t n, float scale = 1.f) {
   std::normal_distribution<float> d(0.f, scale);
   std::vector<float> v(n);
@@ -534,11 +543,7 @@ TEST_CASE("engine errors: unsupported op names the node, wrong inputs are refuse
   c.output("y");
   CHECK_THROWS_WITH(get_backend("cpu").compile(load_onnx_bytes(c.bytes()), {}), Catch::Contains("my_lppool") && Catch::Contains("LpPool"));
 
-  ModelBuilder r(13);
-  r.input("x", {int64_t(2), int64_t(3)});
-  r.node("Relu", {"x"}, {"y"});
-  r.output("y");
-  Graph rg = load_onnx_bytes(r.bytes());
+  Graph rg = relu_2x3();
   auto exe = get_backend("cpu").compile(rg, {});
   CHECK_THROWS_AS(exe->run({}), InvalidArgument);
   CHECK_THROWS_WITH(exe->run({{"x", Tensor(DType::float32, {3, 2})}}), Catch::Contains("shape"));
@@ -790,11 +795,7 @@ TEST_CASE("random inputs: deterministic, thread-independent, normal(0, 1) floats
 }
 
 TEST_CASE("run outputs: a held result is never overwritten, a dropped one's memory is reused", "[engine]") {
-  ModelBuilder r(13);
-  r.input("x", {int64_t(2), int64_t(3)});
-  r.node("Relu", {"x"}, {"y"});
-  r.output("y");
-  Graph g = load_onnx_bytes(r.bytes());
+  Graph g = relu_2x3();
   auto exe = get_backend("cpu").compile(g, {});
   auto input = [](float v) {
     Tensor t(DType::float32, {2, 3});
