@@ -174,7 +174,9 @@ double thread_cpu_ms() {
   return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) * 1e-6;
 }
 
-Prepared prepare(const Graph& g, const RunnerOptions& o, bool reuse_buffers = true) {
+// `unused`: nodes whose steps will never run (a brick's context): their stripped weights need
+// no stand-in values, and graph inputs read only by them are left zero.
+Prepared prepare(const Graph& g, const RunnerOptions& o, bool reuse_buffers = true, const std::set<std::string>& unused = {}) {
   if (o.cpu_clock && o.threads != 1)
     throw InvalidArgument("the CPU clock measures one thread: use it with threads = 1 (got " + std::to_string(o.threads) + ")");
   const auto t0 = clock_type::now();
@@ -182,41 +184,52 @@ Prepared prepare(const Graph& g, const RunnerOptions& o, bool reuse_buffers = tr
   if (o.pin) pin_threads(o.threads);
   CompileOptions c = compile_options(o);
   c.reuse_buffers = reuse_buffers;
+  c.placeholder_nodes = unused;
   p.exe = get_backend(o.backend).compile(g, c);
-  p.inputs = random_inputs(g, 0);
+  if (unused.empty()) {
+    p.inputs = random_inputs(g, 0);
+  } else {
+    for (int v : g.inputs) {  // random_inputs' values where a node that runs reads them
+      const Value& val = g.values[size_t(v)];
+      Tensor t(val.dtype, val.shape);
+      bool read = false;
+      for (int c : val.consumers) read = read || !unused.count(g.nodes[size_t(c)].name);
+      if (read && val.dtype == DType::float32) fill_random_normal(t.data_as<float>(), t.numel(), 0, val.name);
+      p.inputs[val.name] = std::move(t);
+    }
+  }
   p.compile_s = seconds_since(t0);
   return p;
 }
 }  // namespace
 
-BrickTiming time_brick(const Graph& g, const RunnerOptions& o, const std::set<std::string>& own_nodes) {
+BrickTiming time_brick(const Graph& g, const RunnerOptions& o, const std::set<std::string>& own_nodes,
+                       const std::set<std::string>& known_reorders) {
   std::set<std::string> own = own_nodes;
   if (own.empty())
     for (const auto& n : g.nodes) own.insert(n.name);
-  // The context (the units producing the brick's inputs) runs once, untimed; later runs leave
-  // it out (every value has its own buffer, so its outputs stay intact): a repetition costs
-  // only the brick, whose inputs are still hot from its previous repetition, as in the model.
+  // The context (the units producing the brick's inputs) never runs: its steps are compiled so
+  // that the values it hands the brick have the model's layouts, and those values are filled
+  // with stand-in data. A repetition costs only the brick, whose inputs are still hot from its
+  // previous repetition, as in the model where they were just written.
   std::set<std::string> context;
   for (const auto& n : g.nodes)
     if (!own.count(n.name)) context.insert(n.name);
-  Prepared p = prepare(g, o, context.empty());
-  if (!context.empty()) {
-    const auto t0 = clock_type::now();
-    p.exe->run(p.inputs);
-    p.exe->skip_steps(context);
-    p.compile_s += seconds_since(t0);
-  }
+  // Every value has its own buffer, so that left-out steps' outputs stay intact.
+  Prepared p = prepare(g, o, false, context);
   std::set<std::string> outputs;
   for (int v : g.outputs) outputs.insert(g.values[size_t(v)].name);
   // The plan's reorders ("value@why"), each classified once: inside the brick (its time is the
   // brick's), recorded as a reorder brick under its layouts (at the brick's boundary: from its
   // input, or its output made plain; or between its context and it, the very conversion the
-  // model does there), or neither (inside the context).
+  // model does there), or neither (inside the context). A recorded reorder whose key is in
+  // `known_reorders` (measured already, with another brick) is left out like the context.
   struct PlanReorder {
     Reorder r;
     bool inside = false, recorded = false;
   };
   std::map<std::string, PlanReorder> plan;
+  std::set<std::string> skip = context;
   for (auto& r : plan_reorders(g, p.exe->describe())) {
     const Value& val = g.values[size_t(g.find_value(r.value))];
     const bool from_input = val.kind == ValueKind::input;
@@ -226,7 +239,27 @@ BrickTiming time_brick(const Graph& g, const RunnerOptions& o, const std::set<st
     PlanReorder pr{r};
     pr.inside = from_own && !(outputs.count(val.name) && r.why == "plain");
     pr.recorded = !pr.inside && (from_input || from_own || to_own);
-    plan.emplace(r.value + "@" + r.why, std::move(pr));
+    const std::string step = r.value + "@" + r.why;
+    if (pr.recorded && known_reorders.count(r.key)) skip.insert(step);
+    plan.emplace(step, std::move(pr));
+  }
+  RunnerOptions timed = o;
+  if (!skip.empty()) {
+    const auto t0 = clock_type::now();
+    bool filled = p.exe->skip_steps(skip) && p.exe->fill_skipped_outputs(0);
+    if (!filled && skip.size() > context.size()) {  // run the known reorders after all
+      for (auto it = skip.begin(); it != skip.end();) it = context.count(*it) ? std::next(it) : skip.erase(it);
+      filled = p.exe->skip_steps(skip) && p.exe->fill_skipped_outputs(0);
+    }
+    if (!filled && !context.empty()) {
+      // The backend cannot leave the context out and fill its outputs: the context runs once
+      // (and the brick with it: that run is the first warm-up run), then is left out if it can be.
+      p.exe->skip_steps({});
+      p.exe->run(p.inputs);
+      p.exe->skip_steps(context);
+      timed.warmup = std::max(0, o.warmup - 1);
+    }
+    p.compile_s += seconds_since(t0);
   }
   BrickTiming result;
   std::map<std::string, std::vector<double>> reorder_samples;
@@ -257,10 +290,6 @@ BrickTiming time_brick(const Graph& g, const RunnerOptions& o, const std::set<st
   if (o.evict_weights && !o.cold_weights) weights = p.exe->weight_buffers();
   if (o.cold_weights) before = flush_caches;
   else if (!weights.empty()) before = [&weights] { evict_lines(weights); };
-  // The run that computed the context ran the brick too: it is the first warm-up run, so the
-  // brick gets as many untimed runs before timing as a whole model does.
-  RunnerOptions timed = o;
-  if (!context.empty()) timed.warmup = std::max(0, o.warmup - 1);
   result.steps = measure(sample, timed, before);
   result.steps.wall_s += p.compile_s;
   for (auto& [k, samples] : reorder_samples) {

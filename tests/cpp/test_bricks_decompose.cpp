@@ -305,12 +305,12 @@ TEST_CASE("the CPU executable reports its weight buffers (for evicting them betw
   CHECK(exe->run({{"x", x}}).count("z") == 1);
 }
 
-TEST_CASE("skip_steps: a brick's context runs once and later runs give the same outputs", "[bricks]") {
-  // conv -> relu -> conv -> relu: the first unit is the context of the second.
+// conv -> relu -> conv -> relu: the first unit ("c1", "c1_relu") is the context of the second.
+Graph two_conv_model(bool stripped) {
   ModelBuilder b;
   b.input("x", {1, 8, 10, 10});
-  b.weight("w1", {16, 8, 3, 3}, false);
-  b.weight("w2", {8, 16, 3, 3}, false);
+  b.weight("w1", {16, 8, 3, 3}, stripped);
+  b.weight("w2", {8, 16, 3, 3}, stripped);
   for (auto [name, in, w, out] : {std::tuple{"c1", "x", "w1", "y1"}, std::tuple{"c2", "r1", "w2", "y2"}}) {
     auto& n = b.node("Conv", {in, w}, {out}, name);
     ModelBuilder::attr(n, "kernel_shape", std::vector<int64_t>{3, 3});
@@ -319,7 +319,11 @@ TEST_CASE("skip_steps: a brick's context runs once and later runs give the same 
   b.node("Relu", {"y1"}, {"r1"}, "c1_relu");
   b.node("Relu", {"y2"}, {"z"}, "c2_relu");
   b.output("z");
-  Graph g = load_onnx_bytes(b.bytes());
+  return load_onnx_bytes(b.bytes());
+}
+
+TEST_CASE("skip_steps: a brick's context runs once and later runs give the same outputs", "[bricks]") {
+  Graph g = two_conv_model(false);
   Tensor x(DType::float32, {1, 8, 10, 10});
   for (int64_t i = 0; i < x.numel(); ++i) x.data_as<float>()[i] = float((i * 37) % 11) - 5.0f;
   CompileOptions c;
@@ -352,6 +356,77 @@ TEST_CASE("skip_steps: a brick's context runs once and later runs give the same 
   CHECK(std::memcmp(exe->run({{"x", x2}}).at("z").data(), full.data(), full.nbytes()) == 0);
   REQUIRE(exe->skip_steps({}));
   CHECK(std::memcmp(exe->run({{"x", x2}}).at("z").data(), full.data(), full.nbytes()) != 0);
+}
+
+TEST_CASE("fill_skipped_outputs: a brick's context never runs, the brick reads stand-in values", "[bricks]") {
+  Graph g = two_conv_model(true);
+  const std::set<std::string> context{"c1", "c1_relu"};
+  CompileOptions c;
+  c.threads = 1;
+  c.reuse_buffers = false;
+  Tensor x(DType::float32, {1, 8, 10, 10}), x2(DType::float32, {1, 8, 10, 10});
+  for (int64_t i = 0; i < x.numel(); ++i) x.data_as<float>()[i] = float((i * 37) % 11) - 5.0f;
+  auto finite_nonzero = [](const Tensor& t) {
+    bool finite = true, nonzero = false;
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      finite = finite && std::isfinite(t.data_as<float>()[i]);
+      nonzero = nonzero || t.data_as<float>()[i] != 0.0f;
+    }
+    return finite && nonzero;
+  };
+  const Tensor full = get_backend("cpu").compile(g, c)->run({{"x", x}}).at("z");
+  REQUIRE(finite_nonzero(full));
+
+  // The context's stripped weights are placeholders: zeros instead of stand-in values (were the
+  // context to run, it would compute zeros, and so would the brick).
+  c.placeholder_nodes = context;
+  auto exe = get_backend("cpu").compile(g, c);
+  const Tensor zeros = exe->run({{"x", x}}).at("z");
+  for (int64_t i = 0; i < zeros.numel(); ++i) REQUIRE(zeros.data_as<float>()[i] == 0.0f);
+
+  // Left out and filled: the brick computes from stand-in values (nonzero, finite), the same in
+  // every executable and whatever the graph input is, since the context does not run.
+  REQUIRE(exe->skip_steps(context));
+  REQUIRE(exe->fill_skipped_outputs(0));
+  const auto profile = exe->run_profiled({{"x", x}});
+  for (const auto& s : profile)
+    for (const auto& n : s.nodes) CHECK((n != "c1" && n != "c1_relu"));
+  const Tensor stand_in = exe->run({{"x", x}}).at("z");
+  CHECK(finite_nonzero(stand_in));
+  CHECK(std::memcmp(stand_in.data(), full.data(), full.nbytes()) != 0);
+  CHECK(std::memcmp(exe->run({{"x", x2}}).at("z").data(), stand_in.data(), stand_in.nbytes()) == 0);
+  auto other = get_backend("cpu").compile(g, c);
+  REQUIRE(other->skip_steps(context));
+  REQUIRE(other->fill_skipped_outputs(0));
+  CHECK(std::memcmp(other->run({{"x", x2}}).at("z").data(), stand_in.data(), stand_in.nbytes()) == 0);
+}
+
+TEST_CASE("time_brick: reorders measured already are left out, the rest are reported", "[bricks]") {
+  ConvSpec s;
+  s.cin = 16;
+  s.cout = 32;
+  s.stripped = true;
+  Graph g = conv_model(s);  // the conv reads the plain graph input: a reorder into its layout
+  bb::RunnerOptions r;
+  r.threads = 1;
+  r.tolerance = 0.5;
+  r.min_reps = 3;
+  r.warmup = 1;
+  const auto first = bb::time_brick(g, r);
+  REQUIRE_FALSE(first.reorders.empty());
+  CHECK(first.steps.median_ms > 0);
+  std::set<std::string> known;
+  for (const auto& [k, m] : first.reorders) {
+    CHECK(k.rfind("reorder|", 0) == 0);
+    CHECK(m.reps == first.steps.reps);
+    known.insert(k);
+  }
+  const auto again = bb::time_brick(g, r, {}, known);
+  CHECK(again.reorders.empty());
+  CHECK(again.steps.median_ms > 0);
+  // Only the known ones are left out.
+  known.erase(known.begin());
+  CHECK(bb::time_brick(g, r, {}, known).reorders.size() == 1);
 }
 
 TEST_CASE("reorders are keyed by their layouts, and each model reorder is measured as it runs there", "[bricks]") {

@@ -82,9 +82,12 @@ struct BrickTiming {
   std::map<std::string, Measurement> reorders;  // reorder key -> time
   std::map<std::string, double> reorder_bytes;
 };
-// `own`: names of the brick's nodes; other nodes of the graph are context (run, not counted).
-// Empty: every node is the brick's.
-BrickTiming time_brick(const Graph& brick, const RunnerOptions& options, const std::set<std::string>& own = {});
+// `own`: names of the brick's nodes; other nodes of the graph are its context, compiled for
+// the layouts they hand the brick but not run (their outputs get stand-in values). Empty: every
+// node is the brick's. Boundary reorders whose key is in `known_reorders` are left out too
+// (measured already with another brick): they are neither run nor reported.
+BrickTiming time_brick(const Graph& brick, const RunnerOptions& options, const std::set<std::string>& own = {},
+                       const std::set<std::string>& known_reorders = {});
 // Whole-run wall time (Executable::run) of a graph: for models end to end and runtime bricks.
 Measurement time_whole(const Graph& graph, const RunnerOptions& options);
 

@@ -43,6 +43,11 @@ struct CompileOptions {
   // Activation buffers are handed on to later steps once their value is dead. False: every
   // value keeps its own buffer (the brick runner, so a context computed once stays intact).
   bool reuse_buffers = true;
+  // Nodes whose results nobody will use (a brick's context, left out of every run; see
+  // Executable::fill_skipped_outputs): their steps are still planned, so the values they hand on
+  // have the model's layouts, but stripped weights read only by them get zeros instead of
+  // stand-in values. A backend may ignore it.
+  std::set<std::string> placeholder_nodes;
 };
 
 // One semantically equivalent way of running a node (algorithm, layout, precision, fusion).
@@ -88,6 +93,13 @@ class Executable {
   // left-out step's output is read from); returns whether the steps are left out. An empty set
   // restores full runs. The brick runner uses it to compute a brick's context once.
   virtual bool skip_steps(const std::set<std::string>& nodes) { return nodes.empty(); }
+  // Writes stand-in values into the memory of every value that a left-out step produces and a
+  // remaining step reads, in whatever layout the plan keeps it (padding included): float32 and
+  // bfloat16 normal(0, 1) (a block of random_inputs-style values, repeated), other types zero. The left-out steps then need never run: the
+  // brick runner compiles a brick with its context, so that the brick's inputs have the layouts
+  // the model hands them, and fills them instead of computing them. Returns false where the
+  // backend cannot (nothing is written).
+  virtual bool fill_skipped_outputs(uint64_t seed) { (void)seed; return false; }
 };
 
 class Backend {
@@ -122,6 +134,8 @@ std::vector<float> random_weight_values(const Graph& graph, int value, uint64_t 
 // counter-based generator, so a pure function of seed, name and index), integers and bool zero
 // (valid indices for Gather and friends).
 std::map<std::string, Tensor> random_inputs(const Graph& graph, uint64_t seed = 0);
+// The float32 values random_inputs gives an input named `name`: `count` of them into `data`.
+void fill_random_normal(float* data, int64_t count, uint64_t seed, const std::string& name);
 
 // Warm-up runs, then `repeats` timed runs: median, p10, p90 of the wall time.
 TimingStats time_runs(Executable& exe, const std::map<std::string, Tensor>& inputs, int warmup, int repeats);

@@ -79,6 +79,11 @@ std::vector<float> PlanBuilder::constant_floats(int value) {
   }
   // Stripped weights: deterministic random values shaped like a trained network's.
   random_weights = true;
+  if (!options.placeholder_nodes.empty()) {  // read only by steps that will never run: zeros do
+    bool unused = !v.consumers.empty();
+    for (int c : v.consumers) unused = unused && options.placeholder_nodes.count(graph.nodes[size_t(c)].name);
+    if (unused) return std::vector<float>(size_t(std::max<int64_t>(v.numel(), 0)), 0.0f);
+  }
   return random_weight_values(graph, value, options.weight_seed);
 }
 
@@ -210,6 +215,47 @@ class CpuExecutable : public Executable {
     for (int m : skipped_writes)
       if (kept_reads.count(m) && kept_writes.count(m)) return false;  // would be overwritten
     skipped_ = std::move(skip);
+    return true;
+  }
+
+  bool fill_skipped_outputs(uint64_t seed) override {
+    if (skipped_.empty()) return true;
+    std::set<int> written, read;
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      if (skipped_[i])
+        for (int w : steps_[i]->writes) written.insert(root(w));
+      else
+        for (int r : steps_[i]->reads) read.insert(root(r));
+    }
+    for (int r : read) {
+      if (!written.count(r)) continue;
+      const Slot& s = slots_[size_t(r)];
+      void* p = rt_.mems[size_t(r)].get_data_handle();
+      const size_t bytes = s.md.get_size();
+      if (!p || bytes == 0) continue;
+      // A block of normal values, repeated: the numbers only have to be ordinary floats.
+      const auto dt = s.md.data_type();
+      const size_t elem = dt == memory::data_type::f32 ? 4 : dt == memory::data_type::bf16 ? 2 : 0;
+      if (elem) {
+        const size_t n = bytes / elem, block = std::min<size_t>(n, 16384);
+        std::vector<float> f(block);
+        fill_random_normal(f.data(), int64_t(block), seed, s.name);
+        auto* q = static_cast<char*>(p);
+        if (elem == 4) {
+          std::memcpy(q, f.data(), block * 4);
+        } else {
+          for (size_t i = 0; i < block; ++i) {
+            uint32_t u;
+            std::memcpy(&u, &f[i], 4);
+            const uint16_t h = uint16_t(u >> 16);
+            std::memcpy(q + 2 * i, &h, 2);
+          }
+        }
+        for (size_t i = block; i < n; i += block) std::memcpy(q + i * elem, q, std::min(block, n - i) * elem);
+      } else {
+        std::memset(p, 0, bytes);
+      }
+    }
     return true;
   }
 
