@@ -18,7 +18,7 @@ import pytest
 import bricklab
 from bricklab import zoo
 
-from conftest import BUNDLED, ZOO
+from conftest import BUNDLED, REPO, ZOO
 
 FAST = ["--min-reps", "3", "--warmup", "1", "--tolerance", "0.5", "--budget", "0.5"]
 FAST_KW = dict(min_reps=3, warmup=1, tolerance=0.5, budget_s=0.5)
@@ -267,3 +267,25 @@ def test_postgres_work_queue_three_workers(cli):
                            text=True, env=env)
     assert check.returncode == 0, check.stdout + check.stderr
     assert json.loads(check.stdout)["complete"]
+
+
+def test_evaluation_script_end_to_end(tmp_path):
+    """The committed evaluation script runs on a small suite and writes consistent numbers."""
+    out, report, plot = tmp_path / "e.json", tmp_path / "e.md", tmp_path / "e.png"
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "bricks_evaluation.py"), "--models",
+                        "mobilenet_v3_small,squeezenet1_1", "--batches", "1", "--tolerance", "0.1", "--budget", "0.3",
+                        "--e2e-budget", "1", "--burn-in", "0", "--reference-passes", "2", "--out", str(out),
+                        "--report", str(report), "--plot", str(plot)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    b = res["bricklab"][0]
+    assert [row["model"] for row in b["rows"]] == ["mobilenet_v3_small", "squeezenet1_1"]
+    assert b["unique"] <= b["instances"]
+    assert b["e2e_budget_s"] == 1 and len(b["e2e_budget_pass_wall_s"]) == 1
+    assert b["speedup"] == pytest.approx(b["e2e_wall_s"] / b["bricks_wall_s"])
+    for row in b["rows"]:
+        assert row["pred_ms"] > 0 and row["meas_ms"] > 0 and len(row["meas_passes_ms"]) == 2
+        assert row["accuracy"] == pytest.approx(1 - abs(row["pred_ms"] - row["meas_ms"]) / row["meas_ms"])
+    text = report.read_text()
+    assert "| mobilenet_v3_small |" in text and "speedup" in text
+    assert plot.stat().st_size > 1000
