@@ -222,8 +222,10 @@ BrickTiming time_brick(const Graph& g, const RunnerOptions& o, const std::set<st
   // The plan's reorders ("value@why"), each classified once: inside the brick (its time is the
   // brick's), recorded as a reorder brick under its layouts (at the brick's boundary: from its
   // input, or its output made plain; or between its context and it, the very conversion the
-  // model does there), or neither (inside the context). A recorded reorder whose key is in
-  // `known_reorders` (measured already, with another brick) is left out like the context.
+  // model does there), or neither (inside the context). A brick output's conversion to plain
+  // whose key is in `known_reorders` (measured already, with another brick) is left out like the
+  // context: the model does not do it there. Input-side conversions always run (the model does
+  // them right before the brick, and they shape the cache state the brick starts in).
   struct PlanReorder {
     Reorder r;
     bool inside = false, recorded = false;
@@ -240,7 +242,7 @@ BrickTiming time_brick(const Graph& g, const RunnerOptions& o, const std::set<st
     pr.inside = from_own && !(outputs.count(val.name) && r.why == "plain");
     pr.recorded = !pr.inside && (from_input || from_own || to_own);
     const std::string step = r.value + "@" + r.why;
-    if (pr.recorded && known_reorders.count(r.key)) skip.insert(step);
+    if (pr.recorded && known_reorders.count(r.key) && outputs.count(val.name) && r.why == "plain") skip.insert(step);
     plan.emplace(step, std::move(pr));
   }
   RunnerOptions timed = o;

@@ -5,13 +5,14 @@ exactly where PyTorch's autograd has none in the model, and the time calibration
 known coefficients from synthetic step times."""
 import numpy as np
 import pytest
+import scipy.optimize
 import scipy.stats
 import torch
 from torch import nn
 
 from bricklab.soft import ChannelGraph, LayerCost, Profile, measure_step, measure_steps, summarise, torch_threads
 from bricklab.soft.models import LeNet, MLP, TinyResNet
-from bricklab.soft.profiler import _calibrate_time, _input_needs_grad
+from bricklab.soft.profiler import _calibrate_time, _fit, _input_needs_grad, _lstsq_nonneg
 
 X = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 Y = torch.randint(0, 10, (8,), generator=torch.Generator().manual_seed(0))
@@ -92,6 +93,28 @@ def test_probe_input_gradient_matches_autograd_in_the_model(make):
     assert seen and any(not v for v in seen.values()) and any(seen.values())
     for name, needs in seen.items():
         assert _input_needs_grad(g, name) == needs, name
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_nonnegative_least_squares_against_scipy(seed):
+    """The profiler's one constrained solver against scipy's NNLS (all columns constrained) and,
+    with a signed intercept, against NNLS on [1, -1] split intercept columns."""
+    rng = np.random.default_rng(seed)
+    a = np.abs(rng.normal(size=(9, 3))) * np.array([1.0, 1e-3, 1e6])  # columns of very different units
+    y = a @ rng.normal(size=3) + rng.normal(scale=0.1, size=9)
+    ref, _ = scipy.optimize.nnls(a, y)
+    got = _lstsq_nonneg(a, y)
+    assert np.all(got >= 0)
+    assert np.sum((a @ got - y) ** 2) == pytest.approx(np.sum((a @ ref - y) ** 2), rel=1e-7, abs=1e-12)
+    split = np.concatenate([a[:, :1], -a[:, :1], a[:, 1:]], 1)
+    ref_s, _ = scipy.optimize.nnls(split, y)
+    got_s = _lstsq_nonneg(a, y, signed=(0,))
+    assert np.all(got_s[1:] >= 0)
+    assert np.sum((a @ got_s - y) ** 2) == pytest.approx(np.sum((split @ ref_s - y) ** 2), rel=1e-7, abs=1e-12)
+    # _fit: a + b*r_in*r_out + c*r_out, slopes non-negative, exact on noiseless data
+    r = rng.uniform(0.1, 1, size=(8, 2))
+    samples = [(ri, ro, 0.5 + 2.0 * ri * ro + 0.25 * ro) for ri, ro in r]
+    assert _fit(samples) == pytest.approx((0.5, 2.0, 0.25), rel=1e-9)
 
 
 def test_time_calibration_recovers_known_coefficients():

@@ -84,8 +84,9 @@ struct BrickTiming {
 };
 // `own`: names of the brick's nodes; other nodes of the graph are its context, compiled for
 // the layouts they hand the brick but not run (their outputs get stand-in values). Empty: every
-// node is the brick's. Boundary reorders whose key is in `known_reorders` are left out too
-// (measured already with another brick): they are neither run nor reported.
+// node is the brick's. A brick output's conversion to plain layout (done only because the brick
+// ends there) whose key is in `known_reorders` (measured already with another brick) is left
+// out too: neither run nor reported.
 BrickTiming time_brick(const Graph& brick, const RunnerOptions& options, const std::set<std::string>& own = {},
                        const std::set<std::string>& known_reorders = {});
 // Whole-run wall time (Executable::run) of a graph: for models end to end and runtime bricks.

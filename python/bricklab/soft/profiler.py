@@ -59,22 +59,37 @@ class LayerCost:
         return a + b * r_in * r_out + c * r_out
 
 
+def _lstsq_nonneg(a: np.ndarray, y: np.ndarray, signed=()) -> np.ndarray:
+    """Least squares ``a @ coef ~ y`` with ``coef >= 0`` except the columns in ``signed``: the best
+    fit over every subset of the constrained columns (exact for the few columns used here).
+    Columns of very different units (1, seconds, bytes) are solved on a common scale."""
+    scale = np.abs(a).max(0)
+    scale[scale == 0] = 1.0
+    a = a / scale
+    n = a.shape[1]
+    constrained = [j for j in range(n) if j not in signed]
+    best_err, best = None, np.zeros(n)
+    for mask in range(1 << len(constrained)):
+        cols = sorted(list(signed) + [j for i, j in enumerate(constrained) if mask >> i & 1])
+        if not cols:
+            continue
+        sol, *_ = np.linalg.lstsq(a[:, cols], y, rcond=None)
+        coef = np.zeros(n)
+        coef[cols] = sol
+        if any(coef[j] < 0 for j in constrained):
+            continue
+        err = float(np.sum((a @ coef - y) ** 2))
+        if best_err is None or err < best_err:
+            best_err, best = err, coef
+    return best / scale
+
+
 def _fit(samples) -> Tuple[float, float, float]:
     """Least squares for ``a + b*r_in*r_out + c*r_out`` with ``b, c >= 0`` (a cost never grows
     when channels are removed; noisy timings could otherwise give negative slopes)."""
     x = np.array([[1.0, ri * ro, ro] for ri, ro, _ in samples])
     y = np.array([v for _, _, v in samples])
-    best = None
-    for cols in ([0, 1, 2], [0, 1], [0, 2], [0]):
-        coef, *_ = np.linalg.lstsq(x[:, cols], y, rcond=None)
-        full = np.zeros(3)
-        full[cols] = coef
-        if full[1] < 0 or full[2] < 0:
-            continue
-        err = float(np.sum((x @ full - y) ** 2))
-        if best is None or err < best[0]:
-            best = (err, full)
-    return tuple(float(c) for c in best[1])
+    return tuple(float(c) for c in _lstsq_nonneg(x, y, signed=(0,)))
 
 
 def _saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
@@ -412,22 +427,6 @@ def profile(model: nn.Module, batch: torch.Tensor, target: torch.Tensor, graph: 
     return prof
 
 
-def _nnls(a: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Least squares with non-negative coefficients (active set: drop the most negative, refit)."""
-    scale = np.abs(a).max(0)
-    scale[scale == 0] = 1.0
-    a = a / scale  # columns of very different units (1, seconds, bytes): solve on a common scale
-    free = list(range(a.shape[1]))
-    coef = np.zeros(a.shape[1])
-    while free:
-        sol, *_ = np.linalg.lstsq(a[:, free], y, rcond=None)
-        if sol.min() >= 0:
-            coef[free] = sol
-            break
-        free.pop(int(np.argmin(sol)))
-    return coef / scale
-
-
 def _calibrate_time(prof: "Profile", configs, times) -> Tuple[Tuple[float, float], float]:
     """``(t0, k), e`` of ``step = t0 + k * sum(layer times) + e * activation_bytes``, non-negative,
     by least squares over the calibration steps. The activation term stands for the element-wise
@@ -438,7 +437,7 @@ def _calibrate_time(prof: "Profile", configs, times) -> Tuple[Tuple[float, float
     act = np.array([prof.activation_bytes(c) for c in configs])
     y = np.asarray(times, dtype=float)
     if len(configs) >= 3 and np.ptp(act) > 0 and np.ptp(layer) > 0:
-        t0, k, e = _nnls(np.stack([np.ones_like(y), layer, act], 1), y)
+        t0, k, e = _lstsq_nonneg(np.stack([np.ones_like(y), layer, act], 1), y)
         if k > 0:
             return (float(t0), float(k)), float(e)
     return _calibrate(layer, y), 0.0
