@@ -256,6 +256,8 @@ BrickTiming time_brick(const Graph& g, const RunnerOptions& o, const std::set<st
     if (!filled && !context.empty()) {
       // The backend cannot leave the context out and fill its outputs: the context runs once
       // (and the brick with it: that run is the first warm-up run), then is left out if it can be.
+      // It computes from zero inputs (and zero weights where the backend took the placeholders):
+      // ordinary numbers, which is all a timing needs.
       p.exe->skip_steps({});
       p.exe->run(p.inputs);
       p.exe->skip_steps(context);
