@@ -22,8 +22,8 @@ struct RunnerOptions {
   // every repetition. In a model run a layer's weights were last touched a whole pass earlier;
   // timed alone in a loop they would stay in cache. Inputs stay hot, as in the model.
   bool evict_weights = true;
-  int warmup = 3;              // untimed runs first (for a brick with a context, the run that
-                               // computes the context counts as one)
+  int warmup = 3;              // untimed runs first (where a backend must compute a brick's
+                               // context, that run counts as one)
   int min_reps = 7;            // the order-statistic CI needs a few samples
   int max_reps = 1000;
   double tolerance = 0.02;     // relative half-width of the median's 95% CI

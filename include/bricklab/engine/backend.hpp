@@ -41,7 +41,7 @@ struct CompileOptions {
   // (activation buffers are then not shared between steps). 1: one step after another.
   int branch_workers = 1;
   // Activation buffers are handed on to later steps once their value is dead. False: every
-  // value keeps its own buffer (the brick runner, so a context computed once stays intact).
+  // value keeps its own buffer (the brick runner, so the outputs of left-out steps stay intact).
   bool reuse_buffers = true;
   // Nodes whose results nobody will use (a brick's context, left out of every run; see
   // Executable::fill_skipped_outputs): their steps are still planned, so the values they hand on
@@ -91,14 +91,14 @@ class Executable {
   // Later runs leave out the steps made only of `nodes`; their outputs keep the values of the
   // last run that computed them. Done only when that is safe (no remaining step writes memory a
   // left-out step's output is read from); returns whether the steps are left out. An empty set
-  // restores full runs. The brick runner uses it to compute a brick's context once.
+  // restores full runs. The brick runner leaves a brick's context out (see below).
   virtual bool skip_steps(const std::set<std::string>& nodes) { return nodes.empty(); }
   // Writes stand-in values into the memory of every value that a left-out step produces and a
   // remaining step reads, in whatever layout the plan keeps it (padding included): float32 and
-  // bfloat16 normal(0, 1) (a block of random_inputs-style values, repeated), other types zero. The left-out steps then need never run: the
-  // brick runner compiles a brick with its context, so that the brick's inputs have the layouts
-  // the model hands them, and fills them instead of computing them. Returns false where the
-  // backend cannot (nothing is written).
+  // bfloat16 normal(0, 1) (a block of random_inputs-style values, repeated), other types zero.
+  // The left-out steps then need never run: the brick runner compiles a brick with its context,
+  // so that the brick's inputs have the layouts the model hands them, and fills them instead of
+  // computing them. Returns false where the backend cannot (nothing is written).
   virtual bool fill_skipped_outputs(uint64_t seed) { (void)seed; return false; }
 };
 
