@@ -358,6 +358,43 @@ TEST_CASE("skip_steps: a brick's context runs once and later runs give the same 
   CHECK(std::memcmp(exe->run({{"x", x2}}).at("z").data(), full.data(), full.nbytes()) != 0);
 }
 
+TEST_CASE("placeholder weights: Gemm and MatMul read by unused nodes compute zeros, others stand-ins", "[bricks]") {
+  // fc1 (Gemm, transB) -> relu -> fc2 (MatMul by a constant): the prepacked weights of a
+  // placeholder node are zeros made without a reorder; the other node's weights stay stand-ins.
+  ModelBuilder b;
+  b.input("x", {2, 32});
+  b.weight("w1", {24, 32}, true);
+  b.weight("b1", {24}, true);
+  b.weight("w2", {24, 16}, true);
+  auto& fc1 = b.node("Gemm", {"x", "w1", "b1"}, {"h"}, "fc1");
+  ModelBuilder::attr(fc1, "transB", int64_t(1));
+  b.node("Relu", {"h"}, {"r"}, "relu");
+  b.node("MatMul", {"r", "w2"}, {"y"}, "fc2");
+  b.output("h");
+  b.output("y");
+  const Graph g = load_onnx_bytes(b.bytes());
+  Tensor x(DType::float32, {2, 32});
+  for (int64_t i = 0; i < x.numel(); ++i) x.data_as<float>()[i] = float(i % 7) - 3.0f;
+  CompileOptions c;
+  c.threads = 1;
+  auto nonzero = [](const Tensor& t) {
+    for (int64_t i = 0; i < t.numel(); ++i)
+      if (t.data_as<float>()[i] != 0.0f) return true;
+    return false;
+  };
+  const auto full = get_backend("cpu").compile(g, c)->run({{"x", x}});
+  REQUIRE(nonzero(full.at("h")));
+  REQUIRE(nonzero(full.at("y")));
+  c.placeholder_nodes = {"fc1"};
+  auto out = get_backend("cpu").compile(g, c)->run({{"x", x}});
+  CHECK_FALSE(nonzero(out.at("h")));  // zero weights, zero bias
+  CHECK_FALSE(nonzero(out.at("y")));  // relu(0) times the stand-in w2
+  c.placeholder_nodes = {"fc2"};
+  out = get_backend("cpu").compile(g, c)->run({{"x", x}});
+  CHECK(std::memcmp(out.at("h").data(), full.at("h").data(), full.at("h").nbytes()) == 0);
+  CHECK_FALSE(nonzero(out.at("y")));
+}
+
 TEST_CASE("fill_skipped_outputs: a brick's context never runs, the brick reads stand-in values", "[bricks]") {
   Graph g = two_conv_model(true);
   const std::set<std::string> context{"c1", "c1_relu"};

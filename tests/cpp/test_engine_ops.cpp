@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <set>
 #include <cstring>
 #include <random>
 
@@ -745,6 +746,47 @@ TEST_CASE("random stand-in weights: deterministic, thread-independent, normal(0,
   CHECK(got_sd == Approx(sd).epsilon(0.01));
   CHECK(within1 / n == Approx(0.683).margin(0.02));  // normal: 68.3% within one sd
   CHECK(max_abs <= 3.47 * sd);                          // bounded tails (sum of four uniforms)
+}
+
+TEST_CASE("random stand-in weights: rows of a large matrix all differ; leave_zero inputs are zero", "[engine][weights]") {
+  // Stand-ins are windows of one sequence of period 1048573 (prime): a matrix larger than the
+  // period repeats values at that distance, but no two of its rows are equal.
+  Graph g;
+  Value w;
+  w.name = "fc.weight";
+  w.dtype = DType::float32;
+  w.kind = ValueKind::weight;
+  w.shape = {1024, 2048};
+  g.values.push_back(w);
+  const auto a = random_weight_values(g, 0, 0);
+  const size_t period = 1048573, cols = 2048;
+  REQUIRE(a.size() > period);
+  CHECK(a[5] == a[5 + period]);
+  std::set<std::vector<float>> rows;
+  for (size_t r = 0; r < 1024; ++r) rows.insert(std::vector<float>(a.begin() + long(r * cols), a.begin() + long((r + 1) * cols)));
+  CHECK(rows.size() == 1024);
+  std::vector<float> direct(a.size());
+  fill_weight_values(g, 0, 0, direct.data());
+  CHECK(direct == a);
+
+  Graph in;
+  Value x;
+  x.dtype = DType::float32;
+  x.kind = ValueKind::input;
+  x.shape = {64};
+  for (const char* name : {"a", "b"}) {
+    x.name = name;
+    in.inputs.push_back(int(in.values.size()));
+    in.values.push_back(x);
+  }
+  const auto t = random_inputs(in, 0, {"b"});
+  int zeros_a = 0, zeros_b = 0;
+  for (int i = 0; i < 64; ++i) {
+    zeros_a += t.at("a").data_as<float>()[i] == 0.0f;
+    zeros_b += t.at("b").data_as<float>()[i] == 0.0f;
+  }
+  CHECK(zeros_a < 4);
+  CHECK(zeros_b == 64);
 }
 
 TEST_CASE("random inputs: deterministic, thread-independent, normal(0, 1) floats, zero integers", "[engine][weights]") {

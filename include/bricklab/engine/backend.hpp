@@ -126,14 +126,18 @@ Graph extract_subgraph(const Graph& graph, const std::vector<int>& nodes);
 // Deterministic stand-ins for a stripped weight (a constant without values), shaped like a
 // trained network's: normal(0, 1/sqrt(fan_in)) for rank >= 2 (approximated by a sum of four
 // uniforms), normal(0, 0.05) for vectors, and uniform(0.5, 1.5) for normalisation scales and
-// variances. A pure function of `seed`, the value's name and the element index (filled in
-// parallel), so every backend and every emitted brick gets the same numbers.
+// variances. A pure function of `seed`, the value's name and the element index, so every backend
+// and every emitted brick gets the same numbers: a window, starting where seed and name say, of
+// one fixed sequence of 1048573 such values (prime: the rows of a matrix never repeat).
 std::vector<float> random_weight_values(const Graph& graph, int value, uint64_t seed);
+// The same values written to `out` (numel floats).
+void fill_weight_values(const Graph& graph, int value, uint64_t seed, float* out);
 
-// Deterministic inputs for every graph input: float32/float64 normal(0, 1) (the weights'
-// counter-based generator, so a pure function of seed, name and index), integers and bool zero
-// (valid indices for Gather and friends).
-std::map<std::string, Tensor> random_inputs(const Graph& graph, uint64_t seed = 0);
+// Deterministic inputs for every graph input: float32/float64 normal(0, 1) (a counter-based
+// generator, so a pure function of seed, name and index), integers and bool zero (valid indices
+// for Gather and friends). Inputs named in `leave_zero` are all zero.
+std::map<std::string, Tensor> random_inputs(const Graph& graph, uint64_t seed = 0,
+                                            const std::set<std::string>& leave_zero = {});
 // The float32 values random_inputs gives an input named `name`: `count` of them into `data`.
 void fill_random_normal(float* data, int64_t count, uint64_t seed, const std::string& name);
 

@@ -70,6 +70,23 @@ int PlanBuilder::new_slot(const std::string& name, DType dtype, const Shape& sha
   return int(slots.size()) - 1;
 }
 
+std::shared_ptr<void> zeroed_buffer(size_t bytes) {
+  void* raw = std::calloc(bytes + 64, 1);
+  if (!raw) throw Error("out of memory allocating a " + std::to_string(bytes) + "-byte buffer");
+  void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(raw) + 63) & ~uintptr_t(63));
+  // The aliasing constructor: owns `raw`, points at `aligned`.
+  return std::shared_ptr<void>(std::shared_ptr<void>(raw, [](void* q) { std::free(q); }), aligned);
+}
+
+bool PlanBuilder::placeholder(int value) const {
+  if (options.placeholder_nodes.empty() || !is_constant(value)) return false;
+  const Value& v = graph.values[size_t(value)];
+  if (v.data->has_values() || v.consumers.empty()) return false;
+  for (int c : v.consumers)
+    if (!options.placeholder_nodes.count(graph.nodes[size_t(c)].name)) return false;
+  return true;
+}
+
 std::vector<float> PlanBuilder::constant_floats(int value) {
   const Value& v = graph.values[size_t(value)];
   if (!v.data) throw Error("internal: value '" + v.name + "' is not a constant");
@@ -79,12 +96,25 @@ std::vector<float> PlanBuilder::constant_floats(int value) {
   }
   // Stripped weights: deterministic random values shaped like a trained network's.
   random_weights = true;
-  if (!options.placeholder_nodes.empty()) {  // read only by steps that will never run: zeros do
-    bool unused = !v.consumers.empty();
-    for (int c : v.consumers) unused = unused && options.placeholder_nodes.count(graph.nodes[size_t(c)].name);
-    if (unused) return std::vector<float>(size_t(std::max<int64_t>(v.numel(), 0)), 0.0f);
-  }
+  // Read only by steps that will never run: zeros do.
+  if (placeholder(value)) return std::vector<float>(size_t(std::max<int64_t>(v.numel(), 0)), 0.0f);
   return random_weight_values(graph, value, options.weight_seed);
+}
+
+memory PlanBuilder::prepack(PrimitiveStep& step, int value, const memory::desc& from_md, const std::vector<float>& data,
+                            const memory::desc& to_md) {
+  if (placeholder(value)) {
+    random_weights = true;
+    auto buffer = zeroed_buffer(to_md.get_size());
+    step.own_buffers.push_back(buffer);
+    return memory(to_md, cpu_engine(), buffer.get());
+  }
+  memory src(from_md, cpu_engine(), const_cast<float*>(data.data()));
+  memory dst(to_md, cpu_engine());
+  dnnl::stream s(cpu_engine());
+  dnnl::reorder(src, dst).execute(s, src, dst);
+  s.wait();
+  return dst;
 }
 
 int PlanBuilder::slot_of(int value) {
@@ -96,13 +126,14 @@ int PlanBuilder::slot_of(int value) {
   const int slot = new_slot(v.name, v.dtype, v.shape, plain_md(v.dtype, v.shape));
   Slot& s = slots[size_t(slot)];
   s.storage = Slot::Storage::constant;
-  const size_t bytes = std::max<size_t>(s.md.get_size(), 64);
-  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-  std::memset(p, 0, (bytes + 63) / 64 * 64);
-  s.constant = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  s.constant = zeroed_buffer(std::max<size_t>(s.md.get_size(), 64));
+  void* p = s.constant.get();
   const size_t nbytes = size_t(v.numel()) * size_t(dtype_size(v.dtype));
   if (v.data->kind() == TensorData::Kind::bytes) {
     std::memcpy(p, v.data->buffer()->data(), std::min(nbytes, v.data->buffer()->size()));
+  } else if (v.dtype == DType::float32 && !v.data->has_values()) {  // stripped: stand-ins, or zeros
+    random_weights = true;
+    if (!placeholder(value)) fill_weight_values(graph, value, options.weight_seed, static_cast<float*>(p));
   } else if (v.dtype == DType::float32) {
     auto f = constant_floats(value);
     std::memcpy(p, f.data(), f.size() * sizeof(float));
@@ -314,7 +345,8 @@ class CpuExecutable : public Executable {
                                        : std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       times.push_back(std::move(t));
     }
-    collect_outputs();
+    // No output copy: a profiled run hands out times only (the copy is not part of any step, and
+    // it cost the brick runner a memcpy of every brick's outputs per repetition).
     return times;
   }
 
@@ -520,10 +552,7 @@ class CpuExecutable : public Executable {
     }
     for (size_t b = 0; b < sizes.size(); ++b) {
       const size_t bytes = (sizes[b] + 63) / 64 * 64;
-      void* p = std::aligned_alloc(64, bytes);
-      if (!p) throw Error("out of memory allocating a " + std::to_string(bytes) + "-byte activation buffer");
-      std::memset(p, 0, bytes);
-      buffers_.emplace_back(std::shared_ptr<void>(p, [](void* q) { std::free(q); }), bytes);
+      buffers_.emplace_back(zeroed_buffer(bytes), bytes);
     }
     rt_.stream = dnnl::stream(cpu_engine());
     rt_.slots = &slots_;
@@ -537,10 +566,8 @@ class CpuExecutable : public Executable {
       if (!handle && rs.storage == Slot::Storage::arena) {
         // A slot no step writes (e.g. an unused output of a multi-output node): give it its own buffer.
         const size_t bytes = (std::max<size_t>(rs.md.get_size(), 64) + 63) / 64 * 64;
-        void* p = std::aligned_alloc(64, bytes);
-        std::memset(p, 0, bytes);
-        buffers_.emplace_back(std::shared_ptr<void>(p, [](void* q) { std::free(q); }), bytes);
-        handle = p;
+        buffers_.emplace_back(zeroed_buffer(bytes), bytes);
+        handle = buffers_.back().first.get();
       }
       rt_.mems.emplace_back(slots_[s].md, cpu_engine(), handle ? handle : DNNL_MEMORY_NONE);
     }

@@ -23,6 +23,9 @@ using dims = memory::dims;
 dnnl::engine& cpu_engine();
 memory::data_type dnnl_type(DType t);
 memory::desc plain_md(DType t, const Shape& shape);
+// `bytes` of zeroed memory aligned to 64 bytes (calloc: large blocks come as fresh zero pages,
+// so memory that is never touched costs nothing).
+std::shared_ptr<void> zeroed_buffer(size_t bytes);
 
 // A value as it exists at run time: a logical shape plus a physical layout.
 struct Slot {
@@ -60,6 +63,7 @@ struct PrimitiveStep : Step {
   dnnl::primitive prim;
   std::vector<std::pair<int, int>> slot_args;     // (DNNL_ARG_*, slot)
   std::vector<std::pair<int, memory>> own_args;   // (DNNL_ARG_*, memory)
+  std::vector<std::shared_ptr<void>> own_buffers; // storage of own_args memories made on user buffers
   std::unordered_map<int, memory> args;
   void prepare(Runtime& rt) override {
     args.clear();
@@ -95,8 +99,16 @@ class PlanBuilder {
   void bind(int value, int slot) { value_slot_[value] = slot; }
   // True when the value exists at this point of the plan (computed already, an input or a constant).
   bool ready(int value) const { return value_slot_.count(value) || is_constant(value); }
-  // Float values of a constant graph value (weights); random when stripped.
+  // Float values of a constant graph value (weights); random when stripped, zeros when a
+  // placeholder.
   std::vector<float> constant_floats(int value);
+  // True for a stripped weight read only by CompileOptions::placeholder_nodes (steps that never
+  // run): it needs no values, and no prepacking.
+  bool placeholder(int value) const;
+  // A constant weight in layout `to_md`: `data` (in `from_md`) reordered, or zeros without a
+  // reorder when `value` is a placeholder. The buffer's owner is added to `step`.
+  memory prepack(PrimitiveStep& step, int value, const memory::desc& from_md, const std::vector<float>& data,
+                 const memory::desc& to_md);
   bool is_constant(int value) const { return value >= 0 && graph.values[size_t(value)].is_constant(); }
   // The node that alone consumes `value` (and value is not a graph output), or -1.
   int sole_consumer(int value) const;

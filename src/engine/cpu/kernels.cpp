@@ -234,15 +234,6 @@ std::unique_ptr<PrimitiveStep> primitive_step(const std::vector<std::string>& na
   return s;
 }
 
-memory prepack(const memory::desc& from_md, const void* data, const memory::desc& to_md) {
-  memory src(from_md, cpu_engine(), const_cast<void*>(data));
-  memory dst(to_md, cpu_engine());
-  dnnl::stream s(cpu_engine());
-  dnnl::reorder(src, dst).execute(s, src, dst);
-  s.wait();
-  return dst;
-}
-
 memory vector_memory(const std::vector<float>& v) {
   memory m(memory::desc({dims::value_type(v.size())}, memory::data_type::f32, memory::format_tag::a), cpu_engine());
   std::memcpy(m.get_data_handle(), v.data(), v.size() * sizeof(float));
@@ -272,7 +263,8 @@ void lower_conv(PlanBuilder& b, int index) {
   const int64_t M = wv.shape[0];
   const size_t sp = wv.shape.size() - 2;
   if (sp < 1 || sp > 3) unsupported(b, n, "only 1-D, 2-D and 3-D convolutions are supported");
-  std::vector<float> weights = b.constant_floats(w);
+  // A placeholder's values are never needed (prepack makes zeros of the kernel's layout).
+  std::vector<float> weights = b.placeholder(w) ? std::vector<float>() : b.constant_floats(w);
   std::vector<float> bias = bias_v >= 0 ? b.constant_floats(bias_v) : std::vector<float>(size_t(M), 0.f);
   std::vector<std::string> names = {n.name};
   std::string kind = "conv";
@@ -387,7 +379,7 @@ void lower_conv(PlanBuilder& b, int index) {
   auto step = primitive_step(names, kind);
   step->prim = dnnl::convolution_forward(pd);
   const memory::desc w_plain = plain_md(DType::float32, Shape(wdims.begin(), wdims.end()));
-  step->own_args = {{DNNL_ARG_WEIGHTS, prepack(w_plain, weights.data(), pd.weights_desc())}, {DNNL_ARG_BIAS, vector_memory(bias)}};
+  step->own_args = {{DNNL_ARG_WEIGHTS, b.prepack(*step, w, w_plain, weights, pd.weights_desc())}, {DNNL_ARG_BIAS, vector_memory(bias)}};
   step->slot_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
   step->reads = {src};
   if (residual >= 0) step->reads.push_back(out);
@@ -421,7 +413,7 @@ void lower_conv_transpose(PlanBuilder& b, int index) {
     pr.push_back((in_i - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - out_i - pads[i]);
     dd.push_back(dil[i] - 1);
   }
-  auto weights = b.constant_floats(w);
+  auto weights = b.placeholder(w) ? std::vector<float>() : b.constant_floats(w);
   auto bias = bias_v >= 0 ? b.constant_floats(bias_v) : std::vector<float>(size_t(Mg * group), 0.f);
   // ONNX W is [C, M/g, k...]: oneDNN's (g)iohw layout.
   dims wdims = group > 1 ? dims{group, Mg, C / group} : dims{Mg, C};
@@ -463,7 +455,7 @@ void lower_conv_transpose(PlanBuilder& b, int index) {
   const int out = b.new_slot(val(b, out_value).name, DType::float32, val(b, out_value).shape, pd.dst_desc());
   auto step = primitive_step(names, kind);
   step->prim = dnnl::deconvolution_forward(pd);
-  step->own_args = {{DNNL_ARG_WEIGHTS, prepack(memory::desc(wdims, memory::data_type::f32, plain_strides), weights.data(), pd.weights_desc())},
+  step->own_args = {{DNNL_ARG_WEIGHTS, b.prepack(*step, w, memory::desc(wdims, memory::data_type::f32, plain_strides), weights, pd.weights_desc())},
                     {DNNL_ARG_BIAS, vector_memory(bias)}};
   step->slot_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
   step->reads = {src};
@@ -605,12 +597,12 @@ void lower_matmul(PlanBuilder& b, int index) {
   step->prim = dnnl::matmul(pd);
   step->slot_args = {{DNNL_ARG_SRC, a_view}, {DNNL_ARG_DST, out_view}};
   if (const_b) {
-    auto wf = b.constant_floats(bw);
+    auto wf = b.placeholder(bw) ? std::vector<float>() : b.constant_floats(bw);
     if (alpha != 1.f)
       for (auto& x : wf) x *= alpha;
-    step->own_args.push_back({DNNL_ARG_WEIGHTS, prepack(memory::desc(dims(b_logical.begin(), b_logical.end()), memory::data_type::f32,
+    step->own_args.push_back({DNNL_ARG_WEIGHTS, b.prepack(*step, bw, memory::desc(dims(b_logical.begin(), b_logical.end()), memory::data_type::f32,
                                                                      strides_of(b_logical, trans_b)),
-                                                        wf.data(), pd.weights_desc())});
+                                                          wf, pd.weights_desc())});
     step->reads = {a_view};
   } else {
     const int b_slot = b.plain(b.slot_of(bw));
