@@ -286,6 +286,25 @@ TEST_CASE("per-model error budget: small bricks get looser tolerances, the predi
   for (double t : bb::brick_tolerances(d, r)) CHECK(t == r.tolerance);
 }
 
+TEST_CASE("large prepacked weights live on 2 MiB-aligned memory (transparent huge pages)", "[bricks]") {
+  ConvSpec s;
+  s.cin = 256;
+  s.cout = 512;  // 512 x 256 x 3 x 3 floats: 4.7 MB
+  Graph g = conv_model(s);
+  CompileOptions c;
+  c.threads = 1;
+  auto exe = get_backend("cpu").compile(g, c);
+  bool large = false;
+  for (const auto& [p, n] : exe->weight_buffers())
+    if (n >= (size_t(2) << 20)) {
+      large = true;
+      CHECK(reinterpret_cast<uintptr_t>(p) % (uintptr_t(2) << 20) == 0);
+    }
+  CHECK(large);
+  Tensor x(DType::float32, {1, 256, 12, 12});
+  CHECK(exe->run({{"x", x}}).count("z") == 1);
+}
+
 TEST_CASE("the CPU executable reports its weight buffers (for evicting them between repetitions)", "[bricks]") {
   ConvSpec s;
   s.cin = 32;
