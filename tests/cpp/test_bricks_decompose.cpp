@@ -8,6 +8,7 @@
 #include <cstring>
 #include <tuple>
 #include <map>
+#include <algorithm>
 #include <set>
 
 #include "bricklab/bricklab.hpp"
@@ -442,7 +443,13 @@ TEST_CASE("fill_skipped_outputs: a brick's context never runs, the brick reads s
 
   // Left out and filled: the brick computes from stand-in values (nonzero, finite), the same in
   // every executable and whatever the graph input is, since the context does not run.
+  const auto all_weights = exe->weight_buffers();
   REQUIRE(exe->skip_steps(context));
+  // Only the weights of steps that run are reported for eviction: c2's, not c1's.
+  const auto kept_weights = exe->weight_buffers();
+  CHECK_FALSE(kept_weights.empty());
+  CHECK(kept_weights.size() < all_weights.size());
+  for (const auto& w : kept_weights) CHECK(std::find(all_weights.begin(), all_weights.end(), w) != all_weights.end());
   REQUIRE(exe->fill_skipped_outputs(0));
   const auto profile = exe->run_profiled({{"x", x}});
   for (const auto& s : profile)

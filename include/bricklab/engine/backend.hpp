@@ -84,9 +84,9 @@ class Executable {
   virtual std::string describe() const = 0;
   // True when some weights were absent (stripped) and random values stand in for them.
   virtual bool uses_random_weights() const = 0;
-  // Host memory holding the plan's weights (prepacked constants) as (address, bytes), so that a
-  // benchmark can evict them from the CPU caches between repetitions. Empty where weights do not
-  // live in host memory (GPU backends).
+  // Host memory holding the weights (prepacked constants) of the steps that run (see
+  // skip_steps) as (address, bytes), so that a benchmark can evict them from the CPU caches
+  // between repetitions. Empty where weights do not live in host memory (GPU backends).
   virtual std::vector<std::pair<const void*, size_t>> weight_buffers() const { return {}; }
   // Later runs leave out the steps made only of `nodes`; their outputs keep the values of the
   // last run that computed them. Done only when that is safe (no remaining step writes memory a

@@ -307,13 +307,20 @@ class CpuExecutable : public Executable {
   }
 
   std::vector<std::pair<const void*, size_t>> weight_buffers() const override {
+    // Only what the steps that run read: a left-out context's weights are never touched.
     std::vector<std::pair<const void*, size_t>> out;
-    for (const auto& s : steps_)
-      if (const auto* p = dynamic_cast<const PrimitiveStep*>(s.get()))
+    std::set<int> constants;
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      if (!skipped_.empty() && skipped_[i]) continue;
+      if (const auto* p = dynamic_cast<const PrimitiveStep*>(steps_[i].get()))
         for (const auto& [arg, mem] : p->own_args)
           if (mem.get_data_handle()) out.emplace_back(mem.get_data_handle(), mem.get_desc().get_size());
-    for (const auto& slot : slots_)
-      if (slot.storage == Slot::Storage::constant && slot.constant) out.emplace_back(slot.constant.get(), slot.md.get_size());
+      for (int r : steps_[i]->reads) {
+        const int c = root(r);
+        if (slots_[size_t(c)].storage == Slot::Storage::constant && slots_[size_t(c)].constant) constants.insert(c);
+      }
+    }
+    for (int c : constants) out.emplace_back(slots_[size_t(c)].constant.get(), slots_[size_t(c)].md.get_size());
     return out;
   }
 
