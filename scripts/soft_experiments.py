@@ -83,7 +83,8 @@ def run(task):
     torch.manual_seed(task["seed"])
     model = MODELS[task["model"]]()
     policy = method if method in SUBMODEL else "rotating"
-    server = Server(model, x_tr[:2], policy=policy, seed=task["seed"], soft_factor=task["soft_factor"], threads=1)
+    server = Server(model, x_tr[:2], policy=policy, seed=task["seed"], soft_factor=task["soft_factor"], threads=1,
+                    scale=task.get("scale", False))
     clients = [Client(f"c{i}", x_tr[p], y_tr[p], steps=task["steps"], batch_size=task["batch"], lr=task["lr"],
                       slowdown=slowdown if i in stragglers else 1.0, seed=task["seed"])
                for i, p in enumerate(task["parts"])]
@@ -228,6 +229,29 @@ def run_all(tasks, workers):
     return out
 
 
+def tune_scale(args, labels, out, t_start):
+    """HeteroFL's scaler on or off for the sub-model methods: rotating, seed 0, every split, final
+    accuracy on the 2,000 validation images, with the committed run's profiles and plans."""
+    res = json.loads((out / "soft_results.json").read_text())
+    args.eval_every = args.rounds
+    tasks = []
+    for scale in (False, True):
+        for t in make_tasks(args, res["profiles"], labels, ["rotating"], SPLITS, [TUNE_SEED], [args.soft_factor]):
+            tasks.append(dict(t, scale=scale, key=t["key"] + f"/scale={int(scale)}"))
+    runs = run_all(tasks, args.workers)
+    final = {k: rows[-1]["accuracy"] for k, rows in sorted(runs.items())}
+    table = {}
+    for split in SPLITS:
+        for scale in (0, 1):
+            table[f"{split}/scale={scale}"] = float(np.mean([a for k, a in final.items()
+                                                             if f"/{split}/" in k and k.endswith(f"scale={scale}")]))
+    print("mean validation accuracy (rotating, seed 0):", json.dumps(table, indent=1))
+    (out / "soft_tuning_scale.json").write_text(json.dumps(
+        {"config": vars(args), "mean_validation_accuracy": table, "runs": final, "seconds": time.time() - t_start},
+        indent=1))
+    return 0
+
+
 def run_budget(out, workers):
     """Rotating and FedAvg-drop for 60% of FedAvg-wait's simulated time (the goal's budget), from the
     main run's profiles, plans and settings; the first ``rounds`` rounds repeat the main run's."""
@@ -283,6 +307,11 @@ def main():
     ap.add_argument("--tune", action="store_true",
                     help=f"rotating only, soft_factor in {TUNE_FACTORS}, seed {TUNE_SEED}, non-IID splits, final "
                          "accuracy on the 2,000 validation images; writes OUT/soft_tuning.json")
+    ap.add_argument("--scale", action="store_true",
+                    help="HeteroFL's scaler in the sub-models of static, random and rotating (extract(scale=True))")
+    ap.add_argument("--tune-scale", action="store_true",
+                    help="rotating with and without the scaler, seed 0, every split, validation data (~5 min); "
+                         "uses OUT/soft_results.json's profiles")
     ap.add_argument("--budget", action="store_true",
                     help="after a main run: continue rotating and FedAvg-drop (same seeds, same start) for as many "
                          "rounds as fit in 60%% of FedAvg-wait's simulated time; adds them to OUT/soft_results.json")
@@ -307,10 +336,12 @@ def main():
     x_all, y_all, x_test, y_test = load_fashion_mnist()
     labels = y_all.numpy()
     _DATA.update(x_train=x_all, y_train=y_all)
-    if args.tune:
+    if args.tune or args.tune_scale:
         _DATA.update(x_eval=x_all[CLIENT_POOL:CLIENT_POOL + 2000], y_eval=y_all[CLIENT_POOL:CLIENT_POOL + 2000])
     else:
         _DATA.update(x_eval=x_test[:args.test], y_eval=y_test[:args.test])
+    if args.tune_scale:
+        return tune_scale(args, labels, out, t_start)
     batch_x, batch_y = x_all[:args.batch], y_all[:args.batch]
     names = ["mlp"] if args.quick else list(MODELS)
     if args.profiler_repeats:
@@ -332,6 +363,8 @@ def main():
         return 0
 
     tasks = make_tasks(args, profiles, labels, METHODS, SPLITS, args.seeds, [args.soft_factor])
+    for t in tasks:
+        t["scale"] = bool(args.scale)
     tasks.sort(key=lambda t: t["model"] != "cnn")  # the slower model first, for a better balance
     runs = run_all(tasks, args.workers)
     for key in list(runs):

@@ -193,3 +193,32 @@ def test_straggler_skew_split_gives_the_stragglers_the_rare_classes():
     # Another seed draws other rare classes or the same ones, but always from the seed alone.
     again, rare2 = split_straggler_skew(labels, 10, 200, stragglers, seed=7)
     assert rare2 == rare and all(np.array_equal(a, b) for a, b in zip(parts, again))
+
+
+def test_scaled_submodel_scales_the_inputs_of_narrowed_layers():
+    """extract(scale=True): a layer that keeps k of its n input features multiplies its input by
+    n / k (HeteroFL's scaler). Reference: the full MLP written out with torch.nn.functional, the
+    dropped units zeroed and the kept ones scaled by hand."""
+    torch.manual_seed(2)
+    model = MLP(hidden=40).eval()
+    g = ChannelGraph(model, X)
+    s1, s2 = space_of(g, "fc1"), space_of(g, "fc2")
+    keep = MaskScheduler(g, "random", seed=5).masks(0, {s1: 0.5, s2: 0.25}, client="a")
+    k1, k2 = keep[s1], keep[s2]
+    assert (len(k1), len(k2)) == (20, 10)
+    m1 = torch.zeros(40)
+    m1[k1] = 1.0
+    m2 = torch.zeros(40)
+    m2[k2] = 1.0
+    x = torch.flatten(X, 1)
+    h1 = torch.relu(nn.functional.linear(x, model.fc1.weight, model.fc1.bias)) * m1 * (40 / 20)
+    h2 = torch.relu(nn.functional.linear(h1, model.fc2.weight, model.fc2.bias)) * m2 * (40 / 10)
+    want = nn.functional.linear(h2, model.fc3.weight, model.fc3.bias)
+    with torch.no_grad():
+        got = extract(g, keep, scale=True).module(X)
+        unscaled = extract(g, keep).module(X)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(unscaled, want, rtol=1e-3, atol=1e-3)
+    # The whole model (nothing narrowed) gets no scaling.
+    with torch.no_grad():
+        torch.testing.assert_close(extract(g, {}, scale=True).module(X), model(X))

@@ -8,6 +8,11 @@ dense ``nn.Module`` of the same class with smaller weights: forward and backward
 ``scatter(global_state, sub)`` writes the trained sub-model back into full-size arrays: kept
 positions take the trained values, every other element is a bitwise copy of the global value.
 It also returns the per-element masks that :func:`bricklab.soft.aggregate` needs.
+
+``extract(..., scale=True)`` adds HeteroFL's *scaler*: a layer that sees only a fraction ``f`` of
+its input channels multiplies its input by ``1 / f`` while the sub-model trains (as inverted
+dropout does), so that its outputs, the batch-norm statistics after it and the weights trained
+for them have the magnitudes of the whole model, into which they are aggregated.
 """
 from __future__ import annotations
 
@@ -50,8 +55,23 @@ def _take(t: torch.Tensor, rows, cols) -> torch.Tensor:
     return t.clone()
 
 
-def extract(graph: ChannelGraph, keep: Mapping[int, torch.Tensor], model: Optional[nn.Module] = None) -> SubModel:
-    """A dense copy of ``model`` (default: the graph's model) with only the kept channels."""
+class _InputScale:
+    """Forward pre-hook: multiplies a layer's input by a constant (picklable, unlike a lambda)."""
+
+    def __init__(self, factor: float):
+        self.factor = float(factor)
+
+    def __call__(self, module: nn.Module, args):
+        return (args[0] * self.factor,) + tuple(args[1:])
+
+
+def extract(graph: ChannelGraph, keep: Mapping[int, torch.Tensor], model: Optional[nn.Module] = None,
+            scale: bool = False) -> SubModel:
+    """A dense copy of ``model`` (default: the graph's model) with only the kept channels.
+
+    ``scale``: a Conv2d / Linear that keeps ``k`` of its ``n`` input channels (or features)
+    multiplies its input by ``n / k`` (HeteroFL's scaler; see the module docstring).
+    """
     model = graph.model if model is None else model
     sub = copy.deepcopy(model)
     full_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -82,6 +102,8 @@ def extract(graph: ChannelGraph, keep: Mapping[int, torch.Tensor], model: Option
             index[prefix + "weight"] = (rows, cols)
             if mod.bias is not None:
                 index[prefix + "bias"] = (rows, None)
+            if scale and cols is not None:
+                mod.register_forward_pre_hook(_InputScale(full_in / cols.numel()))
             if layer.kind == "conv":
                 mod.out_channels, mod.in_channels = mod.weight.shape[0], mod.weight.shape[1]
             else:

@@ -59,14 +59,17 @@ class SoftStrategy(FedAvg):
     ``profile``: a :class:`Profile` of the model measured on the reference machine (None: every
     client trains the whole model unless ``ratios`` fixes them). ``steps``: local steps per round.
     ``deadline_s``: the round deadline in reference seconds (default: the whole model's predicted
-    round time on a 1x client, i.e. the pace of the fast clients). Other keywords go to FedAvg.
+    round time on a 1x client, i.e. the pace of the fast clients). ``scale``: the clients'
+    sub-models scale the inputs of their narrowed layers (HeteroFL's scaler, see ``extract``).
+    Other keywords go to FedAvg.
     """
 
     def __init__(self, model: nn.Module, example_input: torch.Tensor, profile: Optional[Profile] = None,
                  steps: int = 1, deadline_s: Optional[float] = None, policy: str = "rotating", seed: int = 0,
                  soft_factor: float = 1.0, min_ratio: float = 0.1, memory_budget_bytes: Optional[float] = None,
-                 ratios: Optional[Dict[str, float]] = None, **fedavg_kwargs):
+                 ratios: Optional[Dict[str, float]] = None, scale: bool = False, **fedavg_kwargs):
         self.model = model
+        self.scale = scale  # HeteroFL's scaler in the clients' sub-models (extract(scale=True))
         self.graph = profile.graph if profile is not None else ChannelGraph(model, example_input)
         self.names, arrays = _state_arrays(model)
         self.state = dict(zip(self.names, arrays))
@@ -116,6 +119,7 @@ class SoftStrategy(FedAvg):
             config["keep"] = json.dumps({str(s): k.tolist() for s, k in keep.items()})
             config["round"] = server_round
             config["steps"] = self.steps
+            config["scale"] = bool(self.scale)
             out.append((proxy, FitIns(parameters, config)))
         return out
 
@@ -187,7 +191,7 @@ class SoftClient(fl.client.NumPyClient):
     def fit(self, parameters, config):
         self._load(parameters)
         keep = {int(s): torch.tensor(k, dtype=torch.long) for s, k in json.loads(config.get("keep", "{}")).items()}
-        sub = extract(self.graph, keep)
+        sub = extract(self.graph, keep, scale=bool(config.get("scale", False)))
         steps = int(config.get("steps", self.steps))
         t0 = time.perf_counter()
         train_local(sub.module, self.x, self.y, steps, self.batch_size, self.lr, self._gen)

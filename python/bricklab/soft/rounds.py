@@ -93,8 +93,9 @@ class Server:
     """Holds the global model and runs soft-training rounds over :class:`Client` objects."""
 
     def __init__(self, model: nn.Module, example_input: torch.Tensor, policy: str = "rotating", seed: int = 0,
-                 soft_factor: float = 1.0, keep_whole: Sequence[str] = (), threads: int = 0):
+                 soft_factor: float = 1.0, keep_whole: Sequence[str] = (), threads: int = 0, scale: bool = False):
         self.model = model
+        self.scale = scale  # HeteroFL's scaler in the sub-models (see extract)
         self.graph = ChannelGraph(model, example_input, keep_whole)
         self.scheduler = MaskScheduler(self.graph, policy, seed)
         self.soft_factor, self.threads = soft_factor, threads
@@ -105,7 +106,7 @@ class Server:
         """The sub-model client ``client_id`` trains this round (whole model when ``ratios`` is None)."""
         self.load_into(self.model)
         keep = self.scheduler.masks(self.round, ratios, client_id) if ratios else {}
-        return extract(self.graph, keep)
+        return extract(self.graph, keep, scale=self.scale)
 
     def load_into(self, module: nn.Module) -> nn.Module:
         module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.state.items()})
