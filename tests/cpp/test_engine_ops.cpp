@@ -711,16 +711,22 @@ TEST_CASE("Einsum: batched products (transposed operands) and a general contract
   check_close(run_model(g, a, as, true), want2, {2, 3});
 }
 
-TEST_CASE("random stand-in weights: deterministic, thread-independent, normal(0, 1/sqrt(fan_in)) moments", "[engine][weights]") {
+// A graph holding stripped float32 weights of one shape, one value per name.
+static Graph weights_graph(const std::vector<std::string>& names, const Shape& shape) {
   Graph g;
-  Value w;
-  w.name = "conv.weight";
-  w.dtype = DType::float32;
-  w.kind = ValueKind::weight;
-  w.shape = {256, 64, 3, 3};  // fan_in 576
-  g.values.push_back(w);
-  w.name = "other.weight";
-  g.values.push_back(w);
+  for (const auto& name : names) {
+    Value w;
+    w.name = name;
+    w.dtype = DType::float32;
+    w.kind = ValueKind::weight;
+    w.shape = shape;
+    g.values.push_back(w);
+  }
+  return g;
+}
+
+TEST_CASE("random stand-in weights: deterministic, thread-independent, normal(0, 1/sqrt(fan_in)) moments", "[engine][weights]") {
+  const Graph g = weights_graph({"conv.weight", "other.weight"}, {256, 64, 3, 3});  // fan_in 576
   const auto a = random_weight_values(g, 0, 7);
   REQUIRE(a.size() == size_t(256 * 64 * 9));
   CHECK(a == random_weight_values(g, 0, 7));   // deterministic
@@ -751,13 +757,7 @@ TEST_CASE("random stand-in weights: deterministic, thread-independent, normal(0,
 TEST_CASE("random stand-in weights: rows of a large matrix all differ; leave_zero inputs are zero", "[engine][weights]") {
   // Stand-ins are windows of one sequence of period 1048573 (prime): a matrix larger than the
   // period repeats values at that distance, but no two of its rows are equal.
-  Graph g;
-  Value w;
-  w.name = "fc.weight";
-  w.dtype = DType::float32;
-  w.kind = ValueKind::weight;
-  w.shape = {1024, 2048};
-  g.values.push_back(w);
+  const Graph g = weights_graph({"fc.weight"}, {1024, 2048});
   const auto a = random_weight_values(g, 0, 0);
   const size_t period = 1048573, cols = 2048;
   REQUIRE(a.size() > period);
