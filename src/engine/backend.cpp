@@ -119,23 +119,20 @@ inline double unit_normal(uint64_t r) {
 namespace {
 // Stand-in weights are windows of one fixed sequence of kPeriod values (a prime, so that the
 // rows of a weight matrix, consecutive windows of the sequence, are never equal), generated once
-// per process: filling a weight is then a scaled copy, ~20x faster than generating every value
-// (the generator itself dominated benchmarking a suite's bricks: 15% of it at batch 1).
+// per process: filling a weight is then a scaled copy instead of a generator call per element
+// (which had been 10% of benchmarking the batch-1 suite's bricks, under perf).
 constexpr int64_t kPeriod = 1048573;
 const std::vector<float>& stand_in_sequence(bool positive) {
-  static const std::vector<float> normal = [] {
+  auto generate = [](uint64_t salt, float (*from_bits)(uint64_t)) {
     std::vector<float> v(size_t(kPeriod), 0.f);
-    const uint64_t base = mix64(0x5eed);
+    const uint64_t base = mix64(salt);
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < kPeriod; ++i) v[size_t(i)] = float(unit_normal(mix64(base + uint64_t(i))));
+    for (int64_t i = 0; i < kPeriod; ++i) v[size_t(i)] = from_bits(mix64(base + uint64_t(i)));
     return v;
-  }();
-  static const std::vector<float> uniform = [] {  // uniform(0, 1)
-    std::vector<float> v(size_t(kPeriod), 0.f);
-    const uint64_t base = mix64(0x0dd5);
-    for (int64_t i = 0; i < kPeriod; ++i) v[size_t(i)] = float(mix64(base + uint64_t(i)) >> 40) * (1.0f / 16777216.0f);
-    return v;
-  }();
+  };
+  static const std::vector<float> normal = generate(0x5eed, [](uint64_t r) { return float(unit_normal(r)); });
+  static const std::vector<float> uniform =  // uniform(0, 1)
+      generate(0x0dd5, [](uint64_t r) { return float(r >> 40) * (1.0f / 16777216.0f); });
   return positive ? uniform : normal;
 }
 }  // namespace
@@ -193,6 +190,7 @@ std::map<std::string, Tensor> random_inputs(const Graph& graph, uint64_t seed, c
     Tensor t(value.dtype, value.shape);  // zero: valid indices for Gather and friends, false for bool
     const int64_t count = t.numel();
     if (leave_zero.count(value.name)) {
+      // stays zero
     } else if (value.dtype == DType::float32) {
       fill_random_normal(t.data_as<float>(), count, seed, value.name);
     } else if (value.dtype == DType::float64) {
