@@ -274,7 +274,7 @@ def test_evaluation_script_end_to_end(tmp_path):
     out, report, plot = tmp_path / "e.json", tmp_path / "e.md", tmp_path / "e.png"
     r = subprocess.run([sys.executable, str(REPO / "scripts" / "bricks_evaluation.py"), "--models",
                         "mobilenet_v3_small,squeezenet1_1", "--batches", "1", "--tolerance", "0.1", "--budget", "0.3",
-                        "--e2e-budget", "1", "--burn-in", "0", "--reference-passes", "2", "--out", str(out),
+                        "--e2e-budget", "1", "--burn-in", "0", "--reference-passes", "2", "--ort", "1", "--out", str(out),
                         "--report", str(report), "--plot", str(plot)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(out.read_text())
@@ -286,6 +286,14 @@ def test_evaluation_script_end_to_end(tmp_path):
     for row in b["rows"]:
         assert row["pred_ms"] > 0 and row["meas_ms"] > 0 and len(row["meas_passes_ms"]) == 2
         assert row["accuracy"] == pytest.approx(1 - abs(row["pred_ms"] - row["meas_ms"]) / row["meas_ms"])
+    # ONNX Runtime from the emitted bricks: mobilenet_v3_small's SE blocks leave ORT's blocked
+    # (NCHWc) layout, so both the standalone bricks and the whole model convert layouts, and the
+    # model's conversions have the shapes of conversions measured in the bricks.
+    (o,) = res["ort"]["rows"]
+    assert o["model"] == "mobilenet_v3_small" and o["meas_ms"] > 0
+    assert o["brick_conversions_ms"] > 0 and o["model_conversions"] > 10
+    assert o["model_conversions_matched"] == o["model_conversions"] and o["model_conversions_ms"] > 0
+    assert o["pred_ms"] == pytest.approx(o["pred_with_conversions_ms"] - o["brick_conversions_ms"] + o["model_conversions_ms"])
     text = report.read_text()
-    assert "| mobilenet_v3_small |" in text and "speedup" in text
+    assert "| mobilenet_v3_small |" in text and "speedup" in text and "ReorderInput" in text
     assert plot.stat().st_size > 1000
