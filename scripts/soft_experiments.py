@@ -4,12 +4,14 @@
     .venv/bin/python scripts/soft_experiments.py [--seeds 1 2 3] [--rounds 30] [--quick]
     .venv/bin/python scripts/soft_experiments.py --tune      # choose soft_factor on validation data
     .venv/bin/python scripts/soft_experiments.py --profiler-repeats 5   # profiler error, N independent runs
+    .venv/bin/python scripts/soft_experiments.py --add-missing   # runs a split added since the last main run
 
 Writes docs/soft-training-results.md, docs/img/soft_*.png and docs/soft_results.json (``--tune``:
 docs/soft_tuning.json).
 
 Set-up: 10 clients with 300 training images each; 30% of the clients (chosen at random per seed)
-are stragglers slowed 2x or 4x. Three splits: IID; Dirichlet(0.5) label skew; and "skew", where
+are stragglers slowed 2x or 4x. Four splits: IID; Dirichlet(0.5) and Dirichlet(0.1) label skew
+("dirichlet", "dirichlet0.1": each client's class mix drawn from the distribution); and "skew", where
 the stragglers hold the data the others lack (3 classes, drawn per seed, make up 80% of every
 straggler's data and 5% of every fast client's). LeNet-like CNN and MLP; 5 local SGD steps of
 batch 32 per round; 30 rounds; test accuracy on 1000 test images every ``--eval-every`` rounds.
@@ -47,7 +49,7 @@ from bricklab.soft.models import MLP, LeNet  # noqa: E402
 
 MODELS = {"cnn": lambda: LeNet(width=16, hidden=128), "mlp": lambda: MLP(hidden=256)}
 METHODS = ["fedavg_wait", "fedavg_drop", "static", "random", "rotating"]
-SPLITS = ["iid", "dirichlet", "skew"]
+SPLITS = ["iid", "dirichlet", "dirichlet0.1", "skew"]
 SUBMODEL = ("static", "random", "rotating")
 CLIENT_POOL = 58000   # clients draw from the first 58,000 training images; the rest is validation
 SOFT_FACTOR = 1.0     # chosen once by --tune on seed 0 and validation data (docs/soft_tuning.json)
@@ -69,6 +71,8 @@ def split_of(name, labels, args, seed, stragglers):
         return split_iid(len(labels), args.clients, args.per_client, seed=seed)
     if name == "dirichlet":
         return split_dirichlet(labels, args.clients, args.per_client, alpha=0.5, seed=seed)
+    if name == "dirichlet0.1":
+        return split_dirichlet(labels, args.clients, args.per_client, alpha=0.1, seed=seed)
     parts, _ = split_straggler_skew(labels, args.clients, args.per_client, stragglers, rare_classes=3,
                                     straggler_rare_share=0.8, fast_rare_share=0.05, seed=seed)
     return parts
@@ -252,17 +256,65 @@ def tune_scale(args, labels, out, t_start):
     return 0
 
 
-def run_budget(out, workers):
-    """Rotating and FedAvg-drop for 60% of FedAvg-wait's simulated time (the goal's budget), from the
-    main run's profiles, plans and settings; the first ``rounds`` rounds repeat the main run's."""
-    res = json.loads((out / "soft_results.json").read_text())
-    cfg = argparse.Namespace(**res["config"])
-    t_start = time.time()
+def with_4x_baselines(runs):
+    """FedAvg-wait and FedAvg-drop train the same at 2x and 4x; only the clock differs: the 4x runs
+    are the 2x runs with wait's round times doubled."""
+    for key in list(runs):
+        name, split, sd, method, seed = key.split("/")
+        if sd == "2x" and method in ("fedavg_wait", "fedavg_drop"):
+            scale = 2.0 if method == "fedavg_wait" else 1.0
+            runs[f"{name}/{split}/4x/{method}/{seed}"] = [dict(r, time_s=r["time_s"] * scale, round_s=r["round_s"] * scale)
+                                                         for r in runs[key]]
+    return runs
+
+
+def load_eval_data(cfg):
     torch.set_num_threads(1)
     x_all, y_all, x_test, y_test = load_fashion_mnist()
     _DATA.update(x_train=x_all, y_train=y_all, x_eval=x_test[:cfg.test], y_eval=y_test[:cfg.test])
-    tasks = make_tasks(cfg, res["profiles"], y_all.numpy(), ["fedavg_drop", "rotating"], SPLITS, cfg.seeds,
+    return y_all.numpy()
+
+
+def run_missing(out, workers):
+    """The runs OUT/soft_results.json lacks for the script's current splits (a split added after the
+    main run), with the main run's profiles, plans, seeds and settings, so that every split shares
+    one profile; then their --budget runs when the main run has them."""
+    res = json.loads((out / "soft_results.json").read_text())
+    cfg = argparse.Namespace(**res["config"])
+    t_start = time.time()
+    labels = load_eval_data(cfg)
+    tasks = [t for t in make_tasks(cfg, res["profiles"], labels, METHODS, SPLITS, cfg.seeds, [cfg.soft_factor])
+             if t["key"] not in res["runs"]]
+    if not tasks:
+        print("no main runs missing")
+        return run_budget(out, workers, only_missing=True) if "budget_runs" in res else 0
+    for t in tasks:
+        t["scale"] = bool(getattr(cfg, "scale", False))
+    tasks.sort(key=lambda t: t["model"] != "cnn")
+    res["runs"] = dict(sorted({**res["runs"], **with_4x_baselines(run_all(tasks, workers))}.items()))
+    res["added_seconds"] = res.get("added_seconds", 0.0) + time.time() - t_start
+    res.setdefault("added_splits", [])
+    res["added_splits"] = sorted(set(res["added_splits"]) | {t["key"].split("/")[1] for t in tasks})
+    (out / "soft_results.json").write_text(json.dumps(res, indent=1))
+    write_page(res, out)
+    print(f"added {len(tasks)} runs in {time.time() - t_start:.0f}s")
+    if "budget_runs" in res:
+        return run_budget(out, workers, only_missing=True)
+    return 0
+
+
+def run_budget(out, workers, only_missing=False):
+    """Rotating and FedAvg-drop for 60% of FedAvg-wait's simulated time (the goal's budget), from the
+    main run's profiles, plans and settings; the first ``rounds`` rounds repeat the main run's.
+    ``only_missing``: only the groups OUT/soft_results.json has no budget runs for yet."""
+    res = json.loads((out / "soft_results.json").read_text())
+    cfg = argparse.Namespace(**res["config"])
+    t_start = time.time()
+    labels = load_eval_data(cfg)
+    tasks = make_tasks(cfg, res["profiles"], labels, ["fedavg_drop", "rotating"], SPLITS, cfg.seeds,
                        [cfg.soft_factor])
+    if only_missing:
+        tasks = [t for t in tasks if t["key"] not in res.get("budget_runs", {})]
     keep = []
     for t in tasks:
         name, split, _, method, seed = t["key"].split("/")
@@ -282,8 +334,12 @@ def run_budget(out, workers):
             wait = res["runs"][f"{name}/{split}/2x/fedavg_wait/{seed}"][-1]["time_s"]
             budget[f"{name}/{split}/4x/{method}/{seed}"] = rows
             budget[key] = [r for r in rows if r["time_s"] <= 0.6 * wait + 1e-9]
-    res["budget_runs"] = dict(sorted(budget.items()))
-    res["budget_seconds"] = time.time() - t_start
+    if only_missing:
+        res["budget_runs"] = dict(sorted({**res.get("budget_runs", {}), **budget}.items()))
+        res["budget_seconds"] = res.get("budget_seconds", 0.0) + time.time() - t_start
+    else:
+        res["budget_runs"] = dict(sorted(budget.items()))
+        res["budget_seconds"] = time.time() - t_start
     (out / "soft_results.json").write_text(json.dumps(res, indent=1))
     write_page(res, out)
     print(f"budget runs done in {res['budget_seconds']:.0f}s")
@@ -315,6 +371,9 @@ def main():
     ap.add_argument("--budget", action="store_true",
                     help="after a main run: continue rotating and FedAvg-drop (same seeds, same start) for as many "
                          "rounds as fit in 60%% of FedAvg-wait's simulated time; adds them to OUT/soft_results.json")
+    ap.add_argument("--add-missing", action="store_true",
+                    help="run what OUT/soft_results.json lacks for the current splits (e.g. a split added to the "
+                         "script), with its profiles, plans and settings, then the --budget runs of those")
     ap.add_argument("--profiler-repeats", type=int, default=0,
                     help="only profile + validate both models this many times, independently (writes "
                          "OUT/soft_profiler_repeats.json and OUT/soft-profiler-repeats.md)")
@@ -327,6 +386,8 @@ def main():
         return 0
     if args.budget:
         return run_budget(out, args.workers)
+    if args.add_missing:
+        return run_missing(out, args.workers)
     if args.quick:
         args.rounds, args.seeds = 3, args.seeds[:1]
     torch.set_num_threads(1)
@@ -366,13 +427,7 @@ def main():
     for t in tasks:
         t["scale"] = bool(args.scale)
     tasks.sort(key=lambda t: t["model"] != "cnn")  # the slower model first, for a better balance
-    runs = run_all(tasks, args.workers)
-    for key in list(runs):
-        name, split, sd, method, seed = key.split("/")
-        if sd == "2x" and method in ("fedavg_wait", "fedavg_drop"):
-            scale = 2.0 if method == "fedavg_wait" else 1.0
-            runs[f"{name}/{split}/4x/{method}/{seed}"] = [dict(r, time_s=r["time_s"] * scale, round_s=r["round_s"] * scale)
-                                                         for r in runs[key]]
+    runs = with_4x_baselines(run_all(tasks, args.workers))
     results = {"config": vars(args), "stragglers": {str(s): stragglers_of(s, args.clients) for s in args.seeds},
                "profiles": profiles, "runs": dict(sorted(runs.items())), "seconds": time.time() - t_start}
     (out / "soft_results.json").write_text(json.dumps(results, indent=1))
@@ -404,6 +459,8 @@ def summarise_budget(res):
     seeds = res["config"]["seeds"]
     out = {}
     for grp in sorted({k.rsplit("/", 2)[0] for k in res["runs"]}):
+        if any(f"{grp}/rotating/seed{s}" not in res["budget_runs"] for s in seeds):
+            continue  # a split added since the budget runs (--add-missing runs them next)
         b = {"rot": [], "drop": [], "rot_fracs": []}
         for s in seeds:
             wait = res["runs"][f"{grp}/fedavg_wait/seed{s}"]
@@ -433,6 +490,9 @@ def write_page(res, out):
              "Produced by `.venv/bin/python scripts/soft_experiments.py` "
              f"({res['seconds'] / 60:.1f} min on this machine"
              + (f", then `--budget` {res['budget_seconds'] / 60:.1f} min" if "budget_seconds" in res else "")
+             + (f"; the {', '.join(res['added_splits'])} split(s) added afterwards with `--add-missing` "
+                f"({res['added_seconds'] / 60:.1f} min, the same profiles, plans, seeds and settings; their budget "
+                "runs are included in the `--budget` time)" if res.get("added_splits") else "")
              + f"; settings: {json.dumps(cfg)}). "
              f"Stragglers per seed: {res['stragglers']}. See [soft-training.md](soft-training.md) for the set-up "
              "and the discussion.", ""]
@@ -502,15 +562,15 @@ def write_page(res, out):
     budget = summarise_budget(res) if "budget_runs" in res else {}
     for grp in groups:
         rot, drop = summ[(grp, "rotating")], summ[(grp, "fedavg_drop")]
-        fracs = budget[grp]["rot_fracs"] if budget else rot["fracs"]
+        fracs = budget[grp]["rot_fracs"] if grp in budget else rot["fracs"]
         ok = [f is not None and f <= 0.6 for f in fracs]
         fr = ", ".join("never" if f is None else f"{100 * f:.0f}%" for f in fracs)
-        how = " (within the 60% budget)" if budget else f" (in {cfg['rounds']} rounds)"
+        how = " (within the 60% budget)" if grp in budget else f" (in {cfg['rounds']} rounds)"
         lines.append(f"| rotating within 1 point of FedAvg-wait's final accuracy in <= 60% of its time{how} | {grp} | "
                      f"{fr} | {'yes' if all(ok) else ('no' if not any(ok) else f'{sum(ok)}/{len(ok)} seeds')} |")
         if "/iid/" not in grp:
             diffs = [("after %d rounds" % cfg["rounds"], np.array(rot["finals"]) - np.array(drop["finals"]))]
-            if budget:
+            if grp in budget:
                 diffs.append(("at 60% of FedAvg-wait's time", np.array(budget[grp]["rot"]) - np.array(budget[grp]["drop"])))
             for when, d in diffs:
                 wins = int((d > 0).sum())
@@ -525,7 +585,7 @@ def write_page(res, out):
                   "in 60% of FedAvg-wait's time. Accuracy in %, mean ± standard deviation, then per seed.", "",
                   "| group | rounds (rotating / drop) | FedAvg-wait final | rotating at budget | FedAvg-drop at budget | "
                   "rotating - drop | rotating time to target |", "|---|---|---|---|---|---|---|"]
-        for grp in groups:
+        for grp in (g for g in groups if g in budget):
             b = budget[grp]
             fr = ", ".join("never" if f is None else f"{100 * f:.0f}%" for f in b["rot_fracs"])
             lines.append(f"| {grp} | {b['rounds_rot']} / {b['rounds_drop']} | {_pm(summ[(grp, 'fedavg_wait')]['finals'])} | "

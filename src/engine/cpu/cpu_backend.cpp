@@ -108,11 +108,15 @@ std::vector<float> PlanBuilder::constant_floats(int value) {
     std::vector<double> d = v.data->as_double();
     return std::vector<float>(d.begin(), d.end());
   }
-  // Stripped weights: deterministic random values shaped like a trained network's.
+  std::vector<float> out(size_t(std::max<int64_t>(v.numel(), 0)), 0.0f);
+  fill_stripped(value, out.data());
+  return out;
+}
+
+void PlanBuilder::fill_stripped(int value, float* dst) {
   random_weights = true;
-  // Read only by steps that will never run: zeros do.
-  if (placeholder(value)) return std::vector<float>(size_t(std::max<int64_t>(v.numel(), 0)), 0.0f);
-  return random_weight_values(graph, value, options.weight_seed);
+  // Read only by steps that will never run: the zeros already there do.
+  if (!placeholder(value)) fill_weight_values(graph, value, options.weight_seed, dst);
 }
 
 memory PlanBuilder::prepack(PrimitiveStep& step, int value, const memory::desc& from_md, const std::vector<float>& data,
@@ -144,9 +148,8 @@ int PlanBuilder::slot_of(int value) {
   const size_t nbytes = size_t(v.numel()) * size_t(dtype_size(v.dtype));
   if (v.data->kind() == TensorData::Kind::bytes) {
     std::memcpy(p, v.data->buffer()->data(), std::min(nbytes, v.data->buffer()->size()));
-  } else if (v.dtype == DType::float32 && !v.data->has_values()) {  // stripped: stand-ins, or zeros
-    random_weights = true;
-    if (!placeholder(value)) fill_weight_values(graph, value, options.weight_seed, static_cast<float*>(p));
+  } else if (v.dtype == DType::float32 && !v.data->has_values()) {
+    fill_stripped(value, static_cast<float*>(p));  // the buffer is zeroed
   } else if (v.dtype == DType::float32) {
     auto f = constant_floats(value);
     std::memcpy(p, f.data(), f.size() * sizeof(float));

@@ -102,6 +102,9 @@ class PlanBuilder {
   // Float values of a constant graph value (weights); random when stripped, zeros when a
   // placeholder.
   std::vector<float> constant_floats(int value);
+  // A stripped float32 weight into `dst` (numel floats, zeroed by the caller): deterministic
+  // stand-in values shaped like a trained network's, or nothing (zeros) for a placeholder.
+  void fill_stripped(int value, float* dst);
   // True for a stripped weight read only by CompileOptions::placeholder_nodes (steps that never
   // run): it needs no values, and no prepacking.
   bool placeholder(int value) const;
