@@ -25,6 +25,16 @@ bb::RunnerOptions runner_options(const py::dict& o) {
     else if (k == "pin") r.pin = v.cast<bool>();
     else if (k == "cold_weights") r.cold_weights = v.cast<bool>();
     else if (k == "evict_weights") r.evict_weights = v.cast<bool>();
+    else if (k == "evict_outputs") {
+      // True: outputs of at least the private cache's size (the default); False: none; an int:
+      // outputs of at least that many bytes.
+      if (py::isinstance<py::bool_>(v)) r.evict_outputs_bytes = v.cast<bool>() ? -1 : 0;
+      else {
+        const int64_t b = v.cast<int64_t>();
+        if (b < 0) throw InvalidArgument("evict_outputs must be a bool or a byte count >= 0, got " + std::to_string(b));
+        r.evict_outputs_bytes = b;
+      }
+    }
     else if (k == "per_model_tolerance") r.per_model_tolerance = v.cast<bool>();
     else if (k == "warmup") r.warmup = v.cast<int>();
     else if (k == "min_reps") r.min_reps = v.cast<int>();
@@ -40,7 +50,7 @@ bb::RunnerOptions runner_options(const py::dict& o) {
       r.cpu_clock = c == "cpu";
     }
     else throw InvalidArgument("unknown runner option '" + k +
-                               "' (known: threads, pin, cold_weights, evict_weights, per_model_tolerance, warmup, min_reps, max_reps, tolerance, budget_s, fusion, clock, backend, branch_workers)");
+                               "' (known: threads, pin, cold_weights, evict_weights, evict_outputs, per_model_tolerance, warmup, min_reps, max_reps, tolerance, budget_s, fusion, clock, backend, branch_workers)");
   }
   if (r.threads < 0) throw InvalidArgument("threads must be >= 0");
   if (r.warmup < 0 || r.min_reps < 1 || r.max_reps < r.min_reps) throw InvalidArgument("need warmup >= 0 and 1 <= min_reps <= max_reps");

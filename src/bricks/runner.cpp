@@ -139,6 +139,39 @@ void evict_lines(const std::vector<std::pair<const void*, size_t>>& ranges) {
 #endif
 }
 
+size_t private_cache_bytes() {
+  long bytes = -1;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+  bytes = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+  if (bytes <= 0) {
+    std::ifstream f("/sys/devices/system/cpu/cpu0/cache/index2/size");
+    std::string text;
+    if (f >> text && !text.empty()) {
+      char* end = nullptr;
+      const long v = std::strtol(text.c_str(), &end, 10);
+      const char unit = end ? *end : '\0';
+      bytes = unit == 'K' ? v << 10 : unit == 'M' ? v << 20 : v;
+    }
+  }
+  return bytes > 0 ? size_t(bytes) : size_t(1) << 20;
+}
+
+int64_t output_eviction_threshold(const RunnerOptions& o) {
+  if (o.cold_weights || o.evict_outputs_bytes == 0) return 0;
+  return o.evict_outputs_bytes < 0 ? int64_t(private_cache_bytes()) : o.evict_outputs_bytes;
+}
+
+std::vector<std::pair<const void*, size_t>> eviction_ranges(const Executable& exe, const RunnerOptions& o) {
+  std::vector<std::pair<const void*, size_t>> out;
+  if (o.cold_weights) return out;
+  if (o.evict_weights) out = exe.weight_buffers();
+  if (const int64_t min_bytes = output_eviction_threshold(o))
+    for (const auto& range : exe.output_buffers())
+      if (int64_t(range.second) >= min_bytes) out.push_back(range);
+  return out;
+}
+
 void pin_threads(int threads) {
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
   if (threads <= 0) threads = cores;
@@ -286,10 +319,9 @@ BrickTiming time_brick(const Graph& g, const RunnerOptions& o, const std::set<st
     return mine;
   };
   std::function<void()> before;
-  std::vector<std::pair<const void*, size_t>> weights;
-  if (o.evict_weights && !o.cold_weights) weights = p.exe->weight_buffers();
+  const auto evict = eviction_ranges(*p.exe, o);
   if (o.cold_weights) before = flush_caches;
-  else if (!weights.empty()) before = [&weights] { evict_lines(weights); };
+  else if (!evict.empty()) before = [&evict] { evict_lines(evict); };
   result.steps = measure(sample, timed, before);
   result.steps.wall_s += p.compile_s;
   for (auto& [k, samples] : reorder_samples) {
@@ -338,7 +370,8 @@ std::string json_escape(const std::string& s) {
 std::string Fingerprint::json() const {
   return "{\"backend\":\"" + json_escape(backend) + "\",\"bricklab\":\"" + json_escape(bricklab_version) +
          "\",\"cold_weights\":" + (cold_weights ? "true" : "false") + ",\"cores\":" + std::to_string(cores) +
-         ",\"cpu\":\"" + json_escape(cpu_model) + "\"" + (evict_weights && !cold_weights ? ",\"evict_weights\":true" : "") + ",\"fusion\":" + (fusion ? "true" : "false") + (cpu_clock ? ",\"clock\":\"thread_cpu\"" : "") + ",\"isa\":\"" +
+         ",\"cpu\":\"" + json_escape(cpu_model) + "\"" + (evict_weights && !cold_weights ? ",\"evict_weights\":true" : "") +
+         (evict_outputs_bytes > 0 ? ",\"evict_outputs\":" + std::to_string(evict_outputs_bytes) : "") + ",\"fusion\":" + (fusion ? "true" : "false") + (cpu_clock ? ",\"clock\":\"thread_cpu\"" : "") + ",\"isa\":\"" +
          json_escape(isa) + "\",\"onednn\":\"" + json_escape(onednn) + "\",\"pinned\":" + (pinned ? "true" : "false") +
          ",\"threads\":" + std::to_string(threads) + (label.empty() ? "" : ",\"label\":\"" + json_escape(label) + "\"") + "}";
 }
@@ -352,6 +385,7 @@ Fingerprint system_fingerprint(const RunnerOptions& o) {
   f.pinned = o.pin;
   f.cold_weights = o.cold_weights;
   f.evict_weights = o.evict_weights;
+  f.evict_outputs_bytes = output_eviction_threshold(o);
   f.fusion = o.fusion;
   f.cpu_clock = o.cpu_clock;
   f.backend = o.backend;

@@ -444,12 +444,39 @@ TEST_CASE("fill_skipped_outputs: a brick's context never runs, the brick reads s
   // Left out and filled: the brick computes from stand-in values (nonzero, finite), the same in
   // every executable and whatever the graph input is, since the context does not run.
   const auto all_weights = exe->weight_buffers();
+  const auto all_outputs = exe->output_buffers();
   REQUIRE(exe->skip_steps(context));
   // Only the weights of steps that run are reported for eviction: c2's, not c1's.
   const auto kept_weights = exe->weight_buffers();
   CHECK_FALSE(kept_weights.empty());
   CHECK(kept_weights.size() < all_weights.size());
   for (const auto& w : kept_weights) CHECK(std::find(all_weights.begin(), all_weights.end(), w) != all_weights.end());
+  // Likewise the memory written: c2's output, not c1's (which the brick reads), no weights.
+  const auto kept_outputs = exe->output_buffers();
+  CHECK_FALSE(kept_outputs.empty());
+  CHECK(kept_outputs.size() < all_outputs.size());
+  for (const auto& o : kept_outputs) {
+    CHECK(std::find(all_outputs.begin(), all_outputs.end(), o) != all_outputs.end());
+    CHECK(std::find(all_weights.begin(), all_weights.end(), o) == all_weights.end());
+  }
+  // What the runner evicts: the weights, plus the written buffers of at least the threshold.
+  size_t largest = 0;
+  for (const auto& o : kept_outputs) largest = std::max(largest, o.second);
+  bb::RunnerOptions ro;
+  ro.evict_outputs_bytes = 1;
+  CHECK(bb::eviction_ranges(*exe, ro).size() == kept_weights.size() + kept_outputs.size());
+  ro.evict_outputs_bytes = int64_t(largest) + 1;
+  CHECK(bb::eviction_ranges(*exe, ro) == kept_weights);
+  ro.evict_outputs_bytes = int64_t(largest);
+  CHECK(bb::eviction_ranges(*exe, ro).size() > kept_weights.size());
+  ro.evict_outputs_bytes = 0;
+  CHECK(bb::eviction_ranges(*exe, ro) == kept_weights);
+  ro.evict_weights = false;
+  CHECK(bb::eviction_ranges(*exe, ro).empty());
+  ro.evict_outputs_bytes = 1;
+  CHECK(bb::eviction_ranges(*exe, ro) == kept_outputs);
+  ro.cold_weights = true;  // everything is flushed anyway
+  CHECK(bb::eviction_ranges(*exe, ro).empty());
   REQUIRE(exe->fill_skipped_outputs(0));
   const auto profile = exe->run_profiled({{"x", x}});
   for (const auto& s : profile)

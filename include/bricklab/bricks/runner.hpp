@@ -22,6 +22,13 @@ struct RunnerOptions {
   // every repetition. In a model run a layer's weights were last touched a whole pass earlier;
   // timed alone in a loop they would stay in cache. Inputs stay hot, as in the model.
   bool evict_weights = true;
+  // Bricks only: also evict the memory the brick writes (its outputs), buffer by buffer, when a
+  // buffer holds at least this many bytes; -1: the size of a core's private (L2) cache, 0: never.
+  // In a model run a layer writes its output into arena memory that the rest of the pass (other
+  // layers' weights and activations) has pushed out of the shared cache; timed alone in a loop,
+  // a brick would write into lines still holding its previous repetition's output. An output
+  // that fits the private cache stays: the arena hands a layer memory its neighbours just used.
+  int64_t evict_outputs_bytes = -1;
   int warmup = 3;              // untimed runs first (where a backend must compute a brick's
                                // context, that run counts as one)
   int min_reps = 7;            // the order-statistic CI needs a few samples
@@ -66,6 +73,15 @@ Measurement measure(const std::function<double()>& sample, const RunnerOptions& 
 
 // Evicts the CPU caches (writes and reads a buffer of a few times the last-level cache).
 void flush_caches();
+// The size of one core's private data cache below the shared one (L2 on current x86), from the
+// C library or sysfs; 1 MiB when neither knows.
+size_t private_cache_bytes();
+// RunnerOptions::evict_outputs_bytes resolved: -1 gives private_cache_bytes(); 0 when outputs
+// are not evicted (or cold_weights flushes everything anyway).
+int64_t output_eviction_threshold(const RunnerOptions& options);
+// What the brick runner evicts before each repetition: the weights of the steps that run (with
+// evict_weights) and the buffers they write of at least output_eviction_threshold() bytes.
+std::vector<std::pair<const void*, size_t>> eviction_ranges(const Executable& exe, const RunnerOptions& options);
 // Evicts the cache lines of the given memory ranges (clflush; no-op on non-x86 hosts).
 void evict_lines(const std::vector<std::pair<const void*, size_t>>& ranges);
 // Pins the OpenMP threads of the engine to cores 0..threads-1.
@@ -98,6 +114,7 @@ struct Fingerprint {
   std::string cpu_model, isa, onednn, backend = "cpu", bricklab_version;
   int cores = 0, threads = 1;
   bool pinned = false, cold_weights = false, evict_weights = true, fusion = true, cpu_clock = false;
+  int64_t evict_outputs_bytes = 0;  // resolved threshold; 0: outputs not evicted
   std::string label;  // $BRICKLAB_FINGERPRINT_LABEL: keeps experiments apart on one machine
   std::string json() const;
   std::string id() const;  // short hash of json()

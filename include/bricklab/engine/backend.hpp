@@ -88,6 +88,10 @@ class Executable {
   // skip_steps) as (address, bytes), so that a benchmark can evict them from the CPU caches
   // between repetitions. Empty where weights do not live in host memory (GPU backends).
   virtual std::vector<std::pair<const void*, size_t>> weight_buffers() const { return {}; }
+  // Host memory the steps that run (see skip_steps) write: their outputs and the intermediate
+  // values between them, as (address, bytes), so that a benchmark can evict them from the CPU
+  // caches between repetitions. Empty where they do not live in host memory (GPU backends).
+  virtual std::vector<std::pair<const void*, size_t>> output_buffers() const { return {}; }
   // Later runs leave out the steps made only of `nodes`; their outputs keep the values of the
   // last run that computed them. Done only when that is safe (no remaining step writes memory a
   // left-out step's output is read from); returns whether the steps are left out. An empty set

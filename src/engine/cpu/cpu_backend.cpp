@@ -324,6 +324,18 @@ class CpuExecutable : public Executable {
     return out;
   }
 
+  std::vector<std::pair<const void*, size_t>> output_buffers() const override {
+    std::set<int> written;
+    for (size_t i = 0; i < steps_.size(); ++i)
+      if (skipped_.empty() || !skipped_[i])
+        for (int w : steps_[i]->writes) written.insert(root(w));
+    std::vector<std::pair<const void*, size_t>> out;
+    for (int c : written)
+      if (slots_[size_t(c)].storage != Slot::Storage::constant && rt_.mems[size_t(c)].get_data_handle())
+        out.emplace_back(rt_.mems[size_t(c)].get_data_handle(), rt_.mems[size_t(c)].get_desc().get_size());
+    return out;
+  }
+
   std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& inputs) override {
     bind_inputs(inputs);
     if (workers() > 1) {
