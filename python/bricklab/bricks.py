@@ -10,8 +10,8 @@ predict each model's latency from them.
 Runner options (the same for bricks, models and predictions, so that results share a
 fingerprint): ``threads`` (default 1), ``pin``, ``cold_weights`` (flush all caches before every
 repetition), ``evict_weights`` (default True: evict a brick's own weights from the caches before
-each repetition, as a model run leaves them), ``evict_outputs`` (default True: also evict the
-buffers a brick writes that are at least a core's L2 cache in size; False, or a byte count),
+each repetition, as a model run leaves them), ``evict_outputs`` (default False; True: also evict
+the buffers a brick writes that are at least a core's L2 cache in size; or a byte count),
 ``warmup``, ``min_reps``, ``max_reps``,
 ``tolerance`` (relative half-width of the median's 95% CI, default 0.02), ``budget_s`` (per
 brick, default 10), ``fusion``, ``clock`` (``"wall"`` or ``"cpu"``).

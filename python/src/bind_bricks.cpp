@@ -26,7 +26,7 @@ bb::RunnerOptions runner_options(const py::dict& o) {
     else if (k == "cold_weights") r.cold_weights = v.cast<bool>();
     else if (k == "evict_weights") r.evict_weights = v.cast<bool>();
     else if (k == "evict_outputs") {
-      // True: outputs of at least the private cache's size (the default); False: none; an int:
+      // True: outputs of at least the private cache's size; False: none (the default); an int:
       // outputs of at least that many bytes.
       if (py::isinstance<py::bool_>(v)) r.evict_outputs_bytes = v.cast<bool>() ? -1 : 0;
       else {

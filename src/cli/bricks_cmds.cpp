@@ -58,8 +58,8 @@ Runner (benchmark; predict uses them to pick the same fingerprint):
   --cold-weights       evict all caches before every repetition (bricks and models)
   --hot-weights        bricks: keep their weights in cache between repetitions (default: evict
                        a brick's weights before each one, as a model run leaves them)
-  --hot-outputs        bricks: keep the memory they write in cache too (default: evict outputs as
-                       large as a core's L2 cache or larger before each repetition)
+  --evict-outputs      bricks: also evict the buffers they write that are at least a core's L2
+                       cache in size before each repetition (default: off; see docs/bricks.md)
   --clock wall|cpu     wall clock, or the thread's CPU time (needs --threads 1; for shared machines) [wall]
   --progress / --no-progress   progress bar on stderr (default: when stderr is a terminal)
 Database: --db PATH (SQLite) or --db postgresql://USER@HOST:PORT/DB; default: )";
@@ -112,7 +112,7 @@ BricksArgs parse_bricks_args(const std::string& command, const std::vector<std::
     else if (s == "--pin") a.runner.pin = true;
     else if (s == "--cold-weights") a.runner.cold_weights = true;
     else if (s == "--hot-weights") a.runner.evict_weights = false;
-    else if (s == "--hot-outputs") a.runner.evict_outputs_bytes = 0;
+    else if (s == "--evict-outputs") a.runner.evict_outputs_bytes = -1;
     else if (s == "--per-brick-tolerance") a.runner.per_model_tolerance = false;
     else if (s == "--clock") {
       const std::string c = next();

@@ -97,18 +97,19 @@ TEST_CASE("fingerprint names the machine and the settings", "[bricks]") {
   o.evict_weights = false;
   CHECK(bb::system_fingerprint(o).id() != f1.id());
   o.evict_weights = true;
-  // Outputs of at least a core's private cache are evicted by default; the threshold is part of
-  // the settings.
+  // Output eviction is off by default; when on, its threshold (-1: a core's private cache) is
+  // part of the settings.
+  CHECK(f1.json().find("evict_outputs") == std::string::npos);
   const size_t l2 = bb::private_cache_bytes();
   CHECK(l2 >= 64 * 1024);
-  CHECK(f1.json().find("\"evict_outputs\":" + std::to_string(l2)) != std::string::npos);
-  o.evict_outputs_bytes = 0;
-  CHECK(bb::system_fingerprint(o).json().find("evict_outputs") == std::string::npos);
-  CHECK(bb::system_fingerprint(o).id() != f1.id());
-  o.evict_outputs_bytes = int64_t(l2) * 2;
-  CHECK(bb::system_fingerprint(o).id() != f1.id());
+  o.evict_outputs_bytes = -1;
+  const auto f2 = bb::system_fingerprint(o);
+  CHECK(f2.json().find("\"evict_outputs\":" + std::to_string(l2)) != std::string::npos);
+  CHECK(f2.id() != f1.id());
   o.evict_outputs_bytes = int64_t(l2);
-  CHECK(bb::system_fingerprint(o).id() == f1.id());
+  CHECK(bb::system_fingerprint(o).id() == f2.id());
+  o.evict_outputs_bytes = int64_t(l2) * 2;
+  CHECK(bb::system_fingerprint(o).id() != f2.id());
   o.cold_weights = true;  // caches flushed whole: no separate output eviction
   CHECK(bb::system_fingerprint(o).json().find("evict_outputs") == std::string::npos);
 }

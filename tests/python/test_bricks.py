@@ -117,15 +117,15 @@ def test_keys_shared_across_models_and_batches():
 
 
 def test_output_eviction_option_in_the_fingerprint():
-    """evict_outputs: True (the L2 size, the default), False, or a byte count; the threshold is
+    """evict_outputs: False (the default), True (the L2 size) or a byte count; the threshold is
     part of the fingerprint, so results taken with different settings never mix."""
     default = bricklab.bricks.fingerprint(threads=1)
-    l2 = json.loads(default["json"])["evict_outputs"]
-    assert l2 >= 64 * 1024
-    assert bricklab.bricks.fingerprint(threads=1, evict_outputs=True) == default
-    assert bricklab.bricks.fingerprint(threads=1, evict_outputs=l2) == default
-    off = bricklab.bricks.fingerprint(threads=1, evict_outputs=False)
-    assert "evict_outputs" not in json.loads(off["json"]) and off["id"] != default["id"]
+    assert "evict_outputs" not in json.loads(default["json"])
+    assert bricklab.bricks.fingerprint(threads=1, evict_outputs=False) == default
+    on = bricklab.bricks.fingerprint(threads=1, evict_outputs=True)
+    l2 = json.loads(on["json"])["evict_outputs"]
+    assert l2 >= 64 * 1024 and on["id"] != default["id"]
+    assert bricklab.bricks.fingerprint(threads=1, evict_outputs=l2) == on
     assert json.loads(bricklab.bricks.fingerprint(threads=1, evict_outputs=4096)["json"])["evict_outputs"] == 4096
     with pytest.raises(bricklab.InvalidArgument, match="evict_outputs"):
         bricklab.bricks.fingerprint(threads=1, evict_outputs=-5)

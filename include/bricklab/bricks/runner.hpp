@@ -22,13 +22,13 @@ struct RunnerOptions {
   // every repetition. In a model run a layer's weights were last touched a whole pass earlier;
   // timed alone in a loop they would stay in cache. Inputs stay hot, as in the model.
   bool evict_weights = true;
-  // Bricks only: also evict the memory the brick writes (its outputs), buffer by buffer, when a
-  // buffer holds at least this many bytes; -1: the size of a core's private (L2) cache, 0: never.
-  // In a model run a layer writes its output into arena memory that the rest of the pass (other
-  // layers' weights and activations) has pushed out of the shared cache; timed alone in a loop,
-  // a brick would write into lines still holding its previous repetition's output. An output
-  // that fits the private cache stays: the arena hands a layer memory its neighbours just used.
-  int64_t evict_outputs_bytes = -1;
+  // Bricks only, off by default: also evict the memory the brick writes (its outputs), buffer by
+  // buffer, when a buffer holds at least this many bytes; -1: the size of a core's private (L2)
+  // cache, 0: never. In a model run a layer writes its output into arena memory that the rest of
+  // the pass may have pushed out of the shared cache; timed alone in a loop, a brick writes into
+  // lines still holding its previous repetition's output. Measured (docs/bricks.md): it helps
+  // small networks at batch 1 and over-predicts mobile networks at batch 8 by up to 40%.
+  int64_t evict_outputs_bytes = 0;
   int warmup = 3;              // untimed runs first (where a backend must compute a brick's
                                // context, that run counts as one)
   int min_reps = 7;            // the order-statistic CI needs a few samples
