@@ -182,7 +182,7 @@ def run_ort(names, manifest, opts, workdir):
                 for i in sess.get_inputs()}
 
     def conversion_key(op, shape):
-        return f"{op}{list(shape)}"
+        return op, tuple(int(d) for d in shape)
 
     def boundary_conversions(path, runs=10):
         """The layout conversions ORT adds to a standalone brick: (median per-run total ms,
@@ -262,25 +262,22 @@ def run_ort(names, manifest, opts, workdir):
             measured_conversions.setdefault(key, []).append(ms)
     conversion_ms = {k: statistics.median(v) for k, v in measured_conversions.items()}
 
-    def elements(key):
-        return math.prod(int(x) for x in key.split("[", 1)[1].rstrip("]").split(",") if x.strip())
-
     def price(key):
         """A model conversion's time: the median of the same conversion measured in the bricks,
         else a straight line (fixed cost + cost per element, least squares) through that
         operator's measured conversions."""
         if key in conversion_ms:
             return conversion_ms[key], True
-        op = key.split("[", 1)[0]
-        pts = [(elements(k), ms) for k, ms in conversion_ms.items() if k.split("[", 1)[0] == op]
+        op, shape = key
+        pts = [(math.prod(k[1]), ms) for k, ms in conversion_ms.items() if k[0] == op]
         if not pts:
             return 0.0, False
         x = np.array([p[0] for p in pts], float)
         y = np.array([p[1] for p in pts], float)
         if len(set(x)) < 2:
-            return float(np.median(y / x)) * elements(key), False
+            return float(np.median(y / x)) * math.prod(shape), False
         slope, fixed = np.polyfit(x, y, 1)
-        return max(0.0, float(fixed) + max(0.0, float(slope)) * elements(key)), False
+        return max(0.0, float(fixed) + max(0.0, float(slope)) * math.prod(shape)), False
 
     # ORT's per-run overhead (binding, output allocation), measured on Identity models: one per
     # output signature for the model side, the smallest one for what each brick session pays.

@@ -293,8 +293,7 @@ def run_missing(out, workers):
     tasks.sort(key=lambda t: t["model"] != "cnn")
     res["runs"] = dict(sorted({**res["runs"], **with_4x_baselines(run_all(tasks, workers))}.items()))
     res["added_seconds"] = res.get("added_seconds", 0.0) + time.time() - t_start
-    res.setdefault("added_splits", [])
-    res["added_splits"] = sorted(set(res["added_splits"]) | {t["key"].split("/")[1] for t in tasks})
+    res["added_splits"] = sorted(set(res.get("added_splits", [])) | {t["key"].split("/")[1] for t in tasks})
     (out / "soft_results.json").write_text(json.dumps(res, indent=1))
     write_page(res, out)
     print(f"added {len(tasks)} runs in {time.time() - t_start:.0f}s")
