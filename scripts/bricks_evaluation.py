@@ -282,7 +282,6 @@ def run_ort(names, manifest, opts, workdir):
     # ORT's per-run overhead (binding, output allocation), measured on Identity models: one per
     # output signature for the model side, the smallest one for what each brick session pays.
     def identity_ms(shapes):
-        import onnx
         from onnx import TensorProto, helper
         ins = [helper.make_tensor_value_info(f"x{k}", TensorProto.FLOAT, sh) for k, sh in enumerate(shapes)]
         outs = [helper.make_tensor_value_info(f"y{k}", TensorProto.FLOAT, sh) for k, sh in enumerate(shapes)]
