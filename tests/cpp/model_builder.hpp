@@ -6,7 +6,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <system_error>
 #include <fstream>
 #include <string>
 #include <variant>
@@ -127,10 +129,26 @@ struct ModelBuilder {
 };
 
 // A fresh empty directory under the system temp dir.
+// Directories made by temp_dir() are removed when the test process exits normally (not in a
+// forked child, which leaves by _exit, and not by its pid check if a child ever did exit()).
+struct TempDirRegistry {
+  pid_t owner = ::getpid();
+  std::vector<std::filesystem::path> dirs;
+  ~TempDirRegistry() {
+    if (::getpid() != owner) return;
+    for (const auto& d : dirs) {
+      std::error_code ec;
+      std::filesystem::remove_all(d, ec);
+    }
+  }
+};
+
 inline std::filesystem::path temp_dir(const std::string& tag) {
+  static TempDirRegistry registry;
   auto dir = std::filesystem::temp_directory_path() / ("bricklab_test_" + tag + "_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
+  if (std::find(registry.dirs.begin(), registry.dirs.end(), dir) == registry.dirs.end()) registry.dirs.push_back(dir);
   return dir;
 }
 
