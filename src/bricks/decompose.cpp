@@ -98,92 +98,10 @@ std::string attr_str(const Attribute& a) {
       a);
 }
 
-int64_t norm_axis(int64_t axis, size_t rank) { return axis < 0 ? axis + int64_t(rank) : axis; }
-
-// Attributes with defaults filled in and equivalent spellings made equal, so that two layers
-// that run the same computation get the same key.
+// The node's attributes as the operator table normalises them (ops/registry.hpp), as text.
 std::map<std::string, std::string> normalised_attrs(const Graph& g, const Node& n) {
-  std::map<std::string, Attribute> a = n.attrs;
-  const Value* x = (!n.inputs.empty() && n.inputs[0] >= 0) ? &g.values[size_t(n.inputs[0])] : nullptr;
-  const size_t rank = x ? x->shape.size() : 0;
-  auto set_default = [&](const std::string& k, Attribute v) {
-    if (!a.count(k)) a[k] = std::move(v);
-  };
-  const bool conv = n.op == "Conv" || n.op == "ConvTranspose";
-  const bool pool = n.op == "MaxPool" || n.op == "AveragePool" || n.op == "LpPool";
-  if ((conv || pool) && rank >= 3) {
-    const size_t sp = rank - 2;
-    if (conv && !a.count("kernel_shape") && n.inputs.size() > 1 && n.inputs[1] >= 0) {
-      const Shape& w = g.values[size_t(n.inputs[1])].shape;
-      if (w.size() == rank) a["kernel_shape"] = std::vector<int64_t>(w.begin() + 2, w.end());
-    }
-    set_default("strides", std::vector<int64_t>(sp, 1));
-    set_default("dilations", std::vector<int64_t>(sp, 1));
-    if (conv) set_default("group", int64_t(1));
-    if (pool) {
-      set_default("ceil_mode", int64_t(0));
-      if (n.op == "AveragePool") set_default("count_include_pad", int64_t(0));
-      if (n.op == "MaxPool") set_default("storage_order", int64_t(0));
-    }
-    const std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
-    a.erase("auto_pad");
-    if ((auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") && n.op != "ConvTranspose" && !n.outputs.empty()) {
-      // Resolve to explicit pads from the concrete shapes.
-      const Shape& y = g.values[size_t(n.outputs[0])].shape;
-      const auto k = std::get<std::vector<int64_t>>(a["kernel_shape"]);
-      const auto s = std::get<std::vector<int64_t>>(a["strides"]);
-      const auto d = std::get<std::vector<int64_t>>(a["dilations"]);
-      std::vector<int64_t> pads(2 * sp, 0);
-      for (size_t i = 0; i < sp && i < k.size(); ++i) {
-        const int64_t total = std::max<int64_t>(0, (y[2 + i] - 1) * s[i] + (k[i] - 1) * d[i] + 1 - x->shape[2 + i]);
-        const int64_t small = total / 2, big = total - small;
-        pads[i] = auto_pad == "SAME_UPPER" ? small : big;
-        pads[i + sp] = auto_pad == "SAME_UPPER" ? big : small;
-      }
-      a["pads"] = pads;
-    } else if (auto_pad == "VALID") {
-      a["pads"] = std::vector<int64_t>(2 * sp, 0);
-    } else if (auto_pad != "NOTSET") {
-      a["auto_pad"] = auto_pad;
-    }
-    set_default("pads", std::vector<int64_t>(2 * sp, 0));
-  }
-  if (n.op == "Gemm") {
-    set_default("alpha", 1.0);
-    set_default("beta", 1.0);
-    set_default("transA", int64_t(0));
-    set_default("transB", int64_t(0));
-  }
-  if (n.op == "Softmax" || n.op == "LogSoftmax" || n.op == "Hardmax") set_default("axis", int64_t(n.opset >= 13 ? -1 : 1));
-  if (n.op == "Flatten") set_default("axis", int64_t(1));
-  if (n.op == "Gather" || n.op == "Concat" || n.op == "Split") set_default("axis", int64_t(0));
-  if (n.op == "LayerNormalization") {
-    set_default("axis", int64_t(-1));
-    set_default("epsilon", 1e-5);
-  }
-  if (n.op == "BatchNormalization") {
-    set_default("epsilon", 1e-5);
-    a.erase("momentum");  // training only
-    a.erase("training_mode");
-  }
-  if (n.op == "LeakyRelu") set_default("alpha", 0.01);
-  if (n.op == "Elu") set_default("alpha", 1.0);
-  if (n.op == "HardSigmoid") {
-    set_default("alpha", 0.2);
-    set_default("beta", 0.5);
-  }
-  if (n.op.rfind("Reduce", 0) == 0) set_default("keepdims", int64_t(1));
-  if (n.op == "Dropout") a.erase("seed");
-  if (a.count("axis") && std::holds_alternative<int64_t>(a["axis"]) && rank > 0)
-    a["axis"] = norm_axis(std::get<int64_t>(a["axis"]), n.op == "Concat" || n.op == "Flatten" ? rank : rank);
-  if (a.count("axes") && std::holds_alternative<std::vector<int64_t>>(a["axes"]) && rank > 0 && n.op != "Unsqueeze") {
-    auto axes = std::get<std::vector<int64_t>>(a["axes"]);
-    for (auto& v : axes) v = norm_axis(v, rank);
-    std::sort(axes.begin(), axes.end());
-    a["axes"] = axes;
-  }
   std::map<std::string, std::string> out;
-  for (const auto& [k, v] : a) out[k] = attr_str(v);
+  for (const auto& [k, v] : normalised_attributes(g, n)) out[k] = attr_str(v);
   return out;
 }
 

@@ -45,8 +45,9 @@ Cost conv_transpose_cost(const Graph& g, const Node& n) {
 }  // namespace
 
 void register_conv_ops(OpRegistry& r) {
-  r.add({"Conv", OpClass::compute, conv_cost, "N-d convolution (groups, dilations, pads, auto_pad)"});
-  r.add({"ConvTranspose", OpClass::compute, conv_transpose_cost, "N-d transposed convolution"});
+  const NormaliseFn window = [](const Graph& g, const Node& n, Attrs& a) { (void)normalise_window(g, n, a, true); };
+  r.add({"Conv", OpClass::compute, conv_cost, "N-d convolution (groups, dilations, pads, auto_pad)", nullptr, window});
+  r.add({"ConvTranspose", OpClass::compute, conv_transpose_cost, "N-d transposed convolution", nullptr, window});
 }
 
 }  // namespace bricklab::ops

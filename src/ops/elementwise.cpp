@@ -23,7 +23,7 @@ Cost variadic(const Graph& g, const Node& n) {
 }  // namespace
 
 void register_elementwise_ops(OpRegistry& r) {
-  struct Entry { const char* name; CostFn cost; const char* summary; };
+  struct Entry { const char* name; CostFn cost; const char* summary; NormaliseFn normalise = nullptr; };
   const Entry entries[] = {
       // unary arithmetic
       {"Abs", per_element<1>, "|x|"}, {"Neg", per_element<1>, "-x"}, {"Reciprocal", per_element<1>, "1/x"},
@@ -32,10 +32,16 @@ void register_elementwise_ops(OpRegistry& r) {
       {"Sign", per_element<1>, "sign"}, {"Not", per_element<1>, "logical not"}, {"Erf", per_element<4>, "error function"},
       {"Sin", per_element<1>, "sine"}, {"Cos", per_element<1>, "cosine"},
       // activations
-      {"Relu", per_element<1>, "max(x, 0)"}, {"LeakyRelu", per_element<2>, "x or alpha*x"},
-      {"PRelu", per_element<2>, "x or slope*x (broadcast slope)"}, {"Elu", per_element<3>, "exponential linear unit"},
+      {"Relu", per_element<1>, "max(x, 0)"}, {"LeakyRelu", per_element<2>, "x or alpha*x",
+       [](const Graph&, const Node&, Attrs& a) { set_default(a, "alpha", 0.01); }},
+      {"PRelu", per_element<2>, "x or slope*x (broadcast slope)"}, {"Elu", per_element<3>, "exponential linear unit",
+       [](const Graph&, const Node&, Attrs& a) { set_default(a, "alpha", 1.0); }},
       {"Selu", per_element<3>, "scaled ELU"}, {"Clip", per_element<2>, "clamp to [min, max]"},
-      {"Sigmoid", per_element<4>, "1/(1+e^-x)"}, {"HardSigmoid", per_element<3>, "clamp(alpha*x+beta, 0, 1)"},
+      {"Sigmoid", per_element<4>, "1/(1+e^-x)"}, {"HardSigmoid", per_element<3>, "clamp(alpha*x+beta, 0, 1)",
+       [](const Graph&, const Node&, Attrs& a) {
+         set_default(a, "alpha", 0.2);
+         set_default(a, "beta", 0.5);
+       }},
       {"HardSwish", per_element<4>, "x*hardsigmoid(x)"}, {"Tanh", per_element<4>, "tanh"},
       {"Softplus", per_element<3>, "log(1+e^x)"}, {"Softsign", per_element<2>, "x/(1+|x|)"},
       {"Cast", per_element<0>, "element type conversion"},
@@ -50,7 +56,7 @@ void register_elementwise_ops(OpRegistry& r) {
       {"Sum", variadic, "sum of N inputs"}, {"Mean", variadic, "mean of N inputs"},
       {"Max", variadic, "elementwise max of N inputs"}, {"Min", variadic, "elementwise min of N inputs"},
   };
-  for (const auto& e : entries) r.add({e.name, OpClass::elementwise, e.cost, e.summary});
+  for (const auto& e : entries) r.add({e.name, OpClass::elementwise, e.cost, e.summary, nullptr, e.normalise});
 }
 
 }  // namespace bricklab::ops

@@ -133,7 +133,13 @@ Cost einsum_cost(const Graph& g, const Node& n) {
 }  // namespace
 
 void register_matmul_ops(OpRegistry& r) {
-  r.add({"Gemm", OpClass::compute, gemm_cost, "general matrix multiply (transA, transB, alpha, beta)"});
+  r.add({"Gemm", OpClass::compute, gemm_cost, "general matrix multiply (transA, transB, alpha, beta)", nullptr,
+         [](const Graph&, const Node&, Attrs& a) {
+           set_default(a, "alpha", 1.0);
+           set_default(a, "beta", 1.0);
+           set_default(a, "transA", int64_t(0));
+           set_default(a, "transB", int64_t(0));
+         }});
   r.add({"MatMul", OpClass::compute, matmul_cost, "batched matrix product with numpy broadcasting"});
   r.add({"Einsum", OpClass::compute, einsum_cost, "Einstein summation (contractions, batched products)", einsum_shapes});
 }

@@ -32,10 +32,13 @@ Cost resize_cost(const Graph& g, const Node& n) {
 }  // namespace
 
 void register_movement_ops(OpRegistry& r) {
-  for (const char* name : {"Concat", "Split", "Transpose", "Pad", "Expand", "Tile", "DepthToSpace", "SpaceToDepth",
-                           "ScatterND", "ScatterElements", "Trilu"})
+  const NormaliseFn axis0 = [](const Graph&, const Node&, Attrs& a) { set_default(a, "axis", int64_t(0)); };
+  for (const char* name : {"Concat", "Split"}) r.add({name, OpClass::movement, copy_cost, "data movement", nullptr, axis0});
+  for (const char* name : {"Transpose", "Pad", "Expand", "Tile", "DepthToSpace", "SpaceToDepth", "ScatterND",
+                           "ScatterElements", "Trilu"})
     r.add({name, OpClass::movement, copy_cost, "data movement"});
-  for (const char* name : {"Slice", "Gather", "GatherElements", "GatherND"})
+  r.add({"Gather", OpClass::movement, select_cost, "selects part of its input", nullptr, axis0});
+  for (const char* name : {"Slice", "GatherElements", "GatherND"})
     r.add({name, OpClass::movement, select_cost, "selects part of its input"});
   r.add({"Resize", OpClass::movement, resize_cost, "nearest / linear / cubic resize"});
   r.add({"Upsample", OpClass::movement, resize_cost, "nearest / linear upsample (opset < 10)"});

@@ -24,14 +24,30 @@ Cost reduce_cost(const Graph& g, const Node& n) {
 }  // namespace
 
 void register_normalization_ops(OpRegistry& r) {
-  r.add({"BatchNormalization", OpClass::reduction, batch_norm_cost, "batch normalisation (inference: per-channel affine)"});
-  r.add({"LayerNormalization", OpClass::reduction, per_output_element<8>, "layer normalisation over trailing axes"});
+  r.add({"BatchNormalization", OpClass::reduction, batch_norm_cost, "batch normalisation (inference: per-channel affine)",
+         nullptr, [](const Graph&, const Node&, Attrs& a) {
+           set_default(a, "epsilon", 1e-5);
+           a.erase("momentum");  // training only
+           a.erase("training_mode");
+         }});
+  r.add({"LayerNormalization", OpClass::reduction, per_output_element<8>, "layer normalisation over trailing axes", nullptr,
+         [](const Graph&, const Node&, Attrs& a) {
+           set_default(a, "axis", int64_t(-1));
+           set_default(a, "epsilon", 1e-5);
+         }});
   r.add({"InstanceNormalization", OpClass::reduction, per_output_element<8>, "instance normalisation"});
-  r.add({"Softmax", OpClass::reduction, per_output_element<5>, "softmax along an axis"});
-  r.add({"LogSoftmax", OpClass::reduction, per_output_element<5>, "log-softmax along an axis"});
+  // Softmax's default axis moved from 1 to -1 in opset 13 (with a different meaning before: the
+  // input flattened to 2-D at that axis).
+  const NormaliseFn softmax_axis = [](const Graph&, const Node& n, Attrs& a) {
+    set_default(a, "axis", int64_t(n.opset >= 13 ? -1 : 1));
+  };
+  r.add({"Softmax", OpClass::reduction, per_output_element<5>, "softmax along an axis", nullptr, softmax_axis});
+  r.add({"LogSoftmax", OpClass::reduction, per_output_element<5>, "log-softmax along an axis", nullptr, softmax_axis});
+  const NormaliseFn keepdims = [](const Graph&, const Node&, Attrs& a) { set_default(a, "keepdims", int64_t(1)); };
   for (const char* name : {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
-                           "ReduceSumSquare", "ReduceLogSumExp", "ArgMax", "ArgMin", "CumSum"})
-    r.add({name, OpClass::reduction, reduce_cost, "reduction over axes"});
+                           "ReduceSumSquare", "ReduceLogSumExp"})
+    r.add({name, OpClass::reduction, reduce_cost, "reduction over axes", nullptr, keepdims});
+  for (const char* name : {"ArgMax", "ArgMin", "CumSum"}) r.add({name, OpClass::reduction, reduce_cost, "reduction over axes"});
 }
 
 }  // namespace bricklab::ops

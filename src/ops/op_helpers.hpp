@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <string>
 
@@ -56,6 +57,54 @@ inline void require_rank(const Node& n, const Value& v, size_t min_rank, const c
   if (v.shape.size() < min_rank)
     throw ShapeError({"", n.name, n.op}, std::string(what) + " '" + v.name + "' has rank " + std::to_string(v.shape.size()) +
                                              ", needs at least " + std::to_string(min_rank));
+}
+
+// Attribute normalisation helpers (OpDef::normalise).
+using Attrs = std::map<std::string, Attribute>;
+inline void set_default(Attrs& a, const std::string& key, Attribute value) {
+  if (!a.count(key)) a[key] = std::move(value);
+}
+
+// Windowed operators (Conv, ConvTranspose, MaxPool, AveragePool, LpPool) on an N-d input:
+// kernel_shape from the weights (convolutions), strides and dilations of 1, group 1
+// (convolutions), ceil_mode 0 (pools); auto_pad SAME_UPPER / SAME_LOWER resolved to explicit
+// pads from the concrete shapes (not for ConvTranspose), VALID to zero pads; pads default 0.
+// False (nothing done) when the input has no spatial dimensions.
+inline bool normalise_window(const Graph& g, const Node& n, Attrs& a, bool conv) {
+  const Value* x = input(g, n, 0);
+  const size_t rank = x ? x->shape.size() : 0;
+  if (rank < 3) return false;
+  const size_t sp = rank - 2;
+  if (conv && !a.count("kernel_shape"))
+    if (const Value* w = input(g, n, 1); w && w->shape.size() == rank)
+      a["kernel_shape"] = std::vector<int64_t>(w->shape.begin() + 2, w->shape.end());
+  set_default(a, "strides", std::vector<int64_t>(sp, 1));
+  set_default(a, "dilations", std::vector<int64_t>(sp, 1));
+  if (conv) set_default(a, "group", int64_t(1));
+  else set_default(a, "ceil_mode", int64_t(0));
+  const std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
+  a.erase("auto_pad");
+  if ((auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") && n.op != "ConvTranspose" && !n.outputs.empty() &&
+      a.count("kernel_shape")) {
+    const Shape& y = g.values[size_t(n.outputs[0])].shape;
+    const auto k = std::get<std::vector<int64_t>>(a["kernel_shape"]);
+    const auto s = std::get<std::vector<int64_t>>(a["strides"]);
+    const auto d = std::get<std::vector<int64_t>>(a["dilations"]);
+    std::vector<int64_t> pads(2 * sp, 0);
+    for (size_t i = 0; i < sp && i < k.size() && i < s.size() && i < d.size() && 2 + i < y.size(); ++i) {
+      const int64_t total = std::max<int64_t>(0, (y[2 + i] - 1) * s[i] + (k[i] - 1) * d[i] + 1 - x->shape[2 + i]);
+      const int64_t small = total / 2, big = total - small;
+      pads[i] = auto_pad == "SAME_UPPER" ? small : big;
+      pads[i + sp] = auto_pad == "SAME_UPPER" ? big : small;
+    }
+    a["pads"] = pads;
+  } else if (auto_pad == "VALID") {
+    a["pads"] = std::vector<int64_t>(2 * sp, 0);
+  } else if (auto_pad != "NOTSET") {
+    a["auto_pad"] = auto_pad;
+  }
+  set_default(a, "pads", std::vector<int64_t>(2 * sp, 0));
+  return true;
 }
 
 }  // namespace bricklab::ops

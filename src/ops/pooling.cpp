@@ -28,9 +28,16 @@ Cost lrn_cost(const Graph& g, const Node& n) {
 }  // namespace
 
 void register_pooling_ops(OpRegistry& r) {
-  r.add({"MaxPool", OpClass::reduction, windowed_pool_cost, "max pooling (pads, strides, dilations, ceil_mode)"});
-  r.add({"AveragePool", OpClass::reduction, windowed_pool_cost, "average pooling (count_include_pad, ceil_mode)"});
-  r.add({"LpPool", OpClass::reduction, windowed_pool_cost, "Lp-norm pooling"});
+  r.add({"MaxPool", OpClass::reduction, windowed_pool_cost, "max pooling (pads, strides, dilations, ceil_mode)", nullptr,
+         [](const Graph& g, const Node& n, Attrs& a) {
+           if (normalise_window(g, n, a, false)) set_default(a, "storage_order", int64_t(0));
+         }});
+  r.add({"AveragePool", OpClass::reduction, windowed_pool_cost, "average pooling (count_include_pad, ceil_mode)", nullptr,
+         [](const Graph& g, const Node& n, Attrs& a) {
+           if (normalise_window(g, n, a, false)) set_default(a, "count_include_pad", int64_t(0));
+         }});
+  r.add({"LpPool", OpClass::reduction, windowed_pool_cost, "Lp-norm pooling", nullptr,
+         [](const Graph& g, const Node& n, Attrs& a) { (void)normalise_window(g, n, a, false); }});
   r.add({"GlobalAveragePool", OpClass::reduction, global_pool_cost, "mean over all spatial positions"});
   r.add({"GlobalMaxPool", OpClass::reduction, global_pool_cost, "max over all spatial positions"});
   r.add({"LRN", OpClass::reduction, lrn_cost, "local response normalisation across channels"});

@@ -57,6 +57,27 @@ void OpRegistry::add(OpDef def) {
   defs_.push_back(std::move(def));
 }
 
+std::map<std::string, Attribute> normalised_attributes(const Graph& g, const Node& n) {
+  std::map<std::string, Attribute> a = n.attrs;
+  if (n.domain.empty())
+    if (const OpDef* def = OpRegistry::instance().find(n.op); def && def->normalise) def->normalise(g, n, a);
+  const size_t rank = (!n.inputs.empty() && n.inputs[0] >= 0) ? g.values[size_t(n.inputs[0])].shape.size() : 0;
+  auto non_negative = [&](int64_t axis) { return axis < 0 ? axis + int64_t(rank) : axis; };
+  if (rank > 0) {
+    auto axis = a.find("axis");
+    if (axis != a.end() && std::holds_alternative<int64_t>(axis->second))
+      axis->second = non_negative(std::get<int64_t>(axis->second));
+    auto axes = a.find("axes");
+    if (axes != a.end() && std::holds_alternative<std::vector<int64_t>>(axes->second) && n.op != "Unsqueeze") {
+      auto v = std::get<std::vector<int64_t>>(axes->second);
+      for (auto& x : v) x = non_negative(x);
+      std::sort(v.begin(), v.end());
+      axes->second = v;
+    }
+  }
+  return a;
+}
+
 void compute_costs(Graph& graph) {
   const OpRegistry& registry = OpRegistry::instance();
   for (Node& n : graph.nodes) {

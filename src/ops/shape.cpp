@@ -20,8 +20,11 @@ Cost generate_cost(const Graph& g, const Node& n) { return Cost{0, 0, output_byt
 }  // namespace
 
 void register_shape_ops(OpRegistry& r) {
-  for (const char* name : {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
-    r.add({name, OpClass::view, view_cost, "view: no data moves (Dropout: identity at inference)"});
+  const char* view = "view: no data moves (Dropout: identity at inference)";
+  for (const char* name : {"Reshape", "Squeeze", "Unsqueeze", "Identity"}) r.add({name, OpClass::view, view_cost, view});
+  r.add({"Flatten", OpClass::view, view_cost, view, nullptr,
+         [](const Graph&, const Node&, Attrs& a) { set_default(a, "axis", int64_t(1)); }});
+  r.add({"Dropout", OpClass::view, view_cost, view, nullptr, [](const Graph&, const Node&, Attrs& a) { a.erase("seed"); }});
   r.add({"Shape", OpClass::shape, generate_cost, "the shape of a tensor"});
   r.add({"Size", OpClass::shape, generate_cost, "the element count of a tensor"});
   r.add({"Constant", OpClass::shape, generate_cost, "a constant tensor (folded into a weight at load)"});

@@ -134,3 +134,55 @@ TEST_CASE("Einsum: shapes where ONNX 1.12 leaves them unknown, and FLOPs", "[cos
   CHECK(g.nodes[0].cost.flops == 2.0 * 7 * 2 * 3 * 4 * 5);
   CHECK_THROWS_AS(einsum("ij,jk->ik", {int64_t(3), int64_t(4)}, {int64_t(5), int64_t(6)}), ShapeError);
 }
+
+TEST_CASE("operator table: attribute normalisation (what brick keys are built from)", "[cost][ops]") {
+  using Ints = std::vector<int64_t>;
+  SECTION("Conv: defaults filled, SAME_UPPER resolved to explicit pads") {
+    ModelBuilder b(13);
+    b.input("x", {int64_t(1), int64_t(4), int64_t(9), int64_t(9)}).weight("w", {6, 4, 2, 2});
+    auto& conv = b.node("Conv", {"x", "w"}, {"y"}, "c");
+    ModelBuilder::attr(conv, "auto_pad", std::string("SAME_UPPER"));
+    b.output("y");
+    Graph g = load_onnx_bytes(b.bytes());
+    auto a = normalised_attributes(g, g.nodes[0]);
+    CHECK(std::get<Ints>(a.at("kernel_shape")) == Ints{2, 2});
+    CHECK(std::get<Ints>(a.at("strides")) == Ints{1, 1});
+    CHECK(std::get<Ints>(a.at("dilations")) == Ints{1, 1});
+    CHECK(std::get<int64_t>(a.at("group")) == 1);
+    // Even kernel, stride 1: one pad in total per axis, the extra one at the end for SAME_UPPER.
+    CHECK(std::get<Ints>(a.at("pads")) == Ints{0, 0, 1, 1});
+    CHECK(a.count("auto_pad") == 0);
+  }
+  SECTION("Softmax's default axis depends on the opset; axes made non-negative and sorted") {
+    for (int opset : {11, 13}) {
+      ModelBuilder b(opset);
+      b.input("x", {int64_t(2), int64_t(3), int64_t(4)});
+      b.node("Softmax", {"x"}, {"y"}, "s");
+      auto& r = b.node("ReduceMean", {"x"}, {"z"}, "r");
+      ModelBuilder::attr(r, "axes", Ints{-1, 1});
+      b.output("y").output("z");
+      Graph g = load_onnx_bytes(b.bytes());
+      CHECK(std::get<int64_t>(normalised_attributes(g, g.nodes[0]).at("axis")) == (opset >= 13 ? 2 : 1));
+      auto a = normalised_attributes(g, g.nodes[1]);
+      CHECK(std::get<Ints>(a.at("axes")) == Ints{1, 2});
+      CHECK(std::get<int64_t>(a.at("keepdims")) == 1);
+    }
+  }
+  SECTION("Gemm and activation defaults; Dropout's seed dropped") {
+    ModelBuilder b(13);
+    b.input("x", {int64_t(2), int64_t(3)}).weight("w", {4, 3});
+    auto& gemm = b.node("Gemm", {"x", "w"}, {"y"}, "g");
+    ModelBuilder::attr(gemm, "transB", int64_t(1));
+    b.node("LeakyRelu", {"y"}, {"z"}, "l");
+    auto& drop = b.node("Dropout", {"z"}, {"d"}, "d");
+    ModelBuilder::attr(drop, "seed", int64_t(7));
+    b.output("d");
+    Graph g = load_onnx_bytes(b.bytes());
+    auto a = normalised_attributes(g, g.nodes[0]);
+    CHECK(std::get<double>(a.at("alpha")) == 1.0);
+    CHECK(std::get<int64_t>(a.at("transA")) == 0);
+    CHECK(std::get<int64_t>(a.at("transB")) == 1);
+    CHECK(std::get<double>(normalised_attributes(g, g.nodes[1]).at("alpha")) == Approx(0.01));
+    CHECK(normalised_attributes(g, g.nodes[2]).count("seed") == 0);
+  }
+}

@@ -1,8 +1,11 @@
-// The operator table: one entry per ONNX operator that bricklab understands. Everything that
-// knows about an operator hangs off its entry (cost model now; brick keys and backend lowerings
-// are added to the same entry), so adding an operator means adding one entry in src/ops/.
+// The operator table: one entry per ONNX operator that bricklab understands. What the library
+// knows about an operator independently of a backend hangs off its entry: the cost model (FLOPs,
+// bytes), a fallback shape rule, and the attribute normalisation that brick keys are built from.
+// The backends' lowerings dispatch on the same operator names (src/engine/cpu/kernels.cpp,
+// cuda/cuda_ops.cpp).
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -26,12 +29,18 @@ using CostFn = Cost (*)(const Graph&, const Node&);
 // inference leaves dimensions unknown (e.g. Einsum in ONNX 1.12).
 using ShapeFn = std::vector<Shape> (*)(const std::vector<Shape>& inputs, const Node& node);
 
+// Fills in the operator's attribute defaults and makes equivalent spellings equal, in place
+// (`attrs` starts as the node's own), so that two nodes that compute the same thing end with
+// equal attributes. See normalised_attributes().
+using NormaliseFn = void (*)(const Graph&, const Node&, std::map<std::string, Attribute>& attrs);
+
 struct OpDef {
   std::string name;      // ONNX op_type (default domain)
   OpClass cls = OpClass::elementwise;
   CostFn cost = nullptr;
   std::string summary;   // one line for `bricklab ops`
   ShapeFn infer_shapes = nullptr;  // optional fallback shape rule
+  NormaliseFn normalise = nullptr;  // attribute defaults and spellings (none: taken as given)
 };
 
 class OpRegistry {
@@ -44,6 +53,13 @@ class OpRegistry {
  private:
   std::vector<OpDef> defs_;
 };
+
+// The node's attributes normalised: its operator entry's `normalise` (defaults filled in, e.g.
+// Conv strides of 1, auto_pad resolved to explicit pads), then any `axis` made non-negative and
+// any `axes` (except Unsqueeze's, which index the output) made non-negative and sorted. Two
+// layers that run the same computation get equal attributes; brick keys are built from them.
+// Operators without an entry (other domains) get the generic part only.
+std::map<std::string, Attribute> normalised_attributes(const Graph& graph, const Node& node);
 
 // Fills node.cost for every node of the graph from the table (throws UnsupportedError for an
 // operator without an entry).
