@@ -1,12 +1,13 @@
 // Masked weighted aggregation (include/bricklab/soft/aggregate.hpp). One pass over the data:
 // the work is cut into chunks across all tensors, each chunk is processed in small tiles whose
-// numerator, denominator and finiteness check stay in L1, clients are streamed through the tile, and the tile is
-// written once. Non-finite trained values are detected branch-free in the same pass (x - x is
-// NaN exactly when x is NaN or infinite); the rare failing chunk is rescanned to name the first
-// offending client, tensor and element.
+// numerator and denominator stay in L1, clients are streamed through the tile, and the tile is
+// written once (non-temporal stores). Non-finite trained values are detected branch-free in the
+// same pass (a NaN or infinite trained value leaves its weighted sum non-finite); the rare failing
+// chunk is rescanned to name the first offending client, tensor and element.
 #include "bricklab/soft/aggregate.hpp"
 
 #include <omp.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <chrono>
@@ -50,7 +51,7 @@ struct Failure {
 #endif
 
 BRICKLAB_SIMD_CLONES
-void accumulate_masked(size_t n, const float* __restrict v, const uint8_t* __restrict m, float p, float* __restrict num, float* __restrict den, float* __restrict chk) {
+void accumulate_masked(size_t n, const float* __restrict v, const uint8_t* __restrict m, float p, float* __restrict num, float* __restrict den) {
   for (size_t j = 0; j < n; ++j) {
     const uint32_t keep = 0u - uint32_t(m[j] != 0);
     uint32_t bits;
@@ -61,7 +62,6 @@ void accumulate_masked(size_t n, const float* __restrict v, const uint8_t* __res
     const uint32_t one_bits = 0x3f800000u & keep;  // 1.0f or 0.0f
     float one;
     std::memcpy(&one, &one_bits, 4);
-    chk[j] += x - x;  // NaN exactly when x is NaN or infinite
     num[j] += p * x;
     den[j] += p * one;
   }
@@ -71,7 +71,7 @@ void accumulate_masked(size_t n, const float* __restrict v, const uint8_t* __res
 // all-ones mask (a tile-sized buffer that stays in L1).
 BRICKLAB_SIMD_CLONES
 void accumulate_pair(size_t n, const float* __restrict v1, const uint8_t* __restrict m1, float p1, const float* __restrict v2, const uint8_t* __restrict m2,
-                     float p2, float* __restrict num, float* __restrict den, float* __restrict chk) {
+                     float p2, float* __restrict num, float* __restrict den) {
   for (size_t j = 0; j < n; ++j) {
     const uint32_t k1 = 0u - uint32_t(m1[j] != 0), k2 = 0u - uint32_t(m2[j] != 0);
     uint32_t b1, b2;
@@ -85,25 +85,68 @@ void accumulate_pair(size_t n, const float* __restrict v1, const uint8_t* __rest
     const uint32_t ob1 = 0x3f800000u & k1, ob2 = 0x3f800000u & k2;
     std::memcpy(&o1, &ob1, 4);
     std::memcpy(&o2, &ob2, 4);
-    chk[j] += (x1 - x1) + (x2 - x2);
     num[j] += p1 * x1 + p2 * x2;
     den[j] += p1 * o1 + p2 * o2;
   }
 }
 
+// Two whole (unmasked) updates in one sweep: no masks to read or widen.
 BRICKLAB_SIMD_CLONES
-void accumulate_full(size_t n, const float* __restrict v, float p, float* __restrict num, float* __restrict den, float* __restrict chk) {
+void accumulate_full_pair(size_t n, const float* __restrict v1, float p1, const float* __restrict v2, float p2,
+                          float* __restrict num, float* __restrict den) {
+  const float p = p1 + p2;
+  for (size_t j = 0; j < n; ++j) {
+    num[j] += p1 * v1[j] + p2 * v2[j];
+    den[j] += p;
+  }
+}
+
+BRICKLAB_SIMD_CLONES
+void accumulate_full(size_t n, const float* __restrict v, float p, float* __restrict num, float* __restrict den) {
   for (size_t j = 0; j < n; ++j) {
     const float x = v[j];
-    chk[j] += x - x;
     num[j] += p * x;
     den[j] += p;
   }
 }
 
+// Copies a finished tile to the output with non-temporal stores where the output is 16-byte
+// aligned: the output is written once and not read again by this pass, so it need not be read
+// into the cache first (a plain store reads every line before overwriting it).
+void write_out(float* __restrict o, const float* __restrict res, size_t n) {
+  if ((reinterpret_cast<uintptr_t>(o) & 15) == 0) {
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4) _mm_stream_ps(o + j, _mm_load_ps(res + j));
+    for (; j < n; ++j) o[j] = res[j];
+    return;
+  }
+  std::memcpy(o, res, n * sizeof(float));
+}
+
+// The averages of a tile that some client trained whole (every element has a weight): the
+// global values are not needed, and not read.
+BRICKLAB_SIMD_CLONES
+void finish_covered(size_t n, float* __restrict num, const float* __restrict den) {
+  for (size_t j = 0; j < n; ++j) num[j] /= den[j];
+}
+
+// Check-only pass (in-place aggregation): non-finite trained values, nothing else.
+BRICKLAB_SIMD_CLONES
+void check_values(size_t n, const float* __restrict v, const uint8_t* __restrict m, float* __restrict chk) {
+  for (size_t j = 0; j < n; ++j) {
+    const uint32_t keep = 0u - uint32_t(m[j] != 0);
+    uint32_t bits;
+    std::memcpy(&bits, v + j, 4);
+    bits &= keep;
+    float x;
+    std::memcpy(&x, &bits, 4);
+    chk[j] += x - x;
+  }
+}
+
 // Writes the averages (or the global value where nobody trained); returns how many were trained.
 BRICKLAB_SIMD_CLONES
-size_t finish(size_t n, const float* __restrict num, const float* __restrict den, const float* __restrict g, float* __restrict o) {
+size_t finish(size_t n, const float* num, const float* __restrict den, const float* __restrict g, float* o) {
   size_t trained = 0;
   for (size_t j = 0; j < n; ++j) {
     const uint32_t any = 0u - uint32_t(den[j] > 0.0f);
@@ -116,6 +159,38 @@ size_t finish(size_t n, const float* __restrict num, const float* __restrict den
     trained += any & 1u;
   }
   return trained;
+}
+
+// The first non-finite trained element of a chunk (slow path, after a tile was flagged).
+Failure first_failure(const WorkItem& item, const std::vector<ClientUpdate>& clients) {
+  Failure f;
+  for (size_t j = item.begin; j < item.end; ++j)
+    for (size_t i = 0; i < clients.size(); ++i) {
+      const float* v = clients[i].values[item.tensor];
+      const uint8_t* m = clients[i].masks[item.tensor];
+      if (v && (!m || m[j]) && !std::isfinite(v[j])) return {item.tensor, j, i};
+    }
+  return f;
+}
+
+bool overlaps(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
+  const auto pa = reinterpret_cast<uintptr_t>(a), pb = reinterpret_cast<uintptr_t>(b);
+  return a && b && a_bytes && b_bytes && pa < pb + b_bytes && pb < pa + a_bytes;
+}
+
+// True when some output buffer shares memory with an input (global values, client values or
+// masks): the aggregation then runs in place, and a rejected update must not have written it.
+bool writes_over_inputs(const std::vector<TensorSlot>& tensors, const std::vector<ClientUpdate>& clients) {
+  for (const TensorSlot& o : tensors) {
+    const size_t ob = o.size * sizeof(float);
+    for (size_t t = 0; t < tensors.size(); ++t) {
+      const size_t n = tensors[t].size;
+      if (overlaps(o.out, ob, tensors[t].global, n * sizeof(float))) return true;
+      for (const ClientUpdate& c : clients)
+        if (overlaps(o.out, ob, c.values[t], n * sizeof(float)) || overlaps(o.out, ob, c.masks[t], n)) return true;
+    }
+  }
+  return false;
 }
 
 void validate(const std::vector<TensorSlot>& tensors, const std::vector<ClientUpdate>& clients,
@@ -161,11 +236,25 @@ AggregateStats aggregate(const std::vector<TensorSlot>& tensors, const std::vect
 
   std::vector<WorkItem> work;
   AggregateStats stats;
+  // A tensor some client trained whole (values without a mask): every element gets an average,
+  // so its global values are never read.
+  std::vector<char> covered(tensors.size(), 0);
+  // Per tensor, the clients that trained it: whole updates first (n_whole of them), then masked.
+  std::vector<std::vector<size_t>> by_kind(tensors.size());
+  std::vector<size_t> n_whole(tensors.size(), 0);
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    for (size_t i = 0; i < clients.size(); ++i)
+      if (clients[i].values[t] && !clients[i].masks[t]) by_kind[t].push_back(i);
+    n_whole[t] = by_kind[t].size();
+    for (size_t i = 0; i < clients.size(); ++i)
+      if (clients[i].values[t] && clients[i].masks[t]) by_kind[t].push_back(i);
+    covered[t] = n_whole[t] > 0;
+  }
   for (size_t t = 0; t < tensors.size(); ++t) {
     stats.elements += tensors[t].size;
     for (size_t b = 0; b < tensors[t].size; b += options.chunk)
       work.push_back({t, b, std::min(tensors[t].size, b + options.chunk)});
-    double bytes = 8.0 * double(tensors[t].size);  // global read + out write
+    double bytes = (covered[t] ? 4.0 : 8.0) * double(tensors[t].size);  // out write (+ global read)
     for (const ClientUpdate& c : clients) {
       if (c.values[t]) bytes += 4.0 * double(tensors[t].size);
       if (c.masks[t]) bytes += 1.0 * double(tensors[t].size);
@@ -175,9 +264,52 @@ AggregateStats aggregate(const std::vector<TensorSlot>& tensors, const std::vect
 
   Failure failure;
   std::mutex failure_mutex;
+  auto reject = [&](const Failure& f) {
+    if (f.client >= clients.size())
+      throw InvalidArgument("aggregate: the weighted average of tensor '" + tensors[f.tensor].name +
+                            "' is not finite in the chunk starting at element " + std::to_string(f.element) +
+                            " (trained values at the limit of float32); the update is rejected");
+    const ClientUpdate& c = clients[f.client];
+    const float x = c.values[f.tensor][f.element];
+    throw InvalidArgument("aggregate: client '" + c.id + "' (index " + std::to_string(f.client) +
+                          ") sent a non-finite value (" + (std::isnan(x) ? "nan" : x > 0 ? "inf" : "-inf") +
+                          ") in tensor '" + tensors[f.tensor].name + "' at element " + std::to_string(f.element) +
+                          "; the update is rejected");
+  };
   size_t untouched = 0;
   const int threads = options.threads > 0 ? options.threads : omp_get_max_threads();
   const long long items = static_cast<long long>(work.size());
+
+  // In place (an output shares memory with an input): check every trained value first, so that
+  // a rejected update leaves the caller's arrays as they were. Costs one read pass of the updates.
+  if (writes_over_inputs(tensors, clients)) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (long long w = 0; w < items; ++w) {
+      const WorkItem& item = work[size_t(w)];
+      alignas(64) float chk[kTile];
+      alignas(64) uint8_t ones[kTile];
+      std::fill(ones, ones + kTile, uint8_t(1));
+      bool bad = false;
+      for (size_t b = item.begin; b < item.end && !bad; b += kTile) {
+        const size_t n = std::min(kTile, item.end - b);
+        std::fill(chk, chk + n, 0.0f);
+        for (const ClientUpdate& c : clients)
+          if (const float* v = c.values[item.tensor]) {
+            const uint8_t* m = c.masks[item.tensor];
+            check_values(n, v + b, m ? m + b : ones, chk);
+          }
+        unsigned flagged = 0;
+        for (size_t j = 0; j < n; ++j) flagged |= chk[j] != 0.0f;
+        bad = flagged != 0;
+      }
+      if (bad) {
+        const Failure f = first_failure(item, clients);
+        std::lock_guard<std::mutex> lock(failure_mutex);
+        if (f < failure) failure = f;
+      }
+    }
+    if (failure.tensor != std::numeric_limits<size_t>::max()) reject(failure);
+  }
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) reduction(+ : untouched)
   for (long long w = 0; w < items; ++w) {
@@ -185,7 +317,6 @@ AggregateStats aggregate(const std::vector<TensorSlot>& tensors, const std::vect
     const TensorSlot& slot = tensors[item.tensor];
     alignas(64) float num[kTile];
     alignas(64) float den[kTile];
-    alignas(64) float chk[kTile];  // sum of (x - x) over trained values: 0, or NaN for inf/NaN
     alignas(64) uint8_t ones[kTile];
     std::fill(ones, ones + kTile, uint8_t(1));
     bool bad = false;
@@ -193,67 +324,63 @@ AggregateStats aggregate(const std::vector<TensorSlot>& tensors, const std::vect
       const size_t n = std::min(kTile, item.end - b);
       std::fill(num, num + n, 0.0f);
       std::fill(den, den + n, 0.0f);
-      std::fill(chk, chk + n, 0.0f);
-      // Clients that trained this tensor, taken two at a time.
-      size_t pending = SIZE_MAX;
-      for (size_t i = 0; i < clients.size(); ++i) {
-        if (!clients[i].values[item.tensor]) continue;
-        if (pending == SIZE_MAX) {
-          pending = i;
-          continue;
-        }
-        const uint8_t* m1 = clients[pending].masks[item.tensor];
-        const uint8_t* m2 = clients[i].masks[item.tensor];
-        accumulate_pair(n, clients[pending].values[item.tensor] + b, m1 ? m1 + b : ones, weight[pending],
-                        clients[i].values[item.tensor] + b, m2 ? m2 + b : ones, weight[i], num, den, chk);
-        pending = SIZE_MAX;
+      // Clients that trained this tensor, two at a time: whole updates together (no masks),
+      // then masked ones (a leftover whole update pairs with a masked one through `ones`).
+      const std::vector<size_t>& order = by_kind[item.tensor];
+      size_t k = 0;
+      const size_t whole = n_whole[item.tensor];
+      for (; k + 1 < whole; k += 2) {
+        const size_t i1 = order[k], i2 = order[k + 1];
+        accumulate_full_pair(n, clients[i1].values[item.tensor] + b, weight[i1], clients[i2].values[item.tensor] + b,
+                             weight[i2], num, den);
       }
-      if (pending != SIZE_MAX) {
-        const float* v = clients[pending].values[item.tensor] + b;
-        const uint8_t* m = clients[pending].masks[item.tensor];
+      for (; k + 1 < order.size(); k += 2) {
+        const size_t i1 = order[k], i2 = order[k + 1];
+        const uint8_t* m1 = clients[i1].masks[item.tensor];
+        const uint8_t* m2 = clients[i2].masks[item.tensor];
+        accumulate_pair(n, clients[i1].values[item.tensor] + b, m1 ? m1 + b : ones, weight[i1],
+                        clients[i2].values[item.tensor] + b, m2 ? m2 + b : ones, weight[i2], num, den);
+      }
+      if (k < order.size()) {
+        const size_t i = order[k];
+        const float* v = clients[i].values[item.tensor] + b;
+        const uint8_t* m = clients[i].masks[item.tensor];
         if (m)
-          accumulate_masked(n, v, m + b, weight[pending], num, den, chk);
+          accumulate_masked(n, v, m + b, weight[i], num, den);
         else
-          accumulate_full(n, v, weight[pending], num, den, chk);
+          accumulate_full(n, v, weight[i], num, den);
       }
-      // Element-wise accumulators and an integer OR keep every loop vectorisable (a float sum
-      // reduction would not be without -ffast-math).
+      // A NaN or infinite trained value leaves its element's weighted sum non-finite (p > 0;
+      // inf + -inf is NaN), and num - num is NaN exactly then; masked-out values were zeroed.
+      // An integer OR keeps the loop vectorisable (a float reduction would not be without
+      // -ffast-math).
       unsigned flagged = 0;
-      for (size_t j = 0; j < n; ++j) flagged |= chk[j] != 0.0f;  // NaN != 0 is true
+      for (size_t j = 0; j < n; ++j) flagged |= (num[j] - num[j]) != 0.0f;  // NaN != 0 is true
       if (flagged) {
         bad = true;
         break;
       }
-      const float* g = slot.global + b;
-      float* o = slot.out + b;
-      const size_t trained_count = finish(n, num, den, g, o);
-      untouched += n - trained_count;
+      if (covered[item.tensor]) {
+        finish_covered(n, num, den);
+      } else {
+        const size_t trained_count = finish(n, num, den, slot.global + b, num);  // num becomes the result
+        untouched += n - trained_count;
+      }
+      write_out(slot.out + b, num, n);
     }
+    _mm_sfence();
     if (bad) {
-      // Slow path: find the first non-finite trained element of this chunk.
-      Failure f;
-      for (size_t j = item.begin; j < item.end && f.tensor == std::numeric_limits<size_t>::max(); ++j)
-        for (size_t i = 0; i < clients.size(); ++i) {
-          const float* v = clients[i].values[item.tensor];
-          const uint8_t* m = clients[i].masks[item.tensor];
-          if (v && (!m || m[j]) && !std::isfinite(v[j])) {
-            f = {item.tensor, j, i};
-            break;
-          }
-        }
+      // Slow path: find the first non-finite trained element of this chunk. None: every trained
+      // value is finite and the weighted sum rounded past the float32 range (values within
+      // rounding of FLT_MAX): reported with client = SIZE_MAX.
+      Failure f = first_failure(item, clients);
+      if (f.tensor == std::numeric_limits<size_t>::max()) f = {item.tensor, item.begin, SIZE_MAX};
       std::lock_guard<std::mutex> lock(failure_mutex);
       if (f < failure) failure = f;
     }
   }
 
-  if (failure.tensor != std::numeric_limits<size_t>::max()) {
-    const ClientUpdate& c = clients[failure.client];
-    const float x = c.values[failure.tensor][failure.element];
-    throw InvalidArgument("aggregate: client '" + c.id + "' (index " + std::to_string(failure.client) +
-                          ") sent a non-finite value (" + (std::isnan(x) ? "nan" : x > 0 ? "inf" : "-inf") +
-                          ") in tensor '" + tensors[failure.tensor].name + "' at element " +
-                          std::to_string(failure.element) + "; the update is rejected");
-  }
+  if (failure.tensor != std::numeric_limits<size_t>::max()) reject(failure);
   stats.untouched = untouched;
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return stats;

@@ -187,6 +187,32 @@ TEST_CASE("soft aggregate rejects non-finite trained values and ignores masked o
   CHECK_THROWS_WITH(aggregate(c.slots(), c.updates()), Catch::Contains("client 'c0'") && Catch::Contains("nan"));
 }
 
+TEST_CASE("soft aggregate in place: a rejected update leaves the global values untouched", "[soft]") {
+  // Several tensors and chunks, the bad value in the last tensor's last element: a single pass
+  // would have overwritten everything before it.
+  Case c = random_case(6, 3, {3000, 5000, 7000});
+  for (size_t t = 0; t < 3; ++t) c.values[0][t].assign(c.global[t].size(), 0.5f), c.masks[0][t].clear();
+  c.values[0][2].back() = -std::numeric_limits<float>::infinity();
+  const auto before = c.global;
+  std::vector<TensorSlot> s = c.slots();
+  for (size_t t = 0; t < 3; ++t) s[t].out = c.global[t].data();
+  AggregateOptions o;
+  o.chunk = 1000;
+  for (int threads : {1, 2}) {
+    o.threads = threads;
+    CHECK_THROWS_WITH(aggregate(s, c.updates(), o), Catch::Contains("client 'c0'") && Catch::Contains("-inf"));
+    for (size_t t = 0; t < 3; ++t) REQUIRE(c.global[t] == before[t]);  // bitwise
+  }
+  // +inf and -inf from two clients in one element (their weighted sum is NaN) is rejected too,
+  // naming the first of them.
+  c.values[0][2].back() = std::numeric_limits<float>::infinity();
+  c.values[1][2].assign(c.global[2].size(), 1.0f);
+  c.masks[1][2].clear();
+  c.values[1][2].back() = -std::numeric_limits<float>::infinity();
+  CHECK_THROWS_WITH(aggregate(s, c.updates(), o), Catch::Contains("client 'c0'") && Catch::Contains("element 6999"));
+  for (size_t t = 0; t < 3; ++t) REQUIRE(c.global[t] == before[t]);
+}
+
 TEST_CASE("soft aggregate rejects bad arguments", "[soft]") {
   Case c = random_case(6, 2, {10});
   CHECK_THROWS_AS(aggregate(c.slots(), {}), InvalidArgument);

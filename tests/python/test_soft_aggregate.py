@@ -121,6 +121,26 @@ def test_non_finite_update_is_rejected_naming_client_and_tensor():
     aggregate(glob, updates)
 
 
+def test_rejected_update_in_place_leaves_the_global_model_unchanged():
+    # out=glob: the aggregate would overwrite the global model tensor by tensor; a non-finite
+    # value in the last tensor must not leave the earlier ones overwritten.
+    rng = np.random.default_rng(3)
+    glob = {f"t{i}": rng.standard_normal(50_000).astype(np.float32) for i in range(4)}
+    before = {k: v.copy() for k, v in glob.items()}
+    updates = [ClientUpdate(f"c{c}", 10 + c, {k: rng.standard_normal(50_000).astype(np.float32) for k in glob}, {})
+               for c in range(3)]
+    updates[2].values["t3"][-1] = np.inf
+    with pytest.raises(ValueError, match=r"client 'c2'.*inf.*'t3'"):
+        aggregate(glob, updates, out=glob)
+    for k in glob:
+        assert np.array_equal(glob[k], before[k]), k
+    updates[2].values["t3"][-1] = 0.5
+    ref = aggregate(glob, updates)
+    aggregate(glob, updates, out=glob)
+    for k in glob:
+        assert np.array_equal(glob[k], ref[k]), k
+
+
 def test_bad_input_raises_value_errors():
     rng = np.random.default_rng(2)
     glob, updates = make_updates(rng, 2, drop_tensor_prob=0.0)

@@ -11,8 +11,10 @@
 // All buffers are borrowed (zero-copy views of numpy / torch CPU memory); the work is one pass
 // over the data, parallel (OpenMP) over fixed-size chunks of all tensors together. Trained
 // values that are NaN or infinite are rejected with bricklab::InvalidArgument naming the client
-// and the tensor; the output is then unspecified, so `out` should not alias `global` when the
-// caller needs the old values after a failure. A client that dropped out is simply not listed.
+// and the tensor. The output may share memory with the inputs (in place, e.g. out == global):
+// then every trained value is checked in a read pass first, so a rejected update leaves all the
+// caller's arrays unchanged; otherwise the output arrays' contents are unspecified after a
+// rejection (the inputs are never written). A client that dropped out is simply not listed.
 #pragma once
 
 #include <cstddef>
