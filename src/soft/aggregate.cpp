@@ -7,7 +7,9 @@
 #include "bricklab/soft/aggregate.hpp"
 
 #include <omp.h>
+#if defined(__SSE2__)
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -50,20 +52,23 @@ struct Failure {
 #define BRICKLAB_SIMD_CLONES
 #endif
 
+// All-ones bits where mask byte m is set, zero bits otherwise; x with those bits kept (x where
+// trained, +0.0 where not: NaN garbage in untrained elements vanishes).
+inline uint32_t keep_bits(uint8_t m) { return 0u - uint32_t(m != 0); }
+inline float and_bits(float x, uint32_t keep) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  bits &= keep;
+  std::memcpy(&x, &bits, 4);
+  return x;
+}
+
 BRICKLAB_SIMD_CLONES
 void accumulate_masked(size_t n, const float* __restrict v, const uint8_t* __restrict m, float p, float* __restrict num, float* __restrict den) {
   for (size_t j = 0; j < n; ++j) {
-    const uint32_t keep = 0u - uint32_t(m[j] != 0);
-    uint32_t bits;
-    std::memcpy(&bits, v + j, 4);
-    bits &= keep;
-    float x;
-    std::memcpy(&x, &bits, 4);
-    const uint32_t one_bits = 0x3f800000u & keep;  // 1.0f or 0.0f
-    float one;
-    std::memcpy(&one, &one_bits, 4);
-    num[j] += p * x;
-    den[j] += p * one;
+    const uint32_t keep = keep_bits(m[j]);
+    num[j] += p * and_bits(v[j], keep);
+    den[j] += p * and_bits(1.0f, keep);
   }
 }
 
@@ -73,20 +78,9 @@ BRICKLAB_SIMD_CLONES
 void accumulate_pair(size_t n, const float* __restrict v1, const uint8_t* __restrict m1, float p1, const float* __restrict v2, const uint8_t* __restrict m2,
                      float p2, float* __restrict num, float* __restrict den) {
   for (size_t j = 0; j < n; ++j) {
-    const uint32_t k1 = 0u - uint32_t(m1[j] != 0), k2 = 0u - uint32_t(m2[j] != 0);
-    uint32_t b1, b2;
-    std::memcpy(&b1, v1 + j, 4);
-    std::memcpy(&b2, v2 + j, 4);
-    b1 &= k1;
-    b2 &= k2;
-    float x1, x2, o1, o2;
-    std::memcpy(&x1, &b1, 4);
-    std::memcpy(&x2, &b2, 4);
-    const uint32_t ob1 = 0x3f800000u & k1, ob2 = 0x3f800000u & k2;
-    std::memcpy(&o1, &ob1, 4);
-    std::memcpy(&o2, &ob2, 4);
-    num[j] += p1 * x1 + p2 * x2;
-    den[j] += p1 * o1 + p2 * o2;
+    const uint32_t k1 = keep_bits(m1[j]), k2 = keep_bits(m2[j]);
+    num[j] += p1 * and_bits(v1[j], k1) + p2 * and_bits(v2[j], k2);
+    den[j] += p1 * and_bits(1.0f, k1) + p2 * and_bits(1.0f, k2);
   }
 }
 
@@ -114,12 +108,14 @@ void accumulate_full(size_t n, const float* __restrict v, float p, float* __rest
 // aligned: the output is written once and not read again by this pass, so it need not be read
 // into the cache first (a plain store reads every line before overwriting it).
 void write_out(float* __restrict o, const float* __restrict res, size_t n) {
+#if defined(__SSE2__)
   if ((reinterpret_cast<uintptr_t>(o) & 15) == 0) {
     size_t j = 0;
     for (; j + 4 <= n; j += 4) _mm_stream_ps(o + j, _mm_load_ps(res + j));
     for (; j < n; ++j) o[j] = res[j];
     return;
   }
+#endif
   std::memcpy(o, res, n * sizeof(float));
 }
 
@@ -134,13 +130,8 @@ void finish_covered(size_t n, float* __restrict num, const float* __restrict den
 BRICKLAB_SIMD_CLONES
 void check_values(size_t n, const float* __restrict v, const uint8_t* __restrict m, float* __restrict chk) {
   for (size_t j = 0; j < n; ++j) {
-    const uint32_t keep = 0u - uint32_t(m[j] != 0);
-    uint32_t bits;
-    std::memcpy(&bits, v + j, 4);
-    bits &= keep;
-    float x;
-    std::memcpy(&x, &bits, 4);
-    chk[j] += x - x;
+    const float x = and_bits(v[j], keep_bits(m[j]));
+    chk[j] += x - x;  // NaN exactly when x is NaN or infinite
   }
 }
 
@@ -368,7 +359,9 @@ AggregateStats aggregate(const std::vector<TensorSlot>& tensors, const std::vect
       }
       write_out(slot.out + b, num, n);
     }
-    _mm_sfence();
+#if defined(__SSE2__)
+    _mm_sfence();  // this item's non-temporal stores are visible when the pass returns
+#endif
     if (bad) {
       // Slow path: find the first non-finite trained element of this chunk. None: every trained
       // value is finite and the weighted sum rounded past the float32 range (values within
