@@ -119,11 +119,19 @@ void write_out(float* __restrict o, const float* __restrict res, size_t n) {
   std::memcpy(o, res, n * sizeof(float));
 }
 
-// The averages of a tile that some client trained whole (every element has a weight): the
-// global values are not needed, and not read.
+// The averages of a tile that some client trained whole (every element has a weight), in place
+// of the sums: the global values are not needed, and not read. Returns non-zero when a sum was
+// not finite: a NaN or infinite trained value leaves its element's weighted sum non-finite
+// (weights > 0; inf + -inf is NaN), and x - x is NaN exactly then. An integer OR keeps the loop
+// vectorisable (a float reduction would not be without -ffast-math).
 BRICKLAB_SIMD_CLONES
-void finish_covered(size_t n, float* __restrict num, const float* __restrict den) {
-  for (size_t j = 0; j < n; ++j) num[j] /= den[j];
+unsigned finish_covered(size_t n, float* __restrict num, const float* __restrict den) {
+  unsigned flagged = 0;
+  for (size_t j = 0; j < n; ++j) {
+    flagged |= (num[j] - num[j]) != 0.0f;  // NaN != 0 is true
+    num[j] /= den[j];
+  }
+  return flagged;
 }
 
 // Check-only pass (in-place aggregation): non-finite trained values, nothing else.
@@ -135,20 +143,24 @@ void check_values(size_t n, const float* __restrict v, const uint8_t* __restrict
   }
 }
 
-// Writes the averages (or the global value where nobody trained); returns how many were trained.
+// Writes the averages (or the global value where nobody trained) in place of the sums; returns
+// how many were trained, and sets `flagged` as finish_covered does (an untrained sum is 0).
 BRICKLAB_SIMD_CLONES
-size_t finish(size_t n, const float* num, const float* __restrict den, const float* __restrict g, float* o) {
+size_t finish(size_t n, float* __restrict num, const float* __restrict den, const float* __restrict g, unsigned& flagged) {
   size_t trained = 0;
+  unsigned bad = 0;
   for (size_t j = 0; j < n; ++j) {
+    bad |= (num[j] - num[j]) != 0.0f;
     const uint32_t any = 0u - uint32_t(den[j] > 0.0f);
     const float avg = num[j] / den[j];  // 0/0 = NaN where nobody trained: replaced below
     uint32_t avg_bits, g_bits;
     std::memcpy(&avg_bits, &avg, 4);
     std::memcpy(&g_bits, g + j, 4);
     const uint32_t out_bits = (avg_bits & any) | (g_bits & ~any);
-    std::memcpy(o + j, &out_bits, 4);
+    std::memcpy(num + j, &out_bits, 4);
     trained += any & 1u;
   }
+  flagged = bad;
   return trained;
 }
 
@@ -341,22 +353,19 @@ AggregateStats aggregate(const std::vector<TensorSlot>& tensors, const std::vect
         else
           accumulate_full(n, v, weight[i], num, den);
       }
-      // A NaN or infinite trained value leaves its element's weighted sum non-finite (p > 0;
-      // inf + -inf is NaN), and num - num is NaN exactly then; masked-out values were zeroed.
-      // An integer OR keeps the loop vectorisable (a float reduction would not be without
-      // -ffast-math).
+      // The averages replace the sums in num; a non-finite sum (masked-out values were zeroed)
+      // stops the chunk before anything of the tile is written.
       unsigned flagged = 0;
-      for (size_t j = 0; j < n; ++j) flagged |= (num[j] - num[j]) != 0.0f;  // NaN != 0 is true
+      size_t trained_count = n;
+      if (covered[item.tensor])
+        flagged = finish_covered(n, num, den);
+      else
+        trained_count = finish(n, num, den, slot.global + b, flagged);
       if (flagged) {
         bad = true;
         break;
       }
-      if (covered[item.tensor]) {
-        finish_covered(n, num, den);
-      } else {
-        const size_t trained_count = finish(n, num, den, slot.global + b, num);  // num becomes the result
-        untouched += n - trained_count;
-      }
+      untouched += n - trained_count;
       write_out(slot.out + b, num, n);
     }
 #if defined(__SSE2__)
