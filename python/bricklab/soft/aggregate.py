@@ -58,6 +58,9 @@ def aggregate(global_state: Mapping[str, object], updates: Sequence[ClientUpdate
 
     ``global_state``: name -> array (numpy or torch CPU) of the current global model. Only
     floating-point entries take part; others are returned unchanged. ``threads=0``: all cores.
+    ``out`` may be ``global_state`` itself (its arrays are then overwritten with the result):
+    every trained value is checked first, so a rejected update (NaN or inf) raises
+    ``bricklab.InvalidArgument`` and leaves them unchanged.
     """
     if not updates:
         raise InvalidArgument("aggregate: no client updates (at least one client must report)")
