@@ -4,9 +4,10 @@
 
 Bandwidth reference, measured in the same run: ``np.copyto`` of a ``params``-element float32
 array (bytes read + bytes written, best of ``repeats``) and a STREAM-style add ``c = a + b``;
-the ratio is taken against the larger of the two. Aggregation bytes are what one pass must move: the global values and the output (4 B each
-per element), each client's values (4 B) and, for soft clients, its mask (1 B). Half the clients
-are soft-trained with random masks keeping 50%. Also shown: the same average in plain numpy.
+the ratio is taken against the larger of the two. Aggregation bytes are what the pass moves: the
+output (4 B per element), each client's values (4 B) and, for soft clients, its mask (1 B), plus
+the global values (4 B) of tensors no client trained whole. Half the clients (``--all-soft``:
+all) are soft-trained with random masks keeping 50%. Also shown: the same average in plain numpy.
 """
 import argparse
 import time
@@ -50,6 +51,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, nargs="*", default=[1, 0])
     ap.add_argument("--numpy", action="store_true", help="also time the plain numpy average (slow, extra memory)")
+    ap.add_argument("--all-soft", action="store_true",
+                    help="every client soft (masked): no tensor is trained whole, so the global values are read too")
     args = ap.parse_args()
     n = int(args.params)
     per = n // args.tensors
@@ -68,7 +71,7 @@ def main():
     updates = []
     for c in range(args.clients):
         vals = rng.standard_normal(per * args.tensors, dtype=np.float32)
-        soft = c % 2 == 1
+        soft = args.all_soft or c % 2 == 1
         masks = rng.random(per * args.tensors, dtype=np.float32) < 0.5 if soft else None
         updates.append(ClientUpdate(
             f"c{c}", 100 + c, {f"t{i}": vals[i * per:(i + 1) * per] for i in range(args.tensors)},
