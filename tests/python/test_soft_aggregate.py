@@ -164,3 +164,18 @@ def test_bad_input_raises_value_errors():
         aggregate(glob, updates, soft_factor=0)
     with pytest.raises(ValueError, match="floating"):
         aggregate(glob, [ClientUpdate("x", 1, {"fc.bias": np.zeros(10, np.int32)})])
+
+
+@pytest.mark.parametrize("extra", [[], ["--all-soft"]])
+def test_benchmark_script_prints_its_table(extra):
+    # The benchmark executable itself (tiny sizes): it runs, and its table has both thread rows.
+    import pathlib
+    import subprocess
+    import sys
+    script = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "bench_aggregate.py"
+    out = subprocess.run([sys.executable, str(script), "--params", "1e5", "--tensors", "10", "--repeats", "1", *extra],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    rows = [line.split() for line in out.splitlines() if line.startswith("bricklab.soft.aggregate")]
+    assert [r[1] for r in rows] == ["1", "all"]
+    assert all(float(r[2]) > 0 and float(r[4]) > 0 for r in rows)
+    assert ("4 soft" if extra else "2 soft") in out
