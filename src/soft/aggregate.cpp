@@ -176,22 +176,31 @@ Failure first_failure(const WorkItem& item, const std::vector<ClientUpdate>& cli
   return f;
 }
 
-bool overlaps(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
-  const auto pa = reinterpret_cast<uintptr_t>(a), pb = reinterpret_cast<uintptr_t>(b);
-  return a && b && a_bytes && b_bytes && pa < pb + b_bytes && pb < pa + a_bytes;
-}
-
 // True when some output buffer shares memory with an input (global values, client values or
 // masks): the aggregation then runs in place, and a rejected update must not have written it.
+// The inputs sorted by start with a running maximum of their ends: an output [a, b) overlaps
+// one exactly when the largest end among the inputs starting before b exceeds a.
 bool writes_over_inputs(const std::vector<TensorSlot>& tensors, const std::vector<ClientUpdate>& clients) {
-  for (const TensorSlot& o : tensors) {
-    const size_t ob = o.size * sizeof(float);
-    for (size_t t = 0; t < tensors.size(); ++t) {
-      const size_t n = tensors[t].size;
-      if (overlaps(o.out, ob, tensors[t].global, n * sizeof(float))) return true;
-      for (const ClientUpdate& c : clients)
-        if (overlaps(o.out, ob, c.values[t], n * sizeof(float)) || overlaps(o.out, ob, c.masks[t], n)) return true;
+  std::vector<std::pair<uintptr_t, uintptr_t>> in;  // [start, end)
+  auto add = [&](const void* p, size_t bytes) {
+    if (p && bytes) in.emplace_back(reinterpret_cast<uintptr_t>(p), reinterpret_cast<uintptr_t>(p) + bytes);
+  };
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    const size_t n = tensors[t].size;
+    add(tensors[t].global, n * sizeof(float));
+    for (const ClientUpdate& c : clients) {
+      add(c.values[t], n * sizeof(float));
+      add(c.masks[t], n);
     }
+  }
+  std::sort(in.begin(), in.end());
+  std::vector<uintptr_t> max_end(in.size());
+  for (size_t i = 0; i < in.size(); ++i) max_end[i] = std::max(in[i].second, i ? max_end[i - 1] : 0);
+  for (const TensorSlot& o : tensors) {
+    if (!o.out || o.size == 0) continue;
+    const auto a = reinterpret_cast<uintptr_t>(o.out), b = a + o.size * sizeof(float);
+    const size_t k = size_t(std::lower_bound(in.begin(), in.end(), std::make_pair(b, uintptr_t(0))) - in.begin());
+    if (k > 0 && max_end[k - 1] > a) return true;
   }
   return false;
 }

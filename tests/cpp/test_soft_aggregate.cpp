@@ -211,6 +211,14 @@ TEST_CASE("soft aggregate in place: a rejected update leaves the global values u
   c.values[1][2].back() = -std::numeric_limits<float>::infinity();
   CHECK_THROWS_WITH(aggregate(s, c.updates(), o), Catch::Contains("client 'c0'") && Catch::Contains("element 6999"));
   for (size_t t = 0; t < 3; ++t) REQUIRE(c.global[t] == before[t]);
+  // Written over a client's update instead (out = client 1's values of the first tensor): that
+  // update is left as it was too.
+  for (size_t t = 0; t < 3; ++t) s[t].out = c.out[t].data();
+  c.values[1][0].assign(c.global[0].size(), 2.0f);
+  c.masks[1][0].clear();
+  s[0].out = c.values[1][0].data();
+  CHECK_THROWS(aggregate(s, c.updates(), o));
+  for (float x : c.values[1][0]) REQUIRE(x == 2.0f);
 }
 
 TEST_CASE("soft aggregate rejects bad arguments", "[soft]") {
