@@ -333,12 +333,9 @@ def run_budget(out, workers, only_missing=False):
             wait = res["runs"][f"{name}/{split}/2x/fedavg_wait/{seed}"][-1]["time_s"]
             budget[f"{name}/{split}/4x/{method}/{seed}"] = rows
             budget[key] = [r for r in rows if r["time_s"] <= 0.6 * wait + 1e-9]
-    if only_missing:
-        res["budget_runs"] = dict(sorted({**res.get("budget_runs", {}), **budget}.items()))
-        res["budget_seconds"] = res.get("budget_seconds", 0.0) + time.time() - t_start
-    else:
-        res["budget_runs"] = dict(sorted(budget.items()))
-        res["budget_seconds"] = time.time() - t_start
+    kept = res.get("budget_runs", {}) if only_missing else {}
+    res["budget_runs"] = dict(sorted({**kept, **budget}.items()))
+    res["budget_seconds"] = (res.get("budget_seconds", 0.0) if only_missing else 0.0) + time.time() - t_start
     (out / "soft_results.json").write_text(json.dumps(res, indent=1))
     write_page(res, out)
     print(f"budget runs done in {res['budget_seconds']:.0f}s")

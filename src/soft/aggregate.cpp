@@ -248,10 +248,9 @@ AggregateStats aggregate(const std::vector<TensorSlot>& tensors, const std::vect
 
   std::vector<WorkItem> work;
   AggregateStats stats;
-  // A tensor some client trained whole (values without a mask): every element gets an average,
-  // so its global values are never read.
-  std::vector<char> covered(tensors.size(), 0);
   // Per tensor, the clients that trained it: whole updates first (n_whole of them), then masked.
+  // A tensor some client trained whole (n_whole > 0) gets an average in every element, so its
+  // global values are never read.
   std::vector<std::vector<size_t>> by_kind(tensors.size());
   std::vector<size_t> n_whole(tensors.size(), 0);
   for (size_t t = 0; t < tensors.size(); ++t) {
@@ -260,13 +259,12 @@ AggregateStats aggregate(const std::vector<TensorSlot>& tensors, const std::vect
     n_whole[t] = by_kind[t].size();
     for (size_t i = 0; i < clients.size(); ++i)
       if (clients[i].values[t] && clients[i].masks[t]) by_kind[t].push_back(i);
-    covered[t] = n_whole[t] > 0;
   }
   for (size_t t = 0; t < tensors.size(); ++t) {
     stats.elements += tensors[t].size;
     for (size_t b = 0; b < tensors[t].size; b += options.chunk)
       work.push_back({t, b, std::min(tensors[t].size, b + options.chunk)});
-    double bytes = (covered[t] ? 4.0 : 8.0) * double(tensors[t].size);  // out write (+ global read)
+    double bytes = (n_whole[t] > 0 ? 4.0 : 8.0) * double(tensors[t].size);  // out write (+ global read)
     for (const ClientUpdate& c : clients) {
       if (c.values[t]) bytes += 4.0 * double(tensors[t].size);
       if (c.masks[t]) bytes += 1.0 * double(tensors[t].size);
@@ -366,7 +364,7 @@ AggregateStats aggregate(const std::vector<TensorSlot>& tensors, const std::vect
       // stops the chunk before anything of the tile is written.
       unsigned flagged = 0;
       size_t trained_count = n;
-      if (covered[item.tensor])
+      if (n_whole[item.tensor] > 0)
         flagged = finish_covered(n, num, den);
       else
         trained_count = finish(n, num, den, slot.global + b, flagged);
