@@ -264,6 +264,7 @@ class CudaBackend : public Backend {
     static Gpu* probe = new Gpu();
     return node_variants(graph, node, probe);
   }
+  bool lowers(const OpDef& op) const override { return lowerings().lowers(op); }
 
  private:
   mutable std::mutex probe_mutex_;

@@ -18,6 +18,7 @@
 #include "bricklab/core/error.hpp"
 #include "bricklab/engine/backend.hpp"
 #include "bricklab/graph/graph.hpp"
+#include "bricklab/ops/lowering.hpp"
 
 namespace bricklab::cuda {
 
@@ -135,8 +136,13 @@ class PlanBuilder {
   std::vector<bool> done_;
 };
 
-// Lowers node `index` (and any nodes it fuses) into steps; UnsupportedError when it cannot.
+// Lowers node `index` (and any nodes it fuses) into steps through the CUDA lowering table;
+// UnsupportedError when it cannot.
 void lower_node(PlanBuilder& b, int index);
+// The CUDA backend's lowerings, one per operator-table entry it supports (cuda_ops.cpp).
+using CudaLowerFn = void (*)(PlanBuilder&, int);
+using CudaLowerings = LoweringTable<CudaLowerFn>;
+const CudaLowerings& lowerings();
 
 // Variants of a node; `gpu` null: no device, the unfiltered candidate list (see cuda_ops.cpp).
 std::vector<Variant> node_variants(const Graph& graph, int index, Gpu* gpu);

@@ -6,10 +6,18 @@
 #include <climits>
 #include <cmath>
 
+#include "bricklab/ops/registry.hpp"
 #include "cuda_internal.hpp"
 
 namespace bricklab::cuda {
 namespace {
+
+// What an elementwise node computes (EltFn::none for other operators), from its table entry.
+EltFn fn_of(const Node& n) {
+  const OpDef* def = OpRegistry::instance().of(n);
+  return def ? def->elementwise : EltFn::none;
+}
+
 
 using Dims = std::vector<int>;
 
@@ -295,7 +303,7 @@ void lower_conv(PlanBuilder& b, int index) {
   bool relu = false;
   if (b.options.fusion && b.options.fuse_activation && !half) {
     const int c = b.sole_consumer(out_value);
-    if (c >= 0 && !b.done(c) && b.graph.nodes[size_t(c)].op == "Relu") relu = true;
+    if (c >= 0 && !b.done(c) && fn_of(b.graph.nodes[size_t(c)]) == EltFn::relu) relu = true;
   }
   const bool fused = relu || (b.options.fusion && b.options.fuse_activation && !half && bias_v >= 0 &&
                               v.algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM);
@@ -428,10 +436,11 @@ void lower_activation(PlanBuilder& b, int index) {
   cudnnActivationMode_t mode = CUDNN_ACTIVATION_RELU;
   double coef = 0;
   std::string kind = "relu";
-  if (n.op == "Sigmoid") mode = CUDNN_ACTIVATION_SIGMOID, kind = "sigmoid";
-  else if (n.op == "Tanh") mode = CUDNN_ACTIVATION_TANH, kind = "tanh";
-  else if (n.op == "Elu") mode = CUDNN_ACTIVATION_ELU, coef = n.attr_float("alpha", 1.0), kind = "elu";
-  else if (n.op == "Clip") {
+  const EltFn f = fn_of(n);
+  if (f == EltFn::sigmoid) mode = CUDNN_ACTIVATION_SIGMOID, kind = "sigmoid";
+  else if (f == EltFn::tanh) mode = CUDNN_ACTIVATION_TANH, kind = "tanh";
+  else if (f == EltFn::elu) mode = CUDNN_ACTIVATION_ELU, coef = NodeAttrs(b.graph, n).real("alpha"), kind = "elu";
+  else if (f == EltFn::clip) {
     double lo, hi;
     clip_bounds(b, n, lo, hi);
     if (lo != 0.0) unsupported(b, n, "cuDNN clips at 0 only (CLIPPED_RELU); Clip min is " + std::to_string(lo));
@@ -569,7 +578,11 @@ void lower_softmax(PlanBuilder& b, int index) {
 void lower_binary(PlanBuilder& b, int index) {
   const Node& n = b.graph.nodes[size_t(index)];
   const ErrorContext where = b.where(n);
-  int a = n.inputs.at(0), c = n.inputs.at(1);
+  const EltFn f = binary_fn(n);
+  if (f != EltFn::add && f != EltFn::sub && f != EltFn::mul) unsupported(b, n, "cudnnOpTensor takes two inputs (add, sub or mul)");
+  int a = -1, c = -1;
+  for (int v : n.inputs)
+    if (v >= 0) (a < 0 ? a : c) = v;
   require_float(b, n, a);
   require_float(b, n, c);
   const Shape& ys = b.value(n.outputs.at(0)).shape;
@@ -579,7 +592,7 @@ void lower_binary(PlanBuilder& b, int index) {
     return p;
   };
   Shape as = padded(b.value(a).shape), cs = padded(b.value(c).shape);
-  float alpha_a = 1.f, alpha_c = n.op == "Sub" ? -1.f : 1.f;
+  float alpha_a = 1.f, alpha_c = f == EltFn::sub ? -1.f : 1.f;
   if (as != ys) {
     // cudnnOpTensor broadcasts its second operand only: swap (Sub: negate the other side).
     std::swap(a, c);
@@ -614,14 +627,14 @@ void lower_binary(PlanBuilder& b, int index) {
   const std::string asked = b.variant_for(n);
   if (!asked.empty() && asked != "default") throw InvalidArgument(where, "unknown variant '" + asked + "'; valid: default");
   auto op = std::make_shared<OpTensorDesc>(where);
-  BL_CHECK(where, cudnnSetOpTensorDescriptor(op->get(), n.op == "Mul" ? CUDNN_OP_TENSOR_MUL : CUDNN_OP_TENSOR_ADD, CUDNN_DATA_FLOAT,
+  BL_CHECK(where, cudnnSetOpTensorDescriptor(op->get(), f == EltFn::mul ? CUDNN_OP_TENSOR_MUL : CUDNN_OP_TENSOR_ADD, CUDNN_DATA_FLOAT,
                                              CUDNN_NOT_PROPAGATE_NAN));
   auto ydesc = tensor_desc(yd, CUDNN_DATA_FLOAT, false, where);
   auto cdesc = tensor_desc(cd, CUDNN_DATA_FLOAT, false, where);
   const float* a_dev = b.device(a, where);
   const float* c_dev = b.device(c, where);
   float* y_dev = b.output(n.outputs.at(0), where);
-  std::string kind = n.op == "Mul" ? "mul" : n.op == "Sub" ? "sub" : "add";
+  std::string kind = f == EltFn::mul ? "mul" : f == EltFn::sub ? "sub" : "add";
   b.steps.push_back(make_step(kind, {n.name}, "cudnnOpTensor", [=](Gpu& gpu) {
     const float zero = 0.f;
     BL_CHECK(where, cudnnOpTensor(gpu.dnn, op->get(), &alpha_a, ydesc->get(), a_dev, &alpha_c, cdesc->get(), c_dev, &zero,
@@ -801,64 +814,73 @@ void lower_concat(PlanBuilder& b, int index) {
   b.mark_done(index);
 }
 
-bool is_view(const std::string& op) {
-  return op == "Flatten" || op == "Reshape" || op == "Squeeze" || op == "Unsqueeze" || op == "Identity" || op == "Dropout";
+void lower_constant(PlanBuilder& b, int index) {
+  b.mark_done(index);  // its value is a constant, uploaded where it is read
 }
 
-bool is_activation(const std::string& op) {
-  return op == "Relu" || op == "Sigmoid" || op == "Tanh" || op == "Elu" || op == "Clip";
+void lower_clip_or_activation(PlanBuilder& b, int index) {
+  const Node& n = b.graph.nodes[size_t(index)];
+  if (fn_of(n) == EltFn::clip) {
+    double lo, hi;
+    clip_bounds(b, n, lo, hi);
+    if (lo <= -FLT_MAX && hi >= FLT_MAX) {  // no bounds: a view
+      b.alias(n.outputs.at(0), n.inputs.at(0), b.where(n));
+      b.mark_done(index);
+      return;
+    }
+  }
+  lower_activation(b, index);
 }
 
-bool is_pool(const std::string& op) {
-  return op == "MaxPool" || op == "AveragePool" || op == "GlobalAveragePool" || op == "GlobalMaxPool";
+void lower_view(PlanBuilder& b, int index) {
+  const Node& n = b.graph.nodes[size_t(index)];
+  // Dropout's mask (any second output that someone reads) is not a view of the input.
+  if (n.outputs.size() > 1 && n.outputs[1] >= 0 && !b.value(n.outputs[1]).consumers.empty())
+    unsupported(b, n, "Dropout's mask output is not supported");
+  b.alias(n.outputs.at(0), n.inputs.at(0), b.where(n));
+  b.mark_done(index);
 }
 
-const char* const kSupported =
-    "Conv, BatchNormalization, Relu, Sigmoid, Tanh, Elu, Clip, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Softmax, "
-    "Add, Sub, Mul, Gemm, MatMul, Concat, Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout";
+CudaLowerings build_lowerings() {
+  CudaLowerings t("cuda");
+  t.add({"Constant"}, lower_constant);
+  t.add({"Conv"}, lower_conv);
+  t.add({"BatchNormalization"}, lower_batchnorm);
+  t.add({"Relu", "Sigmoid", "Tanh", "Elu", "Clip"}, lower_clip_or_activation);
+  t.add({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}, lower_pool);
+  t.add({"Softmax"}, lower_softmax);
+  t.add({"Add", "Sub", "Mul", "Sum"}, lower_binary);  // a Sum of two inputs is an Add
+  t.add({"Gemm", "MatMul"}, lower_gemm);
+  t.add({"Concat"}, lower_concat);
+  t.add({"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout"}, lower_view);
+  return t;
+}
+
+// Operators whose lowering takes variants other than "default".
+bool has_variants(const Node& n) {
+  const OpDef* def = OpRegistry::instance().of(n);
+  return def && def->cls == OpClass::compute;
+}
 
 }  // namespace
+
+const CudaLowerings& lowerings() {
+  static const CudaLowerings table = build_lowerings();
+  return table;
+}
 
 void lower_node(PlanBuilder& b, int index) {
   const Node& n = b.graph.nodes[size_t(index)];
   const ErrorContext where = b.where(n);
   if (!n.domain.empty() && n.domain != "ai.onnx")
     unsupported(b, n, "operator domain '" + n.domain + "' is not supported by the CUDA backend");
-  if (n.op != "Conv" && n.op != "Gemm" && n.op != "MatMul") {
+  if (!has_variants(n)) {
     const std::string asked = b.variant_for(n);
     if (!asked.empty() && asked != "default") throw InvalidArgument(where, "unknown variant '" + asked + "'; valid: default");
   }
-  if (n.op == "Constant") {
-    b.mark_done(index);  // its value is a constant, uploaded where it is read
-    return;
-  }
-  if (n.op == "Conv") return lower_conv(b, index);
-  if (n.op == "BatchNormalization") return lower_batchnorm(b, index);
-  if (is_activation(n.op)) {
-    if (n.op == "Clip") {
-      double lo, hi;
-      clip_bounds(b, n, lo, hi);
-      if (lo <= -FLT_MAX && hi >= FLT_MAX) {  // no bounds: a view
-        b.alias(n.outputs.at(0), n.inputs.at(0), where);
-        b.mark_done(index);
-        return;
-      }
-    }
-    return lower_activation(b, index);
-  }
-  if (is_pool(n.op)) return lower_pool(b, index);
-  if (n.op == "Softmax") return lower_softmax(b, index);
-  if (n.op == "Add" || n.op == "Sub" || n.op == "Mul") return lower_binary(b, index);
-  if (n.op == "Gemm" || n.op == "MatMul") return lower_gemm(b, index);
-  if (n.op == "Concat") return lower_concat(b, index);
-  if (is_view(n.op)) {
-    if (n.op == "Dropout" && n.outputs.size() > 1 && n.outputs[1] >= 0 && !b.value(n.outputs[1]).consumers.empty())
-      unsupported(b, n, "Dropout's mask output is not supported");
-    b.alias(n.outputs.at(0), n.inputs.at(0), where);
-    b.mark_done(index);
-    return;
-  }
-  unsupported(b, n, "operator " + n.op + " is not supported by the CUDA backend (supported: " + kSupported + ")");
+  const CudaLowerFn lower = lowerings().find(n);
+  if (!lower) unsupported(b, n, "operator " + n.op + " is not supported by the CUDA backend (see `bricklab ops`)");
+  lower(b, index);
 }
 
 std::vector<Variant> node_variants(const Graph& graph, int index, Gpu* gpu) {

@@ -8,7 +8,7 @@ cd "$root"
 
 apt_packages=(
   build-essential cmake ninja-build pkg-config git
-  libeigen3-dev libdnnl-dev libonnx-dev libprotobuf-dev protobuf-compiler
+  libeigen3-dev libdnnl-dev ocl-icd-opencl-dev libonnx-dev libprotobuf-dev protobuf-compiler
   pybind11-dev catch2 libfmt-dev nlohmann-json3-dev
   libsqlite3-dev libpq-dev postgresql
   python3 python3-dev python3-venv python3-pip python3-numpy python3-torch python3-torchvision

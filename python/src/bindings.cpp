@@ -300,6 +300,9 @@ PYBIND11_MODULE(_core, m) {
       e["op"] = d.name;
       e["class"] = op_class_name(d.cls);
       e["summary"] = d.summary;
+      py::dict per_backend;
+      for (const auto& name : backend_names()) per_backend[py::str(name)] = get_backend(name).lowers(d) ? "lowered" : "unsupported";
+      e["backends"] = per_backend;
       out.push_back(e);
     }
     return out;

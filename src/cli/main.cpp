@@ -297,16 +297,35 @@ int cmd_run(const Args& a) {
 
 int cmd_ops(const Args& a) {
   const auto& all = bricklab::OpRegistry::instance().all();
+  const auto names = bricklab::backend_names();
+  auto lowered = [&](const std::string& backend, const bricklab::OpDef& d) { return bricklab::get_backend(backend).lowers(d); };
   if (a.json) {
     nlohmann::json j = nlohmann::json::array();
-    for (const auto& d : all) j.push_back({{"op", d.name}, {"class", bricklab::op_class_name(d.cls)}, {"summary", d.summary}});
+    for (const auto& d : all) {
+      nlohmann::json backends = nlohmann::json::object();
+      for (const auto& b : names) backends[b] = lowered(b, d) ? "lowered" : "unsupported";
+      j.push_back({{"op", d.name}, {"class", bricklab::op_class_name(d.cls)}, {"summary", d.summary}, {"backends", backends}});
+    }
     std::cout << j.dump(2) << "\n";
     return 0;
   }
-  std::cout << fmt::format("{:<24} {:<12} {}\n", "operator", "class", "summary");
-  for (const auto& d : all) std::cout << fmt::format("{:<24} {:<12} {}\n", d.name, bricklab::op_class_name(d.cls), d.summary);
-  std::cout << fmt::format("\n{} operators (default ONNX domain, opsets {} to {})\n", all.size(), bricklab::kMinOpset,
+  std::string head = fmt::format("{:<24} {:<12}", "operator", "class");
+  for (const auto& b : names) head += fmt::format(" {:<5}", b);
+  std::cout << head << " summary\n";
+  std::map<std::string, int> count;
+  for (const auto& d : all) {
+    std::string line = fmt::format("{:<24} {:<12}", d.name, bricklab::op_class_name(d.cls));
+    for (const auto& b : names) {
+      const bool yes = lowered(b, d);
+      count[b] += yes;
+      line += fmt::format(" {:<5}", yes ? "yes" : "-");
+    }
+    std::cout << line << " " << d.summary << "\n";
+  }
+  std::cout << fmt::format("\n{} operators (default ONNX domain, opsets {} to {}); lowered:", all.size(), bricklab::kMinOpset,
                            bricklab::kMaxOpset);
+  for (const auto& b : names) std::cout << fmt::format(" {} {}", b, count[b]);
+  std::cout << " ('-': the backend refuses the operator)\n";
   return 0;
 }
 

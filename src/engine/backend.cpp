@@ -12,34 +12,50 @@
 
 namespace bricklab {
 
-#ifdef BRICKLAB_WITH_DNNL
 namespace cpu {
-const Backend& backend();
+const Backend& backend();  // src/engine/cpu/cpu_backend.cpp
 }
-#endif
-#ifdef BRICKLAB_WITH_CUDA
 namespace cuda {
 const Backend& backend();  // cuda/cuda_backend.cpp
 }
+
+namespace {
+
+// The backend registry: every backend this build has, by name. The build decides which are
+// compiled in; nothing else in the library asks.
+struct BackendEntry {
+  const char* name;
+  const Backend& (*get)();
+};
+
+const std::vector<BackendEntry>& registry() {
+  static const std::vector<BackendEntry> entries = {
+#ifdef BRICKLAB_WITH_DNNL
+      {"cpu", cpu::backend},
 #endif
+#ifdef BRICKLAB_WITH_CUDA
+      {"cuda", cuda::backend},  // returned even without a GPU: available() is false, compile() says why
+#endif
+  };
+  return entries;
+}
+
+}  // namespace
+
+std::vector<std::string> backend_names() {
+  std::vector<std::string> out;
+  for (const auto& e : registry()) out.push_back(e.name);
+  return out;
+}
 
 const Backend& get_backend(const std::string& name) {
-  if (name == "cpu") {
-#ifdef BRICKLAB_WITH_DNNL
-    return cpu::backend();
-#else
-    throw UnsupportedError("the CPU backend needs oneDNN; this build has BRICKLAB_WITH_DNNL=OFF");
-#endif
-  }
-  if (name == "cuda") {
-#ifdef BRICKLAB_WITH_CUDA
-    // Returned even without a GPU: available() is then false and compile() says why.
-    return cuda::backend();
-#else
-    throw UnsupportedError("the CUDA backend is not compiled in: " + cuda::unavailable_reason());
-#endif
-  }
-  throw InvalidArgument("unknown backend '" + name + "' (known: cpu, cuda)");
+  for (const auto& e : registry())
+    if (name == e.name) return e.get();
+  if (name == "cuda") throw UnsupportedError("the CUDA backend is not compiled in: " + cuda::unavailable_reason());
+  if (name == "cpu") throw UnsupportedError("the CPU backend needs oneDNN; this build has BRICKLAB_WITH_DNNL=OFF");
+  std::string known;
+  for (const auto& n : backend_names()) known += (known.empty() ? "" : ", ") + n;
+  throw InvalidArgument("unknown backend '" + name + "' (built in: " + (known.empty() ? "none" : known) + ")");
 }
 
 Graph extract_subgraph(const Graph& graph, const std::vector<int>& nodes) {

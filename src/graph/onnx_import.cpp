@@ -480,6 +480,7 @@ class Importer {
       Node node;
       node.name = n.name();
       node.op = n.op_type();
+      node.def = OpRegistry::instance().find(node.op);
       for (const auto& a : n.attribute())
         if (a.type() != onnx::AttributeProto::TENSOR) node.attrs[a.name()] = convert_attribute(n, a);
       std::vector<Shape> shapes;
@@ -584,6 +585,7 @@ class Importer {
       Node node;
       node.name = n.name();
       node.op = n.op_type();
+      node.def = OpRegistry::instance().find(node.op);
       node.domain = n.domain();
       node.opset = opset_;
       for (const auto& a : n.attribute()) node.attrs[a.name()] = convert_attribute(n, a);

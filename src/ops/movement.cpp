@@ -34,12 +34,23 @@ Cost resize_cost(const Graph& g, const Node& n) {
 void register_movement_ops(OpRegistry& r) {
   const NormaliseFn axis0 = [](const Graph&, const Node&, Attrs& a) { set_default(a, "axis", int64_t(0)); };
   for (const char* name : {"Concat", "Split"}) r.add({name, OpClass::movement, copy_cost, "data movement", nullptr, axis0});
-  for (const char* name : {"Transpose", "Pad", "Expand", "Tile", "DepthToSpace", "SpaceToDepth", "ScatterND",
-                           "ScatterElements", "Trilu"})
+  for (const char* name : {"Transpose", "Pad", "Expand", "Tile", "SpaceToDepth"})
     r.add({name, OpClass::movement, copy_cost, "data movement"});
+  r.add({"ScatterND", OpClass::movement, copy_cost, "writes slices at index tuples (reduction none/add/mul/max/min)", nullptr,
+         [](const Graph&, const Node&, Attrs& a) { set_default(a, "reduction", std::string("none")); }});
+  r.add({"DepthToSpace", OpClass::movement, copy_cost, "data movement", nullptr,
+         [](const Graph&, const Node&, Attrs& a) { set_default(a, "mode", std::string("DCR")); }});
+  r.add({"ScatterElements", OpClass::movement, copy_cost, "data movement", nullptr, [](const Graph&, const Node&, Attrs& a) {
+           set_default(a, "axis", int64_t(0));
+           set_default(a, "reduction", std::string("none"));
+         }});
+  r.add({"Trilu", OpClass::movement, copy_cost, "upper / lower triangle of matrices", nullptr,
+         [](const Graph&, const Node&, Attrs& a) { set_default(a, "upper", int64_t(1)); }});
   r.add({"Gather", OpClass::movement, select_cost, "selects part of its input", nullptr, axis0});
-  for (const char* name : {"Slice", "GatherElements", "GatherND"})
-    r.add({name, OpClass::movement, select_cost, "selects part of its input"});
+  r.add({"GatherElements", OpClass::movement, select_cost, "selects elements by index along an axis", nullptr, axis0});
+  r.add({"GatherND", OpClass::movement, select_cost, "selects slices by index tuples", nullptr,
+         [](const Graph&, const Node&, Attrs& a) { set_default(a, "batch_dims", int64_t(0)); }});
+  r.add({"Slice", OpClass::movement, select_cost, "selects part of its input"});
   r.add({"Resize", OpClass::movement, resize_cost, "nearest / linear / cubic resize"});
   r.add({"Upsample", OpClass::movement, resize_cost, "nearest / linear upsample (opset < 10)"});
 }

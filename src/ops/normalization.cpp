@@ -35,7 +35,8 @@ void register_normalization_ops(OpRegistry& r) {
            set_default(a, "axis", int64_t(-1));
            set_default(a, "epsilon", 1e-5);
          }});
-  r.add({"InstanceNormalization", OpClass::reduction, per_output_element<8>, "instance normalisation"});
+  r.add({"InstanceNormalization", OpClass::reduction, per_output_element<8>, "instance normalisation", nullptr,
+         [](const Graph&, const Node&, Attrs& a) { set_default(a, "epsilon", 1e-5); }});
   // Softmax's default axis moved from 1 to -1 in opset 13 (with a different meaning before: the
   // input flattened to 2-D at that axis).
   const NormaliseFn softmax_axis = [](const Graph&, const Node& n, Attrs& a) {
@@ -43,11 +44,23 @@ void register_normalization_ops(OpRegistry& r) {
   };
   r.add({"Softmax", OpClass::reduction, per_output_element<5>, "softmax along an axis", nullptr, softmax_axis});
   r.add({"LogSoftmax", OpClass::reduction, per_output_element<5>, "log-softmax along an axis", nullptr, softmax_axis});
-  const NormaliseFn keepdims = [](const Graph&, const Node&, Attrs& a) { set_default(a, "keepdims", int64_t(1)); };
+  const NormaliseFn reduce_defaults = [](const Graph&, const Node&, Attrs& a) {
+    set_default(a, "keepdims", int64_t(1));
+    set_default(a, "noop_with_empty_axes", int64_t(0));
+  };
   for (const char* name : {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
-                           "ReduceSumSquare", "ReduceLogSumExp"})
-    r.add({name, OpClass::reduction, reduce_cost, "reduction over axes", nullptr, keepdims});
-  for (const char* name : {"ArgMax", "ArgMin", "CumSum"}) r.add({name, OpClass::reduction, reduce_cost, "reduction over axes"});
+                           "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp"})
+    r.add({name, OpClass::reduction, reduce_cost, "reduction over axes", nullptr, reduce_defaults});
+  const NormaliseFn arg_defaults = [](const Graph&, const Node&, Attrs& a) {
+    set_default(a, "axis", int64_t(0));
+    set_default(a, "keepdims", int64_t(1));
+    set_default(a, "select_last_index", int64_t(0));
+  };
+  for (const char* name : {"ArgMax", "ArgMin"}) r.add({name, OpClass::reduction, reduce_cost, "index of the max / min along an axis", nullptr, arg_defaults});
+  r.add({"CumSum", OpClass::reduction, reduce_cost, "cumulative sum along an axis", nullptr, [](const Graph&, const Node&, Attrs& a) {
+           set_default(a, "exclusive", int64_t(0));
+           set_default(a, "reverse", int64_t(0));
+         }});
 }
 
 }  // namespace bricklab::ops

@@ -37,7 +37,10 @@ void register_pooling_ops(OpRegistry& r) {
            if (normalise_window(g, n, a, false)) set_default(a, "count_include_pad", int64_t(0));
          }});
   r.add({"LpPool", OpClass::reduction, windowed_pool_cost, "Lp-norm pooling", nullptr,
-         [](const Graph& g, const Node& n, Attrs& a) { (void)normalise_window(g, n, a, false); }});
+         [](const Graph& g, const Node& n, Attrs& a) {
+           (void)normalise_window(g, n, a, false);
+           set_default(a, "p", int64_t(2));
+         }});
   r.add({"GlobalAveragePool", OpClass::reduction, global_pool_cost, "mean over all spatial positions"});
   r.add({"GlobalMaxPool", OpClass::reduction, global_pool_cost, "max over all spatial positions"});
   r.add({"LRN", OpClass::reduction, lrn_cost, "local response normalisation across channels"});

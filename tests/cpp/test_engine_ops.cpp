@@ -12,6 +12,7 @@
 #include <cstring>
 #include <random>
 
+#include "bricklab/ops/lowering.hpp"
 #include "bricklab/bricklab.hpp"
 #include "model_builder.hpp"
 
@@ -537,12 +538,21 @@ TEST_CASE("engine errors: unsupported op names the node, wrong inputs are refuse
   b.node("NonZero", {"x"}, {"y"}, "my_nonzero");
   b.output("y", onnx::TensorProto::INT64);
   CHECK_THROWS_WITH(load_onnx_bytes(b.bytes()), Catch::Contains("my_nonzero") && Catch::Contains("NonZero"));
-  ModelBuilder c(13);  // loads (it is in the operator table) but has no CPU kernel
-  c.input("x", {int64_t(1), int64_t(2), int64_t(4)});
-  auto& lp = c.node("LpPool", {"x"}, {"y"}, "my_lppool");
-  ModelBuilder::attr(lp, "kernel_shape", std::vector<int64_t>{2});
-  c.output("y");
-  CHECK_THROWS_WITH(get_backend("cpu").compile(load_onnx_bytes(c.bytes()), {}), Catch::Contains("my_lppool") && Catch::Contains("LpPool"));
+  // An operator of the table without a lowering on a backend is refused by that backend's
+  // lowering table, naming it; registering a name the table lacks, or twice, is an error.
+  using Fn = int (*)();
+  LoweringTable<Fn> table("test");
+  table.add({"Relu"}, [] { return 1; });
+  CHECK_THROWS_WITH(table.add({"NoSuchOp"}, [] { return 2; }), Catch::Contains("NoSuchOp") && Catch::Contains("test"));
+  CHECK_THROWS_WITH(table.add({"Relu"}, [] { return 3; }), Catch::Contains("two lowerings"));
+  Node relu, lp;
+  relu.op = "Relu";
+  lp.op = "LpPool";
+  REQUIRE(table.find(relu) != nullptr);
+  CHECK(table.find(relu)() == 1);
+  CHECK(table.find(lp) == nullptr);
+  CHECK(table.lowers(*OpRegistry::instance().find("Relu")));
+  CHECK_FALSE(table.lowers(*OpRegistry::instance().find("LpPool")));
 
   Graph rg = relu_2x3();
   auto exe = get_backend("cpu").compile(rg, {});

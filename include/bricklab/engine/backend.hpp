@@ -11,6 +11,7 @@
 
 #include "bricklab/engine/tensor.hpp"
 #include "bricklab/graph/graph.hpp"
+#include "bricklab/ops/registry.hpp"
 
 namespace bricklab {
 
@@ -115,7 +116,14 @@ class Backend {
   virtual std::unique_ptr<Executable> compile(const Graph& graph, const CompileOptions& options) const = 0;
   // The node's equivalent variants on this backend; the first default one is the heuristic's.
   virtual std::vector<Variant> variants(const Graph& graph, int node) const = 0;
+  // True when the backend has a lowering for the operator-table entry (it may still refuse a
+  // particular node, e.g. an element type, with an UnsupportedError that says why); false: the
+  // operator is unsupported on this backend. `bricklab ops` lists this per backend.
+  virtual bool lowers(const OpDef& op) const = 0;
 };
+
+// The names of the backends built into this library, in preference order ("cpu", "cuda").
+std::vector<std::string> backend_names();
 
 // "cpu" (oneDNN) or "cuda"; throws UnsupportedError when the backend is not built in. A built-in
 // backend whose device is missing is still returned: available() is false and compile() throws

@@ -55,9 +55,12 @@ struct Cost {
   double intensity() const noexcept { return bytes() > 0 ? flops / bytes() : 0.0; }
 };
 
+struct OpDef;  // ops/registry.hpp
+
 struct Node {
   std::string name;  // unique; generated ("<Op>_<index>") when the model gives none
   std::string op;    // ONNX op_type
+  const OpDef* def = nullptr;  // the operator-table entry (set at import; entries live forever)
   std::string domain;
   int opset = 0;              // opset version of the node's domain
   std::vector<int> inputs;    // value indices; -1 marks an omitted optional input

@@ -1,8 +1,9 @@
 // The operator table: one entry per ONNX operator that bricklab understands. What the library
 // knows about an operator independently of a backend hangs off its entry: the cost model (FLOPs,
-// bytes), a fallback shape rule, and the attribute normalisation that brick keys are built from.
-// The backends' lowerings dispatch on the same operator names (src/engine/cpu/kernels.cpp,
-// cuda/cuda_ops.cpp).
+// bytes), a fallback shape rule, the attribute normalisation that brick keys are built from, and
+// the elementwise semantics (EltFn) that backends and shape folding switch on. Each node keeps a
+// pointer to its entry (Node::def). Backends register one lowering per entry in a
+// LoweringTable (ops/lowering.hpp); an entry a backend has no lowering for is unsupported there.
 #pragma once
 
 #include <map>
@@ -24,6 +25,25 @@ enum class OpClass {
 
 std::string op_class_name(OpClass c);
 
+// What an elementwise operator computes, so that kernels are chosen once, at plan time, by a
+// switch on this value (never by comparing operator names per element). Variadic operators
+// (Sum, Mean, Max, Min) fold their inputs pairwise with the same function.
+enum class EltFn : uint8_t {
+  none,
+  // unary
+  abs, neg, reciprocal, sqrt, exp, log, floor, ceil, round, sign, logical_not, erf, sin, cos, tan, asin, acos, atan,
+  sinh, cosh, asinh, acosh, atanh, relu, leaky_relu, elu, selu, celu, clip, sigmoid, hard_sigmoid, hard_swish, tanh,
+  softplus, softsign, thresholded_relu, shrink, is_nan, is_inf, identity, cast,
+  // binary (numpy broadcasting)
+  add, sub, mul, div, pow, mod, prelu, equal, less, greater, less_equal, greater_equal, logical_and, logical_or,
+  logical_xor, bit_shift, max, min, mean,
+  // ternary
+  where,
+};
+
+// True for the functions of one input (abs ... cast).
+inline bool is_unary(EltFn f) { return f >= EltFn::abs && f <= EltFn::cast; }
+
 using CostFn = Cost (*)(const Graph&, const Node&);
 // Output shapes from input shapes and the node's attributes; used where ONNX's own shape
 // inference leaves dimensions unknown (e.g. Einsum in ONNX 1.12).
@@ -41,12 +61,22 @@ struct OpDef {
   std::string summary;   // one line for `bricklab ops`
   ShapeFn infer_shapes = nullptr;  // optional fallback shape rule
   NormaliseFn normalise = nullptr;  // attribute defaults and spellings (none: taken as given)
+  EltFn elementwise = EltFn::none;  // elementwise operators: what they compute
+  bool variadic = false;            // Sum, Mean, Max, Min: any number of inputs, folded pairwise
+  size_t index = 0;                 // position in OpRegistry::all(), for dense per-backend tables
 };
+
+// The binary function a node computes on exactly two inputs: Add, Sub, Mul, Div, ... and a
+// two-input Sum (add), Max or Min; EltFn::none otherwise. Fusions that accept an Add (a residual
+// sum post-op) accept a two-input Sum the same way.
+EltFn binary_fn(const Node& node);
 
 class OpRegistry {
  public:
   static const OpRegistry& instance();
   const OpDef* find(const std::string& op_type) const;  // nullptr when unsupported
+  // The entry of a node: Node::def where the importer set it, else looked up by name.
+  const OpDef* of(const Node& node) const;
   const std::vector<OpDef>& all() const { return defs_; }  // sorted by name
   void add(OpDef def);
 
@@ -60,6 +90,25 @@ class OpRegistry {
 // layers that run the same computation get equal attributes; brick keys are built from them.
 // Operators without an entry (other domains) get the generic part only.
 std::map<std::string, Attribute> normalised_attributes(const Graph& graph, const Node& node);
+
+// A node's attributes with its operator entry's defaults filled in (normalised_attributes): the
+// one place backends read attribute values from, so a default lives only in the table. A typed
+// read of an attribute that is absent and has no default in the table throws ShapeError naming
+// the node and the attribute.
+class NodeAttrs {
+ public:
+  NodeAttrs(const Graph& graph, const Node& node);
+  double real(const std::string& key) const;
+  int64_t integer(const std::string& key) const;
+  std::vector<int64_t> ints(const std::string& key) const;
+  std::string text(const std::string& key) const;
+  bool has(const std::string& key) const { return attrs_.count(key) != 0; }
+
+ private:
+  const Attribute& get(const std::string& key) const;
+  const Node& node_;
+  std::map<std::string, Attribute> attrs_;
+};
 
 // Fills node.cost for every node of the graph from the table (throws UnsupportedError for an
 // operator without an entry).

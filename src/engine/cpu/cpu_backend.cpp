@@ -712,6 +712,7 @@ class CpuBackend : public Backend {
     }
   }
   std::vector<Variant> variants(const Graph& graph, int node) const override { return node_variants(graph, node); }
+  bool lowers(const OpDef& op) const override { return lowerings().lowers(op); }
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "bricklab/core/error.hpp"
 #include "bricklab/engine/backend.hpp"
 #include "bricklab/graph/graph.hpp"
+#include "bricklab/ops/lowering.hpp"
 
 namespace bricklab::cpu {
 
@@ -150,8 +152,51 @@ inline FunctionStep* add_fn(PlanBuilder& b, const Node& n, const std::string& ki
   return raw;
 }
 
-// Lowers node `index` (and whatever the fusion rules absorb) into steps. Defined in kernels.cpp.
+// Helpers shared by the kernel files.
+inline const Value& val(PlanBuilder& b, int v) { return b.graph.values[size_t(v)]; }
+[[noreturn]] inline void unsupported(PlanBuilder& b, const Node& n, const std::string& why) { throw UnsupportedError(b.where(n), why); }
+// Row-major element strides of a shape.
+inline std::vector<int64_t> row_strides(const Shape& s) {
+  std::vector<int64_t> st(s.size(), 1);
+  for (size_t i = s.size(); i-- > 1;) st[i - 1] = st[i] * s[i];
+  return st;
+}
+// A new plain slot for graph value `value`, bound to it.
+inline int output_slot(PlanBuilder& b, int value) {
+  const Value& v = val(b, value);
+  const int s = b.new_slot(v.name, v.dtype, v.shape, plain_md(v.dtype, v.shape));
+  b.bind(value, s);
+  return s;
+}
+// A (possibly negative) axis of a rank-`rank` tensor made non-negative; ShapeError when outside.
+inline int64_t checked_axis(PlanBuilder& b, const Node& n, int64_t axis, int64_t rank) {
+  if (axis < -rank || axis >= std::max<int64_t>(rank, 1))
+    throw ShapeError(b.where(n), "axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));
+  return axis < 0 ? axis + rank : axis;
+}
+
+// Lowers node `index` (and whatever the fusion rules absorb) into steps, through the CPU's
+// lowering table. Defined in kernels.cpp.
 void lower_node(PlanBuilder& b, int index);
+
+// The CPU backend's lowerings: one per operator-table entry it supports (kernels.cpp builds it
+// from the registration functions of each kernel file).
+using LowerFn = void (*)(PlanBuilder&, int);
+using CpuLowerings = LoweringTable<LowerFn>;
+const CpuLowerings& lowerings();
+void register_plain_lowerings(CpuLowerings& table);      // plain_kernels.cpp
+void register_reduction_lowerings(CpuLowerings& table);  // reduction_kernels.cpp
+void register_movement_lowerings(CpuLowerings& table);   // movement_kernels.cpp
+// The oneDNN reduction primitive for float32 ReduceSum/Mean/Max/Min; false where it does not apply.
+bool lower_reduce_dnnl(PlanBuilder& b, int index);
+// Softmax / LogSoftmax over the middle axis of the input viewed as [outer, len, inner], for
+// element types oneDNN does not take (reduction_kernels.cpp).
+void lower_softmax_plain(PlanBuilder& b, const Node& n, bool log, int64_t outer, int64_t len, int64_t inner);
+// Concat of plain inputs (plain_kernels.cpp), where oneDNN's concat does not apply.
+void lower_concat_plain(PlanBuilder& b, int index);
+// Any elementwise operator of the table (its EltFn), any supported element type, numpy
+// broadcasting, variadic folding (elementwise_kernels.cpp).
+void lower_elementwise(PlanBuilder& b, const Node& n);
 // The variants the CPU backend offers for a node.
 std::vector<Variant> node_variants(const Graph& graph, int index);
 

@@ -10,20 +10,23 @@
 #include <cstring>
 #include <numeric>
 
+#include "bricklab/ops/registry.hpp"
 #include "cpu_internal.hpp"
 
 namespace bricklab::cpu {
 namespace {
 
+// What an elementwise node computes (EltFn::none for other operators), from its table entry.
+EltFn fn_of(const Node& n) {
+  const OpDef* def = OpRegistry::instance().of(n);
+  return def ? def->elementwise : EltFn::none;
+}
+
 using alg = dnnl::algorithm;
 constexpr auto kInference = dnnl::prop_kind::forward_inference;
 
-const Value& val(PlanBuilder& b, int v) { return b.graph.values[size_t(v)]; }
 const Node& node_at(PlanBuilder& b, int i) { return b.graph.nodes[size_t(i)]; }
 
-[[noreturn]] void unsupported(PlanBuilder& b, const Node& n, const std::string& why) {
-  throw UnsupportedError(b.where(n), why);
-}
 
 int input_or_none(const Node& n, size_t i) { return i < n.inputs.size() ? n.inputs[i] : -1; }
 
@@ -78,45 +81,48 @@ struct EltOp {
 
 // The oneDNN eltwise ops equivalent to an ONNX activation node; empty when there is none.
 std::vector<EltOp> eltwise_of(PlanBuilder& b, const Node& n) {
-  const std::string& op = n.op;
-  if (op == "Relu") return {{alg::eltwise_relu, 0, 0}};
-  if (op == "LeakyRelu") return {{alg::eltwise_relu, float(n.attr_float("alpha", 0.01)), 0}};
-  if (op == "Sigmoid") return {{alg::eltwise_logistic, 0, 0}};
-  if (op == "Tanh") return {{alg::eltwise_tanh, 0, 0}};
-  if (op == "HardSwish") return {{alg::eltwise_hardswish, 0, 0}};
-  if (op == "Elu") return {{alg::eltwise_elu, float(n.attr_float("alpha", 1.0)), 0}};
-  if (op == "Abs") return {{alg::eltwise_abs, 0, 0}};
-  if (op == "Sqrt") return {{alg::eltwise_sqrt, 0, 0}};
-  if (op == "Exp") return {{alg::eltwise_exp, 0, 0}};
-  if (op == "Log") return {{alg::eltwise_log, 0, 0}};
-  if (op == "Neg") return {{alg::eltwise_linear, -1, 0}};
-  if (op == "Reciprocal") return {{alg::eltwise_pow, 1, -1}};
-  if (op == "Softplus") return {{alg::eltwise_soft_relu, 0, 0}};
-  if (op == "HardSigmoid")
-    return {{alg::eltwise_linear, float(n.attr_float("alpha", 0.2)), float(n.attr_float("beta", 0.5))},
-            {alg::eltwise_clip, 0, 1}};
-  if (op == "Clip") {
-    float lo = -FLT_MAX, hi = FLT_MAX;
-    if (n.opset < 11) {
-      lo = float(n.attr_float("min", -FLT_MAX));
-      hi = float(n.attr_float("max", FLT_MAX));
-    } else {
-      for (size_t i = 1; i <= 2; ++i) {
-        const int v = input_or_none(n, i);
-        if (v < 0) continue;
-        if (!b.is_constant(v)) return {};
-        const double x = val(b, v).data->as_double().at(0);
-        (i == 1 ? lo : hi) = float(x);
+  const EltFn f = fn_of(n);
+  if (f == EltFn::none || (is_unary(f) && n.inputs.empty())) return {};
+  if (!is_unary(f) && f != EltFn::pow) return {};
+  const NodeAttrs a(b.graph, n);
+  switch (f) {
+    case EltFn::relu: return {{alg::eltwise_relu, 0, 0}};
+    case EltFn::leaky_relu: return {{alg::eltwise_relu, float(a.real("alpha")), 0}};
+    case EltFn::sigmoid: return {{alg::eltwise_logistic, 0, 0}};
+    case EltFn::tanh: return {{alg::eltwise_tanh, 0, 0}};
+    case EltFn::hard_swish: return {{alg::eltwise_hardswish, 0, 0}};
+    case EltFn::elu: return {{alg::eltwise_elu, float(a.real("alpha")), 0}};
+    case EltFn::abs: return {{alg::eltwise_abs, 0, 0}};
+    case EltFn::sqrt: return {{alg::eltwise_sqrt, 0, 0}};
+    case EltFn::exp: return {{alg::eltwise_exp, 0, 0}};
+    case EltFn::log: return {{alg::eltwise_log, 0, 0}};
+    case EltFn::neg: return {{alg::eltwise_linear, -1, 0}};
+    case EltFn::reciprocal: return {{alg::eltwise_pow, 1, -1}};
+    case EltFn::softplus: return {{alg::eltwise_soft_relu, 0, 0}};
+    case EltFn::hard_sigmoid: return {{alg::eltwise_linear, float(a.real("alpha")), float(a.real("beta"))}, {alg::eltwise_clip, 0, 1}};
+    case EltFn::clip: {
+      float lo = -FLT_MAX, hi = FLT_MAX;
+      if (n.opset < 11) {
+        if (a.has("min")) lo = float(a.real("min"));
+        if (a.has("max")) hi = float(a.real("max"));
+      } else {
+        for (size_t i = 1; i <= 2; ++i) {
+          const int v = input_or_none(n, i);
+          if (v < 0) continue;
+          if (!b.is_constant(v) || val(b, v).numel() != 1) return {};
+          const double x = val(b, v).data->as_double().at(0);
+          (i == 1 ? lo : hi) = float(x);
+        }
       }
+      return {{alg::eltwise_clip, lo, hi}};
     }
-    return {{alg::eltwise_clip, lo, hi}};
+    case EltFn::pow: {
+      const int e = input_or_none(n, 1);
+      if (e >= 0 && b.is_constant(e) && val(b, e).numel() == 1) return {{alg::eltwise_pow, 1, float(val(b, e).data->as_double()[0])}};
+      return {};
+    }
+    default: return {};
   }
-  if (op == "Pow") {
-    const int e = input_or_none(n, 1);
-    if (e >= 0 && b.is_constant(e) && val(b, e).numel() == 1) return {{alg::eltwise_pow, 1, float(val(b, e).data->as_double()[0])}};
-    return {};
-  }
-  return {};
 }
 
 bool constant_near(PlanBuilder& b, int value, double want) {
@@ -131,17 +137,17 @@ std::vector<int> match_gelu(PlanBuilder& b, int x, int& out_value) {
   if (xv.is_graph_output || xv.consumers.size() != 2) return {};
   int div = -1, mul = -1;
   for (int c : xv.consumers) {
-    const std::string& op = node_at(b, c).op;
-    if (op == "Div") div = c;
-    else if (op == "Mul") mul = c;
+    const EltFn f = binary_fn(node_at(b, c));
+    if (f == EltFn::div) div = c;
+    else if (f == EltFn::mul) mul = c;
   }
   if (div < 0 || mul < 0 || b.done(div) || b.done(mul)) return {};
   const Node& d = node_at(b, div);
   if (d.inputs.size() != 2 || d.inputs[0] != x || !constant_near(b, d.inputs[1], std::sqrt(2.0))) return {};
   const int erf = b.sole_consumer(d.outputs[0]);
-  if (erf < 0 || node_at(b, erf).op != "Erf") return {};
+  if (erf < 0 || fn_of(node_at(b, erf)) != EltFn::erf) return {};
   const int add = b.sole_consumer(node_at(b, erf).outputs[0]);
-  if (add < 0 || node_at(b, add).op != "Add") return {};
+  if (add < 0 || binary_fn(node_at(b, add)) != EltFn::add) return {};
   const Node& a = node_at(b, add);
   const int one = a.inputs[0] == node_at(b, erf).outputs[0] ? a.inputs[1] : a.inputs[0];
   if (!constant_near(b, one, 1.0)) return {};
@@ -149,7 +155,7 @@ std::vector<int> match_gelu(PlanBuilder& b, int x, int& out_value) {
   const int other = m.inputs[0] == x ? m.inputs[1] : m.inputs[0];
   if (other != a.outputs[0] || b.sole_consumer(a.outputs[0]) != mul) return {};
   const int half = b.sole_consumer(m.outputs[0]);
-  if (half < 0 || node_at(b, half).op != "Mul") return {};
+  if (half < 0 || binary_fn(node_at(b, half)) != EltFn::mul) return {};
   const Node& h = node_at(b, half);
   const int k = h.inputs[0] == m.outputs[0] ? h.inputs[1] : h.inputs[0];
   if (!constant_near(b, k, 0.5)) return {};
@@ -165,18 +171,19 @@ std::vector<int> match_self_gate(PlanBuilder& b, int x, int& out_value, EltOp& o
   int act = -1, mul = -1;
   for (int c : xv.consumers) {
     const Node& n = node_at(b, c);
-    if (n.op == "Mul") mul = c;
-    else if (n.op == "Sigmoid" || n.op == "HardSigmoid") act = c;
+    if (binary_fn(n) == EltFn::mul) mul = c;
+    else if (fn_of(n) == EltFn::sigmoid || fn_of(n) == EltFn::hard_sigmoid) act = c;
   }
   if (act < 0 || mul < 0 || b.done(act) || b.done(mul)) return {};
   const Node& a = node_at(b, act);
   const Node& m = node_at(b, mul);
   if (b.sole_consumer(a.outputs[0]) != mul) return {};
   if (!((m.inputs[0] == x && m.inputs[1] == a.outputs[0]) || (m.inputs[1] == x && m.inputs[0] == a.outputs[0]))) return {};
-  if (a.op == "Sigmoid") {
+  if (fn_of(a) == EltFn::sigmoid) {
     op = {alg::eltwise_swish, 1.f, 0.f};
   } else {
-    if (std::fabs(a.attr_float("alpha", 0.2) - 1.0 / 6) > 1e-6 || std::fabs(a.attr_float("beta", 0.5) - 0.5) > 1e-6) return {};
+    const NodeAttrs attrs(b.graph, a);
+    if (std::fabs(attrs.real("alpha") - 1.0 / 6) > 1e-6 || std::fabs(attrs.real("beta") - 0.5) > 1e-6) return {};
     op = {alg::eltwise_hardswish, 0.f, 0.f};
   }
   out_value = m.outputs[0];
@@ -301,7 +308,7 @@ void lower_conv(PlanBuilder& b, int index) {
   int residual = -1;
   if (b.options.fusion && b.options.fuse_residual) {
     const int c = b.sole_consumer(out_value);
-    if (c >= 0 && !b.done(c) && node_at(b, c).op == "Add") {
+    if (c >= 0 && !b.done(c) && binary_fn(node_at(b, c)) == EltFn::add) {
       const Node& add = node_at(b, c);
       const int other = add.inputs[0] == out_value ? add.inputs[1] : add.inputs[0];
       if (!b.is_constant(other) && b.ready(other) && val(b, other).shape == val(b, out_value).shape &&
@@ -529,7 +536,7 @@ void lower_matmul(PlanBuilder& b, int index) {
     bias_shape = val(b, c).shape;
   } else if (b.options.fusion && b.options.fuse_bias) {
     const int c = b.sole_consumer(out_value);
-    if (c >= 0 && !b.done(c) && node_at(b, c).op == "Add") {
+    if (c >= 0 && !b.done(c) && binary_fn(node_at(b, c)) == EltFn::add) {
       const Node& add = node_at(b, c);
       const int other = add.inputs[0] == out_value ? add.inputs[1] : add.inputs[0];
       if (b.is_constant(other) && val(b, other).shape.size() <= 1 && val(b, out_value).shape == val(b, add.outputs[0]).shape) {
@@ -730,7 +737,7 @@ void lower_batchnorm(PlanBuilder& b, int index) {
   int out_value = n.outputs[0];
   if (b.options.fusion && b.options.fuse_activation) {
     const int c = b.sole_consumer(out_value);
-    if (c >= 0 && !b.done(c) && node_at(b, c).op == "Relu") {
+    if (c >= 0 && !b.done(c) && fn_of(node_at(b, c)) == EltFn::relu) {
       flags = flags | dnnl::normalization_flags::fuse_norm_relu;
       b.mark_done(c);
       names.push_back(node_at(b, c).name);
@@ -900,14 +907,17 @@ void lower_plain_broadcast(PlanBuilder& b, const Node& n, int a_value, int c_val
 
 bool lower_binary(PlanBuilder& b, int index) {
   const Node& n = node_at(b, index);
-  static const std::map<std::string, alg> table = {{"Add", alg::binary_add}, {"Sub", alg::binary_sub}, {"Mul", alg::binary_mul},
-                                                   {"Div", alg::binary_div}, {"Max", alg::binary_max}, {"Min", alg::binary_min}};
-  auto it = table.find(n.op);
-  if (it == table.end() || n.inputs.size() != 2) return false;
-  int a = n.inputs[0], c = n.inputs[1];
+  static const std::map<EltFn, alg> table = {{EltFn::add, alg::binary_add}, {EltFn::sub, alg::binary_sub}, {EltFn::mul, alg::binary_mul},
+                                             {EltFn::div, alg::binary_div}, {EltFn::max, alg::binary_max}, {EltFn::min, alg::binary_min}};
+  const EltFn f = binary_fn(n);
+  auto it = table.find(f);
+  if (it == table.end()) return false;
+  int a = -1, c = -1;
+  for (int v : n.inputs)
+    if (v >= 0) (a < 0 ? a : c) = v;
   const Value& yv = val(b, n.outputs[0]);
   if (val(b, a).dtype != DType::float32 || val(b, c).dtype != DType::float32) return false;
-  const bool commutative = n.op == "Add" || n.op == "Mul" || n.op == "Max" || n.op == "Min";
+  const bool commutative = f == EltFn::add || f == EltFn::mul || f == EltFn::max || f == EltFn::min;
   if (val(b, a).shape != yv.shape) {
     if (!commutative || val(b, c).shape != yv.shape) return false;  // both broadcast, or src0 broadcast: plain kernel
     std::swap(a, c);
@@ -1004,12 +1014,54 @@ bool lower_binary(PlanBuilder& b, int index) {
 }
 
 // Softmax / LayerNormalization over trailing axes of a plain tensor viewed as [outer, inner].
+template <bool log>
+void lower_softmax(PlanBuilder& b, int index) {
+  const Node& n = node_at(b, index);
+  const Value& xv = val(b, n.inputs.at(0));
+  const Value& yv = val(b, n.outputs.at(0));
+  const int64_t rank = int64_t(xv.shape.size());
+  int64_t axis = NodeAttrs(b.graph, n).integer("axis");  // the table's default depends on the opset
+  if (axis < -rank || axis >= std::max<int64_t>(rank, 1))
+    throw ShapeError(b.where(n), "axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));
+  if (axis < 0) axis += rank;
+  // Opset 13 on: along one axis. Before: over the input flattened to 2-D at `axis`.
+  int64_t outer = 1, len = 1, inner = 1;
+  for (int64_t i = 0; i < rank; ++i) {
+    const int64_t d = xv.shape[size_t(i)];
+    if (i < axis) outer *= d;
+    else if (i == axis || n.opset < 13) len *= d;
+    else inner *= d;
+  }
+  if (xv.dtype != DType::float32) return lower_softmax_plain(b, n, log, outer, len, inner);
+  const int src = b.plain(b.slot_of(n.inputs[0]));
+  const memory::desc md3({outer, len, inner}, memory::data_type::f32, memory::format_tag::abc);
+  const int view = b.new_slot(xv.name + "@3d", DType::float32, {outer, len, inner}, md3);
+  b.slots[size_t(view)].alias_of = src;
+  const int out = b.new_slot(yv.name, DType::float32, yv.shape, plain_md(DType::float32, yv.shape));
+  const int out3 = b.new_slot(yv.name + "@3d", DType::float32, {outer, len, inner}, md3);
+  b.slots[size_t(out3)].alias_of = out;
+  auto step = primitive_step({n.name}, n.op);
+  if (log) {
+    dnnl::logsoftmax_forward::primitive_desc pd(dnnl::logsoftmax_forward::desc(kInference, md3, 1), cpu_engine());
+    step->prim = dnnl::logsoftmax_forward(pd);
+  } else {
+    dnnl::softmax_forward::primitive_desc pd(dnnl::softmax_forward::desc(kInference, md3, 1), cpu_engine());
+    step->prim = dnnl::softmax_forward(pd);
+  }
+  step->slot_args = {{DNNL_ARG_SRC, view}, {DNNL_ARG_DST, out3}};
+  step->reads = {view};
+  step->writes = {out3};
+  b.add_step(std::move(step));
+  b.bind(n.outputs[0], out);
+}
+
 void lower_softmax_or_layernorm(PlanBuilder& b, int index) {
   const Node& n = node_at(b, index);
   const Value& xv = val(b, n.inputs[0]);
   const Value& yv = val(b, n.outputs[0]);
+  if (xv.dtype != DType::float32) unsupported(b, n, "only float32 LayerNormalization is supported");
   const int64_t rank = int64_t(xv.shape.size());
-  int64_t axis = n.attr_int("axis", n.op == "Softmax" && n.opset < 13 ? 1 : -1);
+  int64_t axis = NodeAttrs(b.graph, n).integer("axis");
   if (axis < 0) axis += rank;
   if (axis < 0 || axis >= std::max<int64_t>(rank, 1)) unsupported(b, n, "axis out of range");
   const int src = b.plain(b.slot_of(n.inputs[0]));
@@ -1155,7 +1207,7 @@ bool lower_concat_batchnorm(PlanBuilder& b, int index, const std::vector<int>& s
   bool relu = false;
   if (b.options.fuse_activation) {
     const int r = b.sole_consumer(out_value);
-    if (r >= 0 && !b.done(r) && node_at(b, r).op == "Relu") {
+    if (r >= 0 && !b.done(r) && fn_of(node_at(b, r)) == EltFn::relu) {
       relu = true;
       b.mark_done(r);
       names.push_back(node_at(b, r).name);
@@ -1453,59 +1505,91 @@ void lower_einsum(PlanBuilder& b, int index) {
   b.bind(n.outputs[0], out);
 }
 
+// Elementwise operators: oneDNN's eltwise (float32 activations, with the activations after
+// them as post-ops) or binary primitive (float32 Add ... Min, a two-input Sum, Max or Min), else
+// the plain typed kernels. A GELU pattern starting at a Div or Mul whose input comes from a
+// step that could not absorb it becomes one oneDNN GELU.
+void lower_elementwise_node(PlanBuilder& b, int index) {
+  const Node& n = node_at(b, index);
+  const EltFn f = binary_fn(n);
+  if (b.options.fusion && b.options.fuse_activation && (f == EltFn::div || f == EltFn::mul)) {
+    int gelu_out = -1;
+    const int x = n.inputs.at(0);
+    std::vector<int> gelu;
+    for (int candidate : {x, n.inputs.size() > 1 ? n.inputs[1] : -1}) {
+      if (candidate < 0 || !gelu.empty() || b.is_constant(candidate)) continue;
+      b.unmark_done(index);
+      gelu = match_gelu(b, candidate, gelu_out);
+      b.mark_done(index);
+      if (!gelu.empty()) {
+        const int src = b.slot_of(candidate);
+        std::vector<std::string> names;
+        for (int g : gelu) {
+          b.mark_done(g);
+          names.push_back(node_at(b, g).name);
+        }
+        dnnl::eltwise_forward::primitive_desc pd(
+            dnnl::eltwise_forward::desc(kInference, alg::eltwise_gelu_erf, b.slots[size_t(src)].md, 0.f, 0.f), cpu_engine());
+        const Value& yv = val(b, gelu_out);
+        const int out = b.new_slot(yv.name, DType::float32, yv.shape, pd.dst_desc());
+        auto step = primitive_step(names, "GELU");
+        step->prim = dnnl::eltwise_forward(pd);
+        step->slot_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
+        step->reads = {src};
+        step->writes = {out};
+        b.add_step(std::move(step));
+        b.bind(gelu_out, out);
+        return;
+      }
+    }
+  }
+  if (lower_eltwise(b, index)) return;
+  if (lower_binary(b, index)) return;
+  lower_elementwise(b, n);
+}
+
+CpuLowerings build_lowerings() {
+  CpuLowerings t("cpu");
+  t.add({"Conv"}, lower_conv);
+  t.add({"ConvTranspose"}, lower_conv_transpose);
+  t.add({"Gemm", "MatMul"}, lower_matmul);
+  t.add({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}, lower_pool);
+  t.add({"BatchNormalization"}, lower_batchnorm);
+  t.add({"Softmax"}, lower_softmax<false>);
+  t.add({"LogSoftmax"}, lower_softmax<true>);
+  t.add({"LayerNormalization"}, lower_softmax_or_layernorm);
+  t.add({"LRN"}, lower_lrn);
+  t.add({"Einsum"}, lower_einsum);
+  t.add({"Concat"}, [](PlanBuilder& b, int i) {
+    if (!lower_concat(b, i)) lower_concat_plain(b, i);
+  });
+  // Every elementwise entry of the table.
+  for (const OpDef& def : OpRegistry::instance().all())
+    if (def.elementwise != EltFn::none) t.add({def.name.c_str()}, lower_elementwise_node);
+  register_plain_lowerings(t);
+  register_reduction_lowerings(t);
+  register_movement_lowerings(t);
+  return t;
+}
+
 }  // namespace
 
-void lower_plain(PlanBuilder& b, int index);  // plain_kernels.cpp
+const CpuLowerings& lowerings() {
+  static const CpuLowerings table = build_lowerings();
+  return table;
+}
+
+// The four reductions oneDNN has a primitive for, float32 (reduction_kernels.cpp falls back to
+// its own kernel otherwise).
+bool lower_reduce_dnnl(PlanBuilder& b, int index) { return lower_reduce(b, index); }
 
 void lower_node(PlanBuilder& b, int index) {
   const Node& n = node_at(b, index);
   b.mark_done(index);
+  const LowerFn lower = lowerings().find(n);
+  if (!lower) throw UnsupportedError(b.where(n), "operator '" + n.op + "' is not supported on the CPU backend (see `bricklab ops`)");
   try {
-    if (n.op == "Conv") return lower_conv(b, index);
-    if (n.op == "ConvTranspose") return lower_conv_transpose(b, index);
-    if (n.op == "Gemm" || n.op == "MatMul") return lower_matmul(b, index);
-    if (n.op == "MaxPool" || n.op == "AveragePool" || n.op == "GlobalAveragePool" || n.op == "GlobalMaxPool") return lower_pool(b, index);
-    if (n.op == "BatchNormalization") return lower_batchnorm(b, index);
-    if (n.op == "Softmax" || n.op == "LogSoftmax" || n.op == "LayerNormalization") return lower_softmax_or_layernorm(b, index);
-    if (n.op == "LRN") return lower_lrn(b, index);
-    if (n.op == "Einsum") return lower_einsum(b, index);
-    if (b.options.fusion && b.options.fuse_activation && (n.op == "Div" || n.op == "Mul")) {
-      // A GELU pattern whose input comes from a step that could not absorb it.
-      int gelu_out = -1;
-      const int x = n.inputs.at(0);
-      std::vector<int> gelu;
-      for (int candidate : {x, n.inputs.size() > 1 ? n.inputs[1] : -1}) {
-        if (candidate < 0 || !gelu.empty() || b.is_constant(candidate)) continue;
-        b.unmark_done(index);
-        gelu = match_gelu(b, candidate, gelu_out);
-        b.mark_done(index);
-        if (!gelu.empty()) {
-          const int src = b.slot_of(candidate);
-          std::vector<std::string> names;
-          for (int g : gelu) {
-            b.mark_done(g);
-            names.push_back(node_at(b, g).name);
-          }
-          dnnl::eltwise_forward::primitive_desc pd(
-              dnnl::eltwise_forward::desc(kInference, alg::eltwise_gelu_erf, b.slots[size_t(src)].md, 0.f, 0.f), cpu_engine());
-          const Value& yv = val(b, gelu_out);
-          const int out = b.new_slot(yv.name, DType::float32, yv.shape, pd.dst_desc());
-          auto step = primitive_step(names, "GELU");
-          step->prim = dnnl::eltwise_forward(pd);
-          step->slot_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
-          step->reads = {src};
-          step->writes = {out};
-          b.add_step(std::move(step));
-          b.bind(gelu_out, out);
-          return;
-        }
-      }
-    }
-    if (lower_eltwise(b, index)) return;
-    if (lower_binary(b, index)) return;
-    if (n.op == "Concat" && lower_concat(b, index)) return;
-    if (lower_reduce(b, index)) return;
-    lower_plain(b, index);
+    lower(b, index);
   } catch (const dnnl::error& e) {
     throw UnsupportedError(b.where(n), std::string("oneDNN rejected the node: ") + e.what());
   }

@@ -13,15 +13,8 @@
 namespace bricklab::cpu {
 namespace {
 
-const Value& val(PlanBuilder& b, int v) { return b.graph.values[size_t(v)]; }
 
-[[noreturn]] void unsupported(PlanBuilder& b, const Node& n, const std::string& why) { throw UnsupportedError(b.where(n), why); }
 
-std::vector<int64_t> row_strides(const Shape& s) {
-  std::vector<int64_t> st(s.size(), 1);
-  for (size_t i = s.size(); i-- > 1;) st[i - 1] = st[i] * s[i];
-  return st;
-}
 
 // Strides of `in` read as if broadcast to `out` (0 on broadcast axes), right-aligned.
 std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out) {
@@ -57,12 +50,6 @@ void for_each_offset(const Shape& out, const std::vector<int64_t>& strides, int6
   }
 }
 
-int output_slot(PlanBuilder& b, int value) {
-  const Value& v = val(b, value);
-  const int s = b.new_slot(v.name, v.dtype, v.shape, plain_md(v.dtype, v.shape));
-  b.bind(value, s);
-  return s;
-}
 
 // Copies element-size chunks: out[i] = in[offset(i)].
 void gather_elements(const char* in, char* out, const Shape& out_shape, const std::vector<int64_t>& strides, int64_t base, size_t es) {
@@ -302,8 +289,10 @@ void lower_resize(PlanBuilder& b, const Node& n) {
   if (xv.dtype != DType::float32) unsupported(b, n, "only float32 Resize is supported");
   const std::string mode = n.attr_string("mode", "nearest");
   const std::string coord = n.attr_string("coordinate_transformation_mode", n.opset >= 11 ? "half_pixel" : "asymmetric");
-  const std::string nearest_mode = n.attr_string("nearest_mode", "round_prefer_floor");
-  if (mode != "nearest" && mode != "linear" && mode != "bilinear") unsupported(b, n, "Resize mode '" + mode + "' is not supported");
+  // Upsample and Resize-10 take the nearest element below (x / scale, floored), as ONNX Runtime.
+  const std::string nearest_mode = n.attr_string("nearest_mode", n.opset >= 11 ? "round_prefer_floor" : "floor");
+  if (mode != "nearest" && mode != "linear" && mode != "bilinear" && mode != "cubic" && mode != "bicubic")
+    unsupported(b, n, "Resize mode '" + mode + "' is not supported");
   if (coord == "tf_crop_and_resize") unsupported(b, n, "tf_crop_and_resize is not supported");
   const size_t rank = xv.shape.size();
   // Scales as ONNX defines them: given scales, else output / input.
@@ -334,6 +323,76 @@ void lower_resize(PlanBuilder& b, const Node& n) {
     std::vector<float> w;
     bool identity = true;
   };
+  if (mode == "cubic" || mode == "bicubic") {
+    // Four taps per resized axis (Keys' cubic convolution with coefficient a), indices clamped to
+    // the edge; exclude_outside drops the taps outside the input and renormalises the rest.
+    const double A = n.attr_float("cubic_coeff_a", -0.75);
+    const bool exclude = n.attr_int("exclude_outside", 0) != 0;
+    struct Taps {
+      int64_t count = 1;
+      std::vector<int64_t> idx;  // count per output index
+      std::vector<float> w;
+    };
+    std::vector<Taps> taps(rank);
+    for (size_t d = 0; d < rank; ++d) {
+      Taps& t = taps[d];
+      if (shape[d] == in[d] && scales[d] == 1.0) {
+        for (int64_t i = 0; i < shape[d]; ++i) {
+          t.idx.push_back(i);
+          t.w.push_back(1.f);
+        }
+        continue;
+      }
+      t.count = 4;
+      for (int64_t i = 0; i < shape[d]; ++i) {
+        const double c = source_coord(d, i);
+        const double base = std::floor(c), f = c - base;
+        const double dist[4] = {1 + f, f, 1 - f, 2 - f};
+        double w[4], total = 0;
+        for (int k = 0; k < 4; ++k) {
+          const double x = dist[k];
+          w[k] = x <= 1 ? ((A + 2) * x - (A + 3)) * x * x + 1 : ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;
+          const int64_t at = int64_t(base) - 1 + k;
+          if (exclude && (at < 0 || at >= in[d])) w[k] = 0;
+          total += w[k];
+        }
+        for (int k = 0; k < 4; ++k) {
+          t.idx.push_back(std::clamp<int64_t>(int64_t(base) - 1 + k, 0, in[d] - 1));
+          t.w.push_back(float(exclude && total != 0 ? w[k] / total : w[k]));
+        }
+      }
+    }
+    add_fn(b, n, "resize", {src}, {out})->fn = [=](Runtime& rt) {
+      const float* x = rt.data<float>(src);
+      float* y = rt.data<float>(out);
+      const int64_t total = shape_numel(shape);
+#pragma omp parallel for schedule(static) if (total > 4096)
+      for (int64_t o = 0; o < total; ++o) {
+        int64_t idx[8], rem = o, corners = 1;
+        for (size_t d = rank; d-- > 0;) {
+          idx[d] = rem % shape[d];
+          rem /= shape[d];
+          corners *= taps[d].count;
+        }
+        double acc = 0;
+        for (int64_t m = 0; m < corners; ++m) {
+          int64_t r = m, off = 0;
+          double w = 1;
+          for (size_t d = rank; d-- > 0;) {
+            const Taps& t = taps[d];
+            const int64_t k = r % t.count;
+            r /= t.count;
+            const size_t at = size_t(idx[d] * t.count + k);
+            off += t.idx[at] * in_st[d];
+            w *= t.w[at];
+          }
+          acc += w * double(x[off]);
+        }
+        y[o] = float(acc);
+      }
+    };
+    return;
+  }
   const bool linear = mode != "nearest";
   std::vector<Axis> axes(rank);
   for (size_t d = 0; d < rank; ++d) {
@@ -425,192 +484,6 @@ void lower_resize(PlanBuilder& b, const Node& n) {
   };
 }
 
-// Elementwise ops with numpy broadcasting, for what oneDNN does not cover.
-void lower_elementwise(PlanBuilder& b, const Node& n) {
-  const std::string& op_name = n.op;
-  static const std::vector<std::string> known = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mod", "Sum", "Mean", "Erf", "Floor",
-                                                 "Ceil", "Round", "Sign", "Sin", "Cos", "Selu", "Softsign", "Cast", "Where", "Equal",
-                                                 "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor",
-                                                 "Relu", "Sigmoid", "Tanh", "Abs", "Neg", "Sqrt", "Exp", "Log", "Reciprocal",
-                                                 "LeakyRelu", "Clip", "HardSigmoid", "HardSwish", "Elu", "Softplus", "PRelu", "Identity"};
-  if (std::find(known.begin(), known.end(), op_name) == known.end()) unsupported(b, n, "operator '" + op_name + "' has no CPU kernel yet");
-  const Value& yv = val(b, n.outputs.at(0));
-  std::vector<int> srcs;
-  std::vector<std::vector<int64_t>> strides;
-  std::vector<DType> types;
-  for (int v : n.inputs) {
-    if (v < 0) continue;
-    srcs.push_back(b.plain(b.slot_of(v)));
-    strides.push_back(broadcast_strides(val(b, v).shape, yv.shape));
-    types.push_back(val(b, v).dtype);
-  }
-  const int out = output_slot(b, n.outputs[0]);
-  const Shape shape = yv.shape;
-  const std::string op = n.op;
-  const DType out_t = yv.dtype;
-  auto get = [](const Runtime& rt, int slot, DType t, int64_t i) -> double {
-    switch (t) {
-      case DType::float32: return rt.data<float>(slot)[i];
-      case DType::int64: return double(rt.data<int64_t>(slot)[i]);
-      case DType::int32: return rt.data<int32_t>(slot)[i];
-      case DType::boolean:
-      case DType::uint8: return rt.data<uint8_t>(slot)[i];
-      case DType::float64: return rt.data<double>(slot)[i];
-      default: return 0;
-    }
-  };
-  for (DType t : types)
-    if (t != DType::float32 && t != DType::int64 && t != DType::int32 && t != DType::boolean && t != DType::uint8 && t != DType::float64)
-      unsupported(b, n, "element type " + dtype_name(t) + " is not supported");
-  const float alpha = float(n.attr_float("alpha", op == "Selu" ? 1.67326319217681884765625 : 1.0));
-  const float gamma = float(n.attr_float("gamma", 1.05070102214813232421875));
-  double clip_lo = -INFINITY, clip_hi = INFINITY;
-  if (op == "Clip") {
-    if (n.opset < 11) {
-      clip_lo = n.attr_float("min", -INFINITY);
-      clip_hi = n.attr_float("max", INFINITY);
-    } else {
-      if (n.inputs.size() > 1 && n.inputs[1] >= 0) clip_lo = val(b, n.inputs[1]).data->as_double().at(0);
-      if (n.inputs.size() > 2 && n.inputs[2] >= 0) clip_hi = val(b, n.inputs[2]).data->as_double().at(0);
-      srcs.resize(1);
-    }
-  }
-  const double hs_alpha = n.attr_float("alpha", 0.2), hs_beta = n.attr_float("beta", 0.5);
-  const int64_t fmod_attr = n.attr_int("fmod", 0);
-  // Fast path: float32 in and out, no broadcasting, a unary activation or a plain binary op. The
-  // operator is resolved here, once, not per element.
-  bool dense = out_t == DType::float32;
-  for (size_t j = 0; j < srcs.size(); ++j) dense = dense && types[j] == DType::float32 && val(b, n.inputs[j]).shape == shape;
-  if (dense && srcs.size() == 1) {
-    const float fa = alpha, ha = float(hs_alpha), hb = float(hs_beta), lo = float(clip_lo), hi = float(clip_hi);
-    std::function<void(const float*, float*, int64_t)> kernel;
-    auto unary = [](auto f) {
-      return [f](const float* x, float* y, int64_t count) {
-#pragma omp parallel for schedule(static) if (count > 65536)
-        for (int64_t i = 0; i < count; ++i) y[i] = f(x[i]);
-      };
-    };
-    if (op == "HardSigmoid") kernel = unary([ha, hb](float v) { return std::min(std::max(ha * v + hb, 0.f), 1.f); });
-    else if (op == "HardSwish") kernel = unary([](float v) { return v * std::min(std::max(v * (1.f / 6) + 0.5f, 0.f), 1.f); });
-    else if (op == "Relu") kernel = unary([](float v) { return std::max(v, 0.f); });
-    else if (op == "Clip") kernel = unary([lo, hi](float v) { return std::min(std::max(v, lo), hi); });
-    else if (op == "LeakyRelu") kernel = unary([fa](float v) { return v >= 0 ? v : fa * v; });
-    else if (op == "Neg") kernel = unary([](float v) { return -v; });
-    else if (op == "Abs") kernel = unary([](float v) { return std::fabs(v); });
-    else if (op == "Identity" || op == "Cast") kernel = unary([](float v) { return v; });
-    if (kernel) {
-      const int64_t count = shape_numel(shape);
-      const int x = srcs[0];
-      add_fn(b, n, "elementwise", srcs, {out})->fn = [=](Runtime& rt) { kernel(rt.data<float>(x), rt.data<float>(out), count); };
-      return;
-    }
-  }
-  if (dense && srcs.size() == 2 && (op == "Add" || op == "Sub" || op == "Mul" || op == "Div" || op == "Max" || op == "Min")) {
-    const int opc = op == "Add" ? 0 : op == "Sub" ? 1 : op == "Mul" ? 2 : op == "Div" ? 3 : op == "Max" ? 4 : 5;
-    const int64_t count = shape_numel(shape);
-    const int x0 = srcs[0], x1 = srcs[1];
-    add_fn(b, n, "elementwise", srcs, {out})->fn = [=](Runtime& rt) {
-      const float* a = rt.data<float>(x0);
-      const float* c = rt.data<float>(x1);
-      float* y = rt.data<float>(out);
-      switch (opc) {
-#define BRICKLAB_BINARY_LOOP(expr)                                  \
-  _Pragma("omp parallel for schedule(static) if (count > 65536)") \
-  for (int64_t i = 0; i < count; ++i) y[i] = (expr);              \
-  break;
-        case 0: BRICKLAB_BINARY_LOOP(a[i] + c[i])
-        case 1: BRICKLAB_BINARY_LOOP(a[i] - c[i])
-        case 2: BRICKLAB_BINARY_LOOP(a[i] * c[i])
-        case 3: BRICKLAB_BINARY_LOOP(a[i] / c[i])
-        case 4: BRICKLAB_BINARY_LOOP(std::max(a[i], c[i]))
-        default: BRICKLAB_BINARY_LOOP(std::min(a[i], c[i]))
-#undef BRICKLAB_BINARY_LOOP
-      }
-    };
-    return;
-  }
-  add_fn(b, n, "elementwise", srcs, {out})->fn = [=](Runtime& rt) {
-    const int64_t total = shape_numel(shape);
-    const size_t k = srcs.size();
-#pragma omp parallel for schedule(static) if (total > 65536)
-    for (int64_t o = 0; o < total; ++o) {
-      double a[3] = {0, 0, 0};
-      for (size_t j = 0; j < k && j < 3; ++j) {
-        int64_t rem = o, off = 0;
-        for (size_t d = shape.size(); d-- > 0;) {
-          off += (rem % shape[d]) * strides[j][d];
-          rem /= shape[d];
-        }
-        a[j] = get(rt, srcs[j], types[j], off);
-      }
-      double r = 0;
-      if (op == "Add" || op == "Sum" || op == "Mean") {
-        r = 0;
-        for (size_t j = 0; j < k; ++j) {
-          int64_t rem = o, off = 0;
-          for (size_t d = shape.size(); d-- > 0;) {
-            off += (rem % shape[d]) * strides[j][d];
-            rem /= shape[d];
-          }
-          r += get(rt, srcs[j], types[j], off);
-        }
-        if (op == "Mean") r /= double(k);
-      } else if (op == "Sub") r = a[0] - a[1];
-      else if (op == "Mul") r = a[0] * a[1];
-      else if (op == "Div") r = out_t == DType::float32 || out_t == DType::float64 ? a[0] / a[1] : std::trunc(a[0] / a[1]);
-      else if (op == "Pow") r = std::pow(a[0], a[1]);
-      else if (op == "Max") r = std::max(a[0], a[1]);
-      else if (op == "Min") r = std::min(a[0], a[1]);
-      else if (op == "Mod") { r = std::fmod(a[0], a[1]); if (!fmod_attr && r != 0 && ((r < 0) != (a[1] < 0))) r += a[1]; }
-      else if (op == "Erf") r = std::erf(a[0]);
-      else if (op == "Floor") r = std::floor(a[0]);
-      else if (op == "Ceil") r = std::ceil(a[0]);
-      else if (op == "Round") r = std::nearbyint(a[0]);
-      else if (op == "Sign") r = (a[0] > 0) - (a[0] < 0);
-      else if (op == "Sin") r = std::sin(a[0]);
-      else if (op == "Cos") r = std::cos(a[0]);
-      else if (op == "Selu") r = a[0] > 0 ? gamma * a[0] : gamma * alpha * (std::exp(a[0]) - 1);
-      else if (op == "Softsign") r = a[0] / (1 + std::fabs(a[0]));
-      else if (op == "Cast" || op == "Identity") r = a[0];
-      else if (op == "Where") r = a[0] != 0 ? a[1] : a[2];
-      else if (op == "Equal") r = a[0] == a[1];
-      else if (op == "Less") r = a[0] < a[1];
-      else if (op == "Greater") r = a[0] > a[1];
-      else if (op == "LessOrEqual") r = a[0] <= a[1];
-      else if (op == "GreaterOrEqual") r = a[0] >= a[1];
-      else if (op == "Not") r = a[0] == 0;
-      else if (op == "And") r = (a[0] != 0) && (a[1] != 0);
-      else if (op == "Or") r = (a[0] != 0) || (a[1] != 0);
-      else if (op == "Xor") r = (a[0] != 0) != (a[1] != 0);
-      else if (op == "Relu") r = std::max(a[0], 0.0);
-      else if (op == "Sigmoid") r = 1 / (1 + std::exp(-a[0]));
-      else if (op == "Tanh") r = std::tanh(a[0]);
-      else if (op == "Abs") r = std::fabs(a[0]);
-      else if (op == "Neg") r = -a[0];
-      else if (op == "Sqrt") r = std::sqrt(a[0]);
-      else if (op == "Exp") r = std::exp(a[0]);
-      else if (op == "Log") r = std::log(a[0]);
-      else if (op == "Reciprocal") r = 1 / a[0];
-      else if (op == "LeakyRelu") r = a[0] >= 0 ? a[0] : alpha * a[0];
-      else if (op == "PRelu") r = a[0] >= 0 ? a[0] : a[1] * a[0];
-      else if (op == "Clip") r = std::min(std::max(a[0], clip_lo), clip_hi);
-      else if (op == "HardSigmoid") r = std::clamp(hs_alpha * a[0] + hs_beta, 0.0, 1.0);
-      else if (op == "HardSwish") r = a[0] * std::clamp(a[0] / 6 + 0.5, 0.0, 1.0);
-      else if (op == "Elu") r = a[0] >= 0 ? a[0] : alpha * (std::exp(a[0]) - 1);
-      else if (op == "Softplus") r = std::log1p(std::exp(a[0]));
-      switch (out_t) {
-        case DType::float32: rt.data<float>(out)[o] = float(r); break;
-        case DType::float64: rt.data<double>(out)[o] = r; break;
-        case DType::int64: rt.data<int64_t>(out)[o] = int64_t(r); break;
-        case DType::int32: rt.data<int32_t>(out)[o] = int32_t(r); break;
-        case DType::boolean:
-        case DType::uint8: rt.data<uint8_t>(out)[o] = uint8_t(r != 0 && out_t == DType::boolean ? 1 : r); break;
-        default: break;
-      }
-    }
-  };
-}
-
 void lower_concat_plain(PlanBuilder& b, const Node& n) {
   const Value& yv = val(b, n.outputs[0]);
   int64_t axis = n.attr_int("axis", 0);
@@ -638,42 +511,6 @@ void lower_concat_plain(PlanBuilder& b, const Node& n) {
         std::memcpy(y + size_t(o * out_row + at) * es, static_cast<const char*>(rt.ptr(srcs[j])) + size_t(o * rows[j]) * es, size_t(rows[j]) * es);
         at += rows[j];
       }
-    }
-  };
-}
-
-// ScatterND (reduction none): out = data; out[indices[i]] = updates[i].
-void lower_scatter_nd(PlanBuilder& b, const Node& n) {
-  const Value& dv = val(b, n.inputs.at(0));
-  const Value& iv = val(b, n.inputs.at(1));
-  const Value& uv = val(b, n.inputs.at(2));
-  if (n.attr_string("reduction", "none") != "none") unsupported(b, n, "ScatterND with a reduction is not supported");
-  if (iv.dtype != DType::int64 || iv.shape.empty()) unsupported(b, n, "ScatterND indices must be int64");
-  const int64_t k = iv.shape.back();
-  if (k > int64_t(dv.shape.size())) unsupported(b, n, "ScatterND index depth exceeds the data rank");
-  int64_t slice = 1;
-  for (size_t d = size_t(k); d < dv.shape.size(); ++d) slice *= dv.shape[d];
-  const int64_t count = iv.numel() / std::max<int64_t>(k, 1);
-  const auto st = row_strides(dv.shape);
-  const Shape dshape = dv.shape;
-  const size_t es = size_t(dtype_size(dv.dtype));
-  (void)uv;
-  const int data = b.plain(b.slot_of(n.inputs[0])), idx = b.slot_of(n.inputs[1]), upd = b.plain(b.slot_of(n.inputs[2]));
-  const int out = output_slot(b, n.outputs[0]);
-  const std::string name = n.name;
-  add_fn(b, n, "scatter", {data, idx, upd}, {out})->fn = [=](Runtime& rt) {
-    std::memcpy(rt.ptr(out), rt.ptr(data), size_t(shape_numel(dshape)) * es);
-    const int64_t* ind = rt.data<int64_t>(idx);
-    for (int64_t i = 0; i < count; ++i) {
-      int64_t off = 0;
-      for (int64_t d = 0; d < k; ++d) {
-        int64_t v = ind[i * k + d];
-        if (v < 0) v += dshape[size_t(d)];
-        if (v < 0 || v >= dshape[size_t(d)]) throw InvalidArgument("node '" + name + "' (ScatterND): index out of range");
-        off += v * st[size_t(d)];
-      }
-      std::memcpy(static_cast<char*>(rt.ptr(out)) + size_t(off) * es, static_cast<const char*>(rt.ptr(upd)) + size_t(i * slice) * es,
-                  size_t(slice) * es);
     }
   };
 }
@@ -720,25 +557,25 @@ void lower_static(PlanBuilder& b, const Node& n) {
 
 }  // namespace
 
-void lower_plain(PlanBuilder& b, int index) {
-  const Node& n = b.graph.nodes[size_t(index)];
-  const std::string& op = n.op;
-  if (op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" || op == "Identity" || op == "Dropout") return lower_view(b, n);
-  if (op == "Transpose") return lower_transpose(b, n);
-  if (op == "Slice") return lower_slice(b, n);
-  if (op == "Split") return lower_split(b, n);
-  if (op == "Gather") return lower_gather(b, n);
-  if (op == "Expand" || op == "Tile") return lower_expand_tile(b, n);
-  if (op == "Pad") return lower_pad(b, n);
-  if (op == "Resize" || op == "Upsample") return lower_resize(b, n);
-  if (op == "Concat") return lower_concat_plain(b, n);
-  if (op == "ScatterND") return lower_scatter_nd(b, n);
-  if (op == "Shape" || op == "Size" || op == "ConstantOfShape") return lower_static(b, n);
-  if (op == "Constant") {
+void register_plain_lowerings(CpuLowerings& t) {
+  // Each lowering takes the node by index; these plain ones need only the node.
+#define BRICKLAB_PLAIN(fn) [](PlanBuilder& b, int i) { fn(b, b.graph.nodes[size_t(i)]); }
+  t.add({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}, BRICKLAB_PLAIN(lower_view));
+  t.add({"Transpose"}, BRICKLAB_PLAIN(lower_transpose));
+  t.add({"Slice"}, BRICKLAB_PLAIN(lower_slice));
+  t.add({"Split"}, BRICKLAB_PLAIN(lower_split));
+  t.add({"Gather"}, BRICKLAB_PLAIN(lower_gather));
+  t.add({"Expand", "Tile"}, BRICKLAB_PLAIN(lower_expand_tile));
+  t.add({"Pad"}, BRICKLAB_PLAIN(lower_pad));
+  t.add({"Resize", "Upsample"}, BRICKLAB_PLAIN(lower_resize));
+  t.add({"Shape", "Size", "ConstantOfShape"}, BRICKLAB_PLAIN(lower_static));
+  t.add({"Constant"}, [](PlanBuilder& b, int i) {
+    const Node& n = b.graph.nodes[size_t(i)];
     b.bind(n.outputs[0], b.slot_of(n.outputs[0]));
-    return;
-  }
-  return lower_elementwise(b, n);
+  });
+#undef BRICKLAB_PLAIN
 }
+
+void lower_concat_plain(PlanBuilder& b, int index) { lower_concat_plain(b, b.graph.nodes[size_t(index)]); }
 
 }  // namespace bricklab::cpu
