@@ -6,7 +6,7 @@ ZFNet-512; their weights are ConstantOfShape nodes, which bricklab folds at load
 
 These are the models of other exporters than torchvision's: Sum instead of Add, old opsets,
 BatchNormalization with spatial attributes, LRN. For each model the runtimes run interleaved
-(one untimed and two timed runs each, in turn) with the same thread count after warm-up; the
+(a 50 ms pause, one untimed and two timed runs each, in turn) with the same thread count after warm-up; the
 outputs are compared (max abs difference to ONNX Runtime). Prints medians and ratios and writes a
 Markdown table with the machine's load.
 
@@ -27,6 +27,11 @@ import onnxruntime as ort
 import bricklab
 
 LIGHT = pathlib.Path(onnx.__file__).parent / "backend/test/data/light"
+NOTES = ("* The light models' weights are one value per tensor, so their outputs are nearly constant and the "
+         "difference column checks little; tests/python/test_onnx_light_models.py gives them random weights and "
+         "compares against ONNX Runtime.\n"
+         "* The load average counts this benchmark's own threads (and a run just before it); the two runtimes run "
+         "interleaved, so what load there is hits both alike.\n")
 DEFAULT_MODELS = "resnet50,shufflenet,squeezenet,densenet121,inception_v1,inception_v2,bvlc_alexnet,zfnet512,vgg19"
 
 
@@ -62,7 +67,10 @@ def main():
         if not path.exists():
             sys.exit(f"error: {path} not found (known: {', '.join(sorted(p.stem[6:] for p in LIGHT.glob('light_*.onnx')))})")
         proto = onnx.load(str(path), load_external_data=False)
-        inp = proto.graph.input[0]
+        # Old exporters list the weights among the graph inputs too: the real input is the first
+        # that is not an initializer.
+        weights = {t.name for t in proto.graph.initializer}
+        inp = next(i for i in proto.graph.input if i.name not in weights)
         shape = [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim]
         x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         so = ort.SessionOptions()
@@ -85,7 +93,10 @@ def main():
                 fn()
         while len(samples["bricklab"]) < args.repeats:
             for key, fn in runners.items():
-                fn()  # untimed: absorbs the previous runtime's idle-spinning threads
+                # The previous runtime's worker threads spin-wait for a while after a run; on a
+                # machine with as many cores as threads they would take cores from this one.
+                time.sleep(0.05)
+                fn()  # untimed
                 for _ in range(2):
                     t0 = time.perf_counter()
                     fn()
@@ -114,10 +125,10 @@ def main():
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
         text = (f"# ONNX Model Zoo classics (the onnx wheel's light models): bricklab vs ONNX Runtime\n\n"
                 f"Machine: {cpu}, {os.cpu_count()} cores; threads {args.threads}; onnxruntime {ort.__version__}, onnx {onnx.__version__}, "
-                f"bricklab {bricklab.__version__}. Medians of {args.repeats} runs per runtime, interleaved in blocks (one untimed + two "
+                f"bricklab {bricklab.__version__}. Medians of {args.repeats} runs per runtime, interleaved in blocks (a 50 ms pause, one untimed + two "
                 f"timed runs), after {args.warmup} warm-up runs; batch 1, random normal input. Load average (1 min) {load_start:.1f} "
                 f"at the start and {os.getloadavg()[0]:.1f} at the end.\n\nReproduce: `.venv/bin/python benchmarks/bench_onnx_zoo.py "
-                f"--threads {args.threads} --repeats {args.repeats} --out {args.out}`\n\n" + header + body + "\n* " + summary + "\n")
+                f"--threads {args.threads} --repeats {args.repeats} --out {args.out}`\n\n" + header + body + "\n* " + summary + "\n" + NOTES)
         pathlib.Path(args.out).write_text(text)
         print(f"wrote {args.out}")
 

@@ -464,10 +464,14 @@ class Importer {
     int completed = 0;
     for (const auto& n : g->node()) {
       const OpDef* def = OpRegistry::instance().find(n.op_type());
-      if (!def || !def->infer_shapes || n.output_size() != 1) continue;
-      Shape have;
-      auto out_it = info.find(n.output(0));
-      if (out_it != info.end() && concrete(out_it->second, have)) continue;
+      if (!def || !def->infer_shapes || n.output_size() < 1) continue;
+      bool all_known = true;
+      for (const auto& out : n.output()) {
+        Shape have;
+        auto it = info.find(out);
+        all_known = all_known && (out.empty() || (it != info.end() && concrete(it->second, have)));
+      }
+      if (all_known) continue;
       std::vector<Shape> inputs;
       bool known = true;
       for (const auto& in : n.input()) {
@@ -480,7 +484,9 @@ class Importer {
       Node node;
       node.name = n.name();
       node.op = n.op_type();
-      node.def = OpRegistry::instance().find(node.op);
+      node.def = def;
+      node.opset = opset_;
+      for (int i = 0; i < n.output_size(); ++i) node.outputs.push_back(i);  // only the count matters here
       for (const auto& a : n.attribute())
         if (a.type() != onnx::AttributeProto::TENSOR) node.attrs[a.name()] = convert_attribute(n, a);
       std::vector<Shape> shapes;
@@ -489,16 +495,26 @@ class Importer {
       } catch (const Error& e) {
         throw ShapeError(at(n), e.problem());
       }
-      onnx::ValueInfoProto* v = out_it != info.end() ? out_it->second : g->add_value_info();
-      v->set_name(n.output(0));
-      auto* tt = v->mutable_type()->mutable_tensor_type();
-      if (!tt->has_elem_type() || tt->elem_type() == 0) {
-        const auto* first = info.count(n.input(0)) ? info[n.input(0)] : nullptr;
-        tt->set_elem_type(first ? first->type().tensor_type().elem_type() : onnx::TensorProto::FLOAT);
+      const auto* first = info.count(n.input(0)) ? info[n.input(0)] : nullptr;
+      const int input0_type = first ? first->type().tensor_type().elem_type() : int(onnx::TensorProto::FLOAT);
+      for (int i = 0; i < n.output_size() && size_t(i) < shapes.size(); ++i) {
+        const std::string& name = n.output(i);
+        Shape have;
+        auto out_it = info.find(name);
+        if (name.empty() || (out_it != info.end() && concrete(out_it->second, have))) continue;
+        onnx::ValueInfoProto* v = out_it != info.end() ? out_it->second : g->add_value_info();
+        v->set_name(name);
+        info[name] = v;
+        auto* tt = v->mutable_type()->mutable_tensor_type();
+        if (!tt->has_elem_type() || tt->elem_type() == 0) {
+          int type = input0_type;
+          if (def->output_dtype && dtype_known(input0_type)) type = int(def->output_dtype(node, size_t(i), DType(input0_type)));
+          tt->set_elem_type(type);
+        }
+        tt->mutable_shape()->clear_dim();
+        for (int64_t d : shapes[size_t(i)]) tt->mutable_shape()->add_dim()->set_dim_value(d);
+        ++completed;
       }
-      tt->mutable_shape()->clear_dim();
-      for (int64_t d : shapes.at(0)) tt->mutable_shape()->add_dim()->set_dim_value(d);
-      ++completed;
     }
     return completed;
   }

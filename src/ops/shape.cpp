@@ -24,7 +24,15 @@ void register_shape_ops(OpRegistry& r) {
   for (const char* name : {"Reshape", "Squeeze", "Unsqueeze", "Identity"}) r.add({name, OpClass::view, view_cost, view});
   r.add({"Flatten", OpClass::view, view_cost, view, nullptr,
          [](const Graph&, const Node&, Attrs& a) { set_default(a, "axis", int64_t(1)); }});
-  r.add({"Dropout", OpClass::view, view_cost, view, nullptr, [](const Graph&, const Node&, Attrs& a) { a.erase("seed"); }});
+  // Dropout's optional mask has the input's shape (ONNX's inference leaves it unset in old opsets):
+  // bool from opset 10, the input's type before.
+  OpDef dropout{"Dropout", OpClass::view, view_cost, view,
+                [](const std::vector<Shape>& in, const Node& n) { return std::vector<Shape>(n.outputs.size(), in.at(0)); },
+                [](const Graph&, const Node&, Attrs& a) { a.erase("seed"); }};
+  dropout.output_dtype = [](const Node& n, size_t output, DType input0) {
+    return output == 1 && n.opset >= 10 ? DType::boolean : input0;
+  };
+  r.add(std::move(dropout));
   r.add({"Shape", OpClass::shape, generate_cost, "the shape of a tensor"});
   r.add({"Size", OpClass::shape, generate_cost, "the element count of a tensor"});
   r.add({"Constant", OpClass::shape, generate_cost, "a constant tensor (folded into a weight at load)"});

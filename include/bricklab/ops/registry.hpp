@@ -61,6 +61,9 @@ struct OpDef {
   std::string summary;   // one line for `bricklab ops`
   ShapeFn infer_shapes = nullptr;  // optional fallback shape rule
   NormaliseFn normalise = nullptr;  // attribute defaults and spellings (none: taken as given)
+  // The element type of output `i` where ONNX's inference leaves it unset (used with
+  // infer_shapes); none: that of input 0.
+  DType (*output_dtype)(const Node& node, size_t output, DType input0) = nullptr;
   EltFn elementwise = EltFn::none;  // elementwise operators: what they compute
   bool variadic = false;            // Sum, Mean, Max, Min: any number of inputs, folded pairwise
   size_t index = 0;                 // position in OpRegistry::all(), for dense per-backend tables

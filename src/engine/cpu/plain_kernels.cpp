@@ -51,12 +51,43 @@ void for_each_offset(const Shape& out, const std::vector<int64_t>& strides, int6
 }
 
 
-// Copies element-size chunks: out[i] = in[offset(i)].
-void gather_elements(const char* in, char* out, const Shape& out_shape, const std::vector<int64_t>& strides, int64_t base, size_t es) {
+// out[i] = in[base + offset(i)], offset from `strides` over `out_shape` (elements of `es` bytes).
+// Output dims that are also contiguous in the input are merged first, and a run that is
+// contiguous in the input is copied with one memcpy: a transpose that keeps the innermost
+// dims (ShuffleNet's channel shuffle), a slice or split of outer dims copy whole rows.
+void strided_copy(const char* in, char* out, const Shape& out_shape, const std::vector<int64_t>& strides, int64_t base, size_t es) {
+  Shape dims;
+  std::vector<int64_t> st;
+  for (size_t d = 0; d < out_shape.size(); ++d) {
+    if (out_shape[d] == 1) continue;
+    if (!dims.empty() && st.back() == strides[d] * out_shape[d]) {
+      dims.back() *= out_shape[d];
+      st.back() = strides[d];
+      continue;
+    }
+    dims.push_back(out_shape[d]);
+    st.push_back(strides[d]);
+  }
+  if (dims.empty()) {
+    std::memcpy(out, in + base * int64_t(es), es);
+    return;
+  }
+  if (st.back() == 1) {  // rows contiguous in the input: one memcpy per row
+    const int64_t row = dims.back();
+    const Shape outer(dims.begin(), dims.end() - 1);
+    const std::vector<int64_t> outer_st(st.begin(), st.end() - 1);
+    const size_t bytes = size_t(row) * es;
+    if (outer.empty()) {
+      std::memcpy(out, in + base * int64_t(es), bytes);
+      return;
+    }
+    for_each_offset(outer, outer_st, base, [&](int64_t o, int64_t i) { std::memcpy(out + o * int64_t(bytes), in + i * int64_t(es), bytes); });
+    return;
+  }
   if (es == 4)
-    for_each_offset(out_shape, strides, base, [&](int64_t o, int64_t i) { std::memcpy(out + o * 4, in + i * 4, 4); });
+    for_each_offset(dims, st, base, [&](int64_t o, int64_t i) { std::memcpy(out + o * 4, in + i * 4, 4); });
   else
-    for_each_offset(out_shape, strides, base, [&](int64_t o, int64_t i) { std::memcpy(out + o * es, in + i * es, es); });
+    for_each_offset(dims, st, base, [&](int64_t o, int64_t i) { std::memcpy(out + o * int64_t(es), in + i * int64_t(es), es); });
 }
 
 std::vector<int64_t> ints_of(PlanBuilder& b, const Node& n, int value, const char* what) {
@@ -78,7 +109,14 @@ void lower_view(PlanBuilder& b, const Node& n) {
     if (val(b, mask).consumers.empty() && !val(b, mask).is_graph_output) continue;
     const int m = output_slot(b, mask);
     const int64_t count = val(b, mask).numel();
-    add_fn(b, n, "mask", {}, {m})->fn = [=](Runtime& rt) { std::memset(rt.ptr(m), 1, size_t(count)); };
+    const DType t = val(b, mask).dtype;  // bool from opset 10; the input's float type before
+    if (t != DType::boolean && t != DType::float32 && t != DType::float64)
+      unsupported(b, n, "a Dropout mask of " + dtype_name(t) + " is not supported");
+    add_fn(b, n, "mask", {}, {m})->fn = [=](Runtime& rt) {
+      if (t == DType::boolean) std::memset(rt.ptr(m), 1, size_t(count));
+      else if (t == DType::float32) std::fill(rt.data<float>(m), rt.data<float>(m) + count, 1.f);
+      else std::fill(rt.data<double>(m), rt.data<double>(m) + count, 1.0);
+    };
   }
 }
 
@@ -96,7 +134,7 @@ void lower_transpose(PlanBuilder& b, const Node& n) {
   const size_t es = size_t(dtype_size(xv.dtype));
   const Shape shape = yv.shape;
   add_fn(b, n, "transpose", {src}, {out})->fn = [=](Runtime& rt) {
-    gather_elements(static_cast<const char*>(rt.ptr(src)), static_cast<char*>(rt.ptr(out)), shape, st, 0, es);
+    strided_copy(static_cast<const char*>(rt.ptr(src)), static_cast<char*>(rt.ptr(out)), shape, st, 0, es);
   };
 }
 
@@ -136,7 +174,7 @@ void lower_slice(PlanBuilder& b, const Node& n) {
   const size_t es = size_t(dtype_size(xv.dtype));
   const Shape shape = yv.shape;
   add_fn(b, n, "slice", {src}, {out})->fn = [=](Runtime& rt) {
-    gather_elements(static_cast<const char*>(rt.ptr(src)), static_cast<char*>(rt.ptr(out)), shape, st, base, es);
+    strided_copy(static_cast<const char*>(rt.ptr(src)), static_cast<char*>(rt.ptr(out)), shape, st, base, es);
   };
 }
 
@@ -156,7 +194,7 @@ void lower_split(PlanBuilder& b, const Node& n) {
     const int64_t base = offset * in_st[size_t(axis)];
     const Shape shape = yv.shape;
     add_fn(b, n, "split", {src}, {out})->fn = [=](Runtime& rt) {
-      gather_elements(static_cast<const char*>(rt.ptr(src)), static_cast<char*>(rt.ptr(out)), shape, in_st, base, es);
+      strided_copy(static_cast<const char*>(rt.ptr(src)), static_cast<char*>(rt.ptr(out)), shape, in_st, base, es);
     };
     offset += yv.shape[size_t(axis)];
   }
@@ -204,7 +242,7 @@ void lower_expand_tile(PlanBuilder& b, const Node& n) {
   if (n.op == "Expand") {
     const auto st = broadcast_strides(xv.shape, yv.shape);
     add_fn(b, n, "expand", {src}, {out})->fn = [=](Runtime& rt) {
-      gather_elements(static_cast<const char*>(rt.ptr(src)), static_cast<char*>(rt.ptr(out)), shape, st, 0, es);
+      strided_copy(static_cast<const char*>(rt.ptr(src)), static_cast<char*>(rt.ptr(out)), shape, st, 0, es);
     };
     return;
   }
