@@ -165,6 +165,18 @@ class CudaExecutable : public Executable {
     return times;
   }
 
+  // cuDNN steps write plain (NCHW) float tensors; there are no layout-conversion steps.
+  std::vector<PlanStep> plan() const override {
+    std::vector<PlanStep> out;
+    for (const auto& s : steps_) {
+      PlanStep p;
+      p.label = s.kind;
+      p.nodes = s.nodes;
+      out.push_back(std::move(p));
+    }
+    return out;
+  }
+
   std::string describe() const override {
     std::ostringstream os;
     size_t bytes = 0;

@@ -226,39 +226,21 @@ std::vector<int> step_nodes(const Graph& g, const std::string& joined) {
 
 }  // namespace
 
-std::vector<Reorder> plan_reorders(const Graph& g, const std::string& plan, std::vector<std::vector<int>>* steps) {
-  // Plan lines: "  KIND  NAMES[  [LAYOUT layout]...]"; a step without a bracket writes plain
-  // memory. A value's layout is that of the step whose nodes produce it (plain for graph inputs
-  // and views), which is where a reorder of it starts.
-  std::istringstream lines(plan);
-  std::string line;
-  std::getline(lines, line);  // header
+std::vector<Reorder> plan_reorders(const Graph& g, const std::vector<PlanStep>& plan, std::vector<std::vector<int>>* steps) {
+  // A value's layout is that of the step whose nodes produce it (plain for graph inputs and
+  // views), which is where a reorder of it starts.
   std::map<int, std::string> layout_of;  // value -> layout its producer's step writes
   std::vector<Reorder> out;
-  while (std::getline(lines, line)) {
-    if (line.size() < 3 || line.compare(0, 2, "  ") != 0) continue;
-    const size_t kind_end = line.find("  ", 2);
-    if (kind_end == std::string::npos) continue;
-    const std::string kind = line.substr(2, kind_end - 2);
-    size_t names_end = line.find("  ", kind_end + 2);
-    const std::string names = line.substr(kind_end + 2, names_end == std::string::npos ? std::string::npos : names_end - kind_end - 2);
-    std::string layout = "plain";
-    if (names_end != std::string::npos) {
-      const size_t open = line.find('[', names_end), close = line.find(" layout]", names_end);
-      if (open != std::string::npos && close != std::string::npos && close > open) {
-        layout = line.substr(open + 1, close - open - 1);
-        const size_t paren = layout.find(" (");
-        if (paren != std::string::npos) layout.resize(paren);
-      }
-    }
-    if (kind == "reorder") {
-      const size_t at = names.rfind('@');
-      if (at == std::string::npos) continue;
-      Reorder r;
-      r.value = names.substr(0, at);
-      r.why = names.substr(at + 1);
-      const int v = g.find_value(r.value);
+  for (const PlanStep& step : plan) {
+    // Reorder keys use the layout's tag alone (a note such as " (channels-last)" dropped).
+    std::string layout = step.layout;
+    if (const size_t paren = layout.find(" ("); paren != std::string::npos) layout.resize(paren);
+    if (step.kind == PlanStep::Kind::reorder) {
+      const int v = g.find_value(step.value);
       if (v < 0) continue;
+      Reorder r;
+      r.value = step.value;
+      r.why = step.why;
       auto it = layout_of.find(v);
       r.src = it == layout_of.end() ? "plain" : it->second;
       r.dst = layout;
@@ -267,7 +249,9 @@ std::vector<Reorder> plan_reorders(const Graph& g, const std::string& plan, std:
       out.push_back(r);
       continue;
     }
-    auto nodes = step_nodes(g, names);
+    std::vector<int> nodes;
+    for (const auto& name : step.nodes)
+      if (const int n = g.find_node(name); n >= 0) nodes.push_back(n);
     for (int n : nodes)
       for (int o : g.nodes[size_t(n)].outputs) layout_of[o] = layout;
     if (steps && !nodes.empty()) steps->push_back(nodes);
@@ -275,11 +259,44 @@ std::vector<Reorder> plan_reorders(const Graph& g, const std::string& plan, std:
   return out;
 }
 
-PlanUnits fused_units(const Graph& g, const CompileOptions& options) {
-  auto exe = get_backend("cpu").compile(g, options);
+std::vector<Reorder> plan_reorders(const Graph& g, const std::string& plan, std::vector<std::vector<int>>* steps) {
+  // Plan lines: "  KIND  NAMES[  [LAYOUT layout]...]"; a step without a bracket writes plain
+  // memory; a reorder's NAMES is "value@why".
+  std::istringstream lines(plan);
+  std::string line;
+  std::getline(lines, line);  // header
+  std::vector<PlanStep> parsed;
+  while (std::getline(lines, line)) {
+    if (line.size() < 3 || line.compare(0, 2, "  ") != 0) continue;
+    const size_t kind_end = line.find("  ", 2);
+    if (kind_end == std::string::npos) continue;
+    PlanStep step;
+    step.label = line.substr(2, kind_end - 2);
+    size_t names_end = line.find("  ", kind_end + 2);
+    const std::string names = line.substr(kind_end + 2, names_end == std::string::npos ? std::string::npos : names_end - kind_end - 2);
+    if (names_end != std::string::npos) {
+      const size_t open = line.find('[', names_end), close = line.find(" layout]", names_end);
+      if (open != std::string::npos && close != std::string::npos && close > open) step.layout = line.substr(open + 1, close - open - 1);
+    }
+    if (step.label == "reorder") {
+      const size_t at = names.rfind('@');
+      if (at == std::string::npos) continue;
+      step.kind = PlanStep::Kind::reorder;
+      step.value = names.substr(0, at);
+      step.why = names.substr(at + 1);
+    } else {
+      for (int n : step_nodes(g, names)) step.nodes.push_back(g.nodes[size_t(n)].name);
+    }
+    parsed.push_back(std::move(step));
+  }
+  return plan_reorders(g, parsed, steps);
+}
+
+PlanUnits fused_units(const Graph& g, const CompileOptions& options, const std::string& backend) {
+  auto exe = get_backend(backend).compile(g, options);
   std::vector<std::vector<int>> steps;
   PlanUnits out;
-  out.reorders = plan_reorders(g, exe->describe(), &steps);
+  out.reorders = plan_reorders(g, exe->plan(), &steps);
   // Union steps that share nodes (e.g. a residual copy and its conv+add step).
   std::vector<int> parent(g.nodes.size());
   std::iota(parent.begin(), parent.end(), 0);
@@ -428,7 +445,7 @@ Decomposition decompose_graphs(const std::vector<std::shared_ptr<const Graph>>& 
     if (options.granularity.kind == Granularity::Kind::op) {
       for (size_t i = 0; i < g.nodes.size(); ++i) units.push_back({int(i)});
     } else {
-      PlanUnits plan = fused_units(g, options.compile);
+      PlanUnits plan = fused_units(g, options.compile, options.backend);
       if (options.granularity.kind == Granularity::Kind::fused) {
         units = std::move(plan.units);
       } else {

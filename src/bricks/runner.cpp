@@ -261,7 +261,7 @@ BrickTiming time_brick(const Graph& g, const RunnerOptions& o, const std::set<st
   };
   std::map<std::string, PlanReorder> plan;
   std::set<std::string> skip = context;
-  for (auto& r : plan_reorders(g, p.exe->describe())) {
+  for (auto& r : plan_reorders(g, p.exe->plan())) {
     const Value& val = g.values[size_t(g.find_value(r.value))];
     const bool from_input = val.kind == ValueKind::input;
     const bool from_own = val.producer >= 0 && own.count(g.nodes[size_t(val.producer)].name);

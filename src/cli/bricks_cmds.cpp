@@ -141,6 +141,7 @@ BricksArgs parse_bricks_args(const std::string& command, const std::vector<std::
   if (a.runner.max_reps < a.runner.min_reps) throw InvalidArgument("--max-reps must be >= --min-reps");
   if (a.runner.cpu_clock && a.runner.threads != 1) throw InvalidArgument("--clock cpu needs --threads 1");
   a.decompose.compile = bb::compile_options(a.runner);
+  a.decompose.backend = a.runner.backend;
   if (a.db.empty()) a.db = bb::default_db_path();
   return a;
 }

@@ -61,6 +61,7 @@ Decompositions decompose_all(const std::vector<std::shared_ptr<const Graph>>& gr
   bb::DecomposeOptions dop;
   dop.granularity.kind = bb::Granularity::Kind::op;
   dop.compile = bb::compile_options(base_runner(o));
+  dop.backend = base_runner(o).backend;  // group layers as the analysed backend fuses them
   d.op = bb::decompose_graphs(graphs, dop);
   bb::DecomposeOptions dfu = dop;
   dfu.granularity.kind = bb::Granularity::Kind::fused;

@@ -49,6 +49,8 @@ struct Reorder {
 // execution order, each with its source and destination layouts; `steps` (if given) gets the
 // node indices of every other step. The reorders of two plans with the same key are the same
 // memory-layout conversion, so one measured in a brick prices the other in a model.
+std::vector<Reorder> plan_reorders(const Graph& graph, const std::vector<PlanStep>& plan, std::vector<std::vector<int>>* steps = nullptr);
+// The same from the text of a CPU plan (Executable::describe()), for plans saved as text.
 std::vector<Reorder> plan_reorders(const Graph& graph, const std::string& plan, std::vector<std::vector<int>>* steps = nullptr);
 
 // The units of one plan: groups of node indices in execution order, plus the reorders.
@@ -59,7 +61,8 @@ struct PlanUnits {
 
 // The engine's fused groups for `graph` compiled with `options` (nodes that run as one step,
 // or steps that share nodes, form one unit; nodes with no step, i.e. views, are left out).
-PlanUnits fused_units(const Graph& graph, const CompileOptions& options);
+// The plan is the one of `backend` (its fusions, not another backend's).
+PlanUnits fused_units(const Graph& graph, const CompileOptions& options, const std::string& backend = "cpu");
 
 // One use of a brick in a model.
 struct BrickUse {
@@ -95,6 +98,7 @@ struct DecomposeOptions {
   Granularity granularity;
   LoadOptions load;
   CompileOptions compile;  // fused / seq: the plan whose groups are followed
+  std::string backend = "cpu";  // ... of this backend
 };
 
 struct Decomposition {

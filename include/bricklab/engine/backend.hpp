@@ -72,6 +72,20 @@ struct StepTime {
   double ms = 0;
 };
 
+// One step of a compiled plan, as data: what analyses (bricks, the lower bound) read instead of
+// the text of describe().
+struct PlanStep {
+  enum class Kind { compute, reorder };
+  Kind kind = Kind::compute;
+  std::string label;               // the step's kind, e.g. "conv+BatchNormalization+Relu", "reorder"
+  std::vector<std::string> nodes;  // graph nodes it computes (compute steps; fused groups have several)
+  std::string layout = "plain";    // layout of the memory it writes ("plain" or the backend's tag)
+  // Reorders: the graph value converted and why (the consumer's need: "conv", "plain", ...).
+  std::string value, why;
+  // What Executable::skip_steps accepts for this step: its node names, or for a reorder its id.
+  std::vector<std::string> skip_ids() const { return kind == Kind::reorder ? std::vector<std::string>{value + "@" + why} : nodes; }
+};
+
 class Executable {
  public:
   virtual ~Executable() = default;
@@ -83,6 +97,8 @@ class Executable {
   virtual std::vector<StepTime> run_profiled(const std::map<std::string, Tensor>& inputs) = 0;
   // The plan: steps, fusions, layouts, variants; one line per step.
   virtual std::string describe() const = 0;
+  // The same plan as data, in execution order.
+  virtual std::vector<PlanStep> plan() const = 0;
   // True when some weights were absent (stripped) and random values stand in for them.
   virtual bool uses_random_weights() const = 0;
   // Host memory holding the weights (prepacked constants) of the steps that run (see

@@ -174,6 +174,8 @@ int PlanBuilder::as_layout(int slot, const memory::desc& md, const std::string& 
   auto step = std::make_unique<PrimitiveStep>();
   step->kind = "reorder";
   step->nodes = {src.name + "@" + why};
+  step->reorder_value = src.name;
+  step->reorder_why = why;
   step->prim = dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), src.md, cpu_engine(), md));
   step->slot_args = {{DNNL_ARG_FROM, slot}, {DNNL_ARG_TO, out}};
   step->reads = {slot};
@@ -406,6 +408,28 @@ class CpuExecutable : public Executable {
     for (int i = 0; i < blk.inner_nblks; ++i) name += std::to_string(blk.inner_blks[i]) + char('a' + blk.inner_idxs[i]);
     if (name == "acdb" || name == "acb" || name == "acdeb") name += " (channels-last)";
     return name;
+  }
+
+  std::vector<PlanStep> plan() const override {
+    std::vector<PlanStep> out;
+    for (const auto& s : steps_) {
+      PlanStep p;
+      p.label = s->kind;
+      if (!s->reorder_value.empty()) {
+        p.kind = PlanStep::Kind::reorder;
+        p.value = s->reorder_value;
+        p.why = s->reorder_why;
+      } else {
+        p.nodes = s->nodes;
+      }
+      for (int w : s->writes)
+        if (slots_[size_t(w)].blocked) {
+          p.layout = layout_name(slots_[size_t(w)].md);
+          break;
+        }
+      out.push_back(std::move(p));
+    }
+    return out;
   }
 
   std::string describe() const override {

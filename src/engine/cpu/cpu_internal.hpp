@@ -53,6 +53,7 @@ struct Runtime {
 struct Step {
   std::vector<std::string> nodes;
   std::string kind;
+  std::string reorder_value, reorder_why;  // layout conversions (kind "reorder"): of what, for what
   std::vector<int> reads, writes;  // slot ids, for liveness
   virtual ~Step() = default;
   virtual void prepare(Runtime&) {}
