@@ -125,8 +125,24 @@ class Importer {
       const auto& n = g->node(i);
       if (!is_default_domain(n.domain()))
         throw UnsupportedError(at(n), "operator domain '" + n.domain() + "' is not supported (only the default ONNX domain)");
-      if (OpRegistry::instance().find(n.op_type()) == nullptr)
+      const OpDef* def = OpRegistry::instance().find(n.op_type());
+      if (def == nullptr)
         throw UnsupportedError(at(n), "operator '" + n.op_type() + "' is not supported (see `bricklab ops` for the list)");
+      if (def->check_attributes) {  // before ONNX's shape inference, which trusts them (a zero stride divides)
+        Node node;
+        node.name = n.name();
+        node.op = n.op_type();
+        node.def = def;
+        for (const auto& a : n.attribute())
+          if (a.type() != onnx::AttributeProto::TENSOR && a.type() != onnx::AttributeProto::GRAPH &&
+              a.type() != onnx::AttributeProto::GRAPHS)
+            node.attrs[a.name()] = convert_attribute(n, a);
+        try {
+          check_attributes(node);
+        } catch (const Error& e) {
+          throw ShapeError(at(n), e.problem());
+        }
+      }
       for (const auto& a : n.attribute())
         if (a.type() == onnx::AttributeProto::GRAPH || a.type() == onnx::AttributeProto::GRAPHS || a.has_g() ||
             a.graphs_size() > 0)

@@ -42,12 +42,36 @@ Cost conv_transpose_cost(const Graph& g, const Node& n) {
   return streaming_cost(g, n, 2 * macs + bias);
 }
 
+// The bias has one entry per output channel: W[0] for Conv, W[1] x group for ConvTranspose.
+void validate_conv(const Graph& g, const Node& n) {
+  const Value& w = required_input(g, n, 1);
+  if (w.shape.size() < 2) invalid(n, "weight '" + w.name + "' has rank " + std::to_string(w.shape.size()) + "; needs at least 2");
+  const int64_t group = n.attr_int("group", 1);
+  if (group < 1) invalid(n, "attribute 'group' is " + std::to_string(group) + "; must be >= 1");
+  const int64_t out_channels = n.op == "Conv" ? w.shape[0] : w.shape[1] * group;
+  require_input_shape(g, n, 2, {out_channels}, "bias");
+}
+
 }  // namespace
 
 void register_conv_ops(OpRegistry& r) {
   const NormaliseFn window = [](const Graph& g, const Node& n, Attrs& a) { (void)normalise_window(g, n, a, true); };
-  r.add({"Conv", OpClass::compute, conv_cost, "N-d convolution (groups, dilations, pads, auto_pad)", nullptr, window});
-  r.add({"ConvTranspose", OpClass::compute, conv_transpose_cost, "N-d transposed convolution", nullptr, window});
+  struct Entry {
+    const char* name;
+    CostFn cost;
+    const char* summary;
+  };
+  for (const Entry& e : {Entry{"Conv", conv_cost, "N-d convolution (groups, dilations, pads, auto_pad)"},
+                         Entry{"ConvTranspose", conv_transpose_cost, "N-d transposed convolution"}}) {
+    const auto [name, cost, summary] = e;
+    OpDef def{name, OpClass::compute, cost, summary, nullptr, window};
+    def.check_attributes = [](const Node& n) {
+      check_window(n, false);
+      if (n.attr_int("group", 1) < 1) invalid(n, "attribute 'group' is " + std::to_string(n.attr_int("group", 1)) + "; must be >= 1");
+    };
+    def.validate = validate_conv;
+    r.add(std::move(def));
+  }
 }
 
 }  // namespace bricklab::ops

@@ -99,6 +99,14 @@ void register_elementwise_ops(OpRegistry& r) {
   for (const auto& e : entries) {
     OpDef def{e.name, OpClass::elementwise, e.cost, e.summary, nullptr, e.normalise};
     def.elementwise = e.fn;
+    // The slope broadcasts to the input, not the other way round (ONNX's unidirectional rule).
+    if (e.fn == F::prelu)
+      def.validate = [](const Graph& g, const Node& n) {
+        const Value& x = required_input(g, n, 0);
+        const Value& slope = required_input(g, n, 1);
+        if (!broadcasts_to(slope.shape, x.shape))
+          invalid(n, "slope '" + slope.name + "' of shape " + shape_str(slope.shape) + " does not broadcast to the input's " + shape_str(x.shape));
+      };
     r.add(std::move(def));
   }
   // Variadic: any number of inputs, broadcast together, folded pairwise.

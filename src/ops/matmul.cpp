@@ -133,15 +133,37 @@ Cost einsum_cost(const Graph& g, const Node& n) {
 }  // namespace
 
 void register_matmul_ops(OpRegistry& r) {
-  r.add({"Gemm", OpClass::compute, gemm_cost, "general matrix multiply (transA, transB, alpha, beta)", nullptr,
-         [](const Graph&, const Node&, Attrs& a) {
-           set_default(a, "alpha", 1.0);
-           set_default(a, "beta", 1.0);
-           set_default(a, "transA", int64_t(0));
-           set_default(a, "transB", int64_t(0));
-         }});
+  OpDef gemm{"Gemm", OpClass::compute, gemm_cost, "general matrix multiply (transA, transB, alpha, beta)", nullptr,
+             [](const Graph&, const Node&, Attrs& a) {
+               set_default(a, "alpha", 1.0);
+               set_default(a, "beta", 1.0);
+               set_default(a, "transA", int64_t(0));
+               set_default(a, "transB", int64_t(0));
+             }};
+  // C broadcasts to the [M, N] result (one direction only).
+  gemm.validate = [](const Graph& g, const Node& n) {
+    const Value* c = input(g, n, 2);
+    const Value& y = output(g, n);
+    if (c && !broadcasts_to(c->shape, y.shape))
+      invalid(n, "C '" + c->name + "' of shape " + shape_str(c->shape) + " does not broadcast to the result's " + shape_str(y.shape));
+  };
+  r.add(std::move(gemm));
   r.add({"MatMul", OpClass::compute, matmul_cost, "batched matrix product with numpy broadcasting"});
-  r.add({"Einsum", OpClass::compute, einsum_cost, "Einstein summation (contractions, batched products)", einsum_shapes});
+  OpDef einsum{"Einsum", OpClass::compute, einsum_cost, "Einstein summation (contractions, batched products)", einsum_shapes};
+  // An output subscript must appear once, and in some input ("ij->ii" has no defined meaning).
+  einsum.check_attributes = [](const Node& n) {
+    const std::string eq = n.attr_string("equation", "");
+    const size_t arrow = eq.find("->");
+    if (arrow == std::string::npos) return;
+    const std::string lhs = eq.substr(0, arrow), rhs = eq.substr(arrow + 2);
+    std::set<char> seen;
+    for (char c : rhs) {
+      if (!std::isalpha(static_cast<unsigned char>(c))) continue;
+      if (!seen.insert(c).second) invalid(n, "equation '" + eq + "' repeats the output subscript '" + std::string(1, c) + "'");
+      if (lhs.find(c) == std::string::npos) invalid(n, "equation '" + eq + "': output subscript '" + std::string(1, c) + "' is in no input");
+    }
+  };
+  r.add(std::move(einsum));
 }
 
 }  // namespace bricklab::ops

@@ -24,19 +24,33 @@ Cost reduce_cost(const Graph& g, const Node& n) {
 }  // namespace
 
 void register_normalization_ops(OpRegistry& r) {
-  r.add({"BatchNormalization", OpClass::reduction, batch_norm_cost, "batch normalisation (inference: per-channel affine)",
-         nullptr, [](const Graph&, const Node&, Attrs& a) {
-           set_default(a, "epsilon", 1e-5);
-           a.erase("momentum");  // training only
-           a.erase("training_mode");
-         }});
+  OpDef bn{"BatchNormalization", OpClass::reduction, batch_norm_cost, "batch normalisation (inference: per-channel affine)",
+            nullptr, [](const Graph&, const Node&, Attrs& a) {
+              set_default(a, "epsilon", 1e-5);
+              a.erase("momentum");  // training only
+              a.erase("training_mode");
+            }};
+  // Scale, bias, mean and variance: one value per channel (input 0's dim 1).
+  bn.validate = [](const Graph& g, const Node& n) {
+    const Value& x = required_input(g, n, 0);
+    require_rank(n, x, 2, "input");
+    for (size_t i = 1; i <= 4; ++i) require_input_shape(g, n, i, {x.shape[1]}, i == 1 ? "scale" : i == 2 ? "bias" : i == 3 ? "mean" : "variance");
+  };
+  r.add(std::move(bn));
   r.add({"LayerNormalization", OpClass::reduction, per_output_element<8>, "layer normalisation over trailing axes", nullptr,
          [](const Graph&, const Node&, Attrs& a) {
            set_default(a, "axis", int64_t(-1));
            set_default(a, "epsilon", 1e-5);
          }});
-  r.add({"InstanceNormalization", OpClass::reduction, per_output_element<8>, "instance normalisation", nullptr,
-         [](const Graph&, const Node&, Attrs& a) { set_default(a, "epsilon", 1e-5); }});
+  OpDef instance{"InstanceNormalization", OpClass::reduction, per_output_element<8>, "instance normalisation", nullptr,
+                  [](const Graph&, const Node&, Attrs& a) { set_default(a, "epsilon", 1e-5); }};
+  instance.validate = [](const Graph& g, const Node& n) {
+    const Value& x = required_input(g, n, 0);
+    require_rank(n, x, 3, "input");
+    require_input_shape(g, n, 1, {x.shape[1]}, "scale");
+    require_input_shape(g, n, 2, {x.shape[1]}, "bias");
+  };
+  r.add(std::move(instance));
   // Softmax's default axis moved from 1 to -1 in opset 13 (with a different meaning before: the
   // input flattened to 2-D at that axis).
   const NormaliseFn softmax_axis = [](const Graph&, const Node& n, Attrs& a) {

@@ -107,4 +107,55 @@ inline bool normalise_window(const Graph& g, const Node& n, Attrs& a, bool conv)
   return true;
 }
 
+// ---- validation helpers (OpDef::check_attributes, OpDef::validate) ------------------------------
+
+[[noreturn]] inline void invalid(const Node& n, const std::string& why) { throw ShapeError({"", n.name, n.op}, why); }
+
+// Every entry of an integer-list attribute (when present) is >= `min`.
+inline void require_ints_at_least(const Node& n, const char* key, int64_t min) {
+  if (!n.has_attr(key)) return;
+  for (int64_t v : n.attr_ints(key))
+    if (v < min) invalid(n, std::string("attribute '") + key + "' has " + std::to_string(v) + "; every entry must be >= " + std::to_string(min));
+}
+
+// Windowed operators: kernel_shape, strides, dilations positive; pads non-negative, of 2 x the
+// kernel's rank; auto_pad one of ONNX's values.
+inline void check_window(const Node& n, bool pool) {
+  require_ints_at_least(n, "kernel_shape", 1);
+  require_ints_at_least(n, "strides", 1);
+  require_ints_at_least(n, "dilations", 1);
+  require_ints_at_least(n, "pads", 0);
+  const auto k = n.attr_ints("kernel_shape");
+  if (pool && k.empty()) invalid(n, "attribute 'kernel_shape' is required");
+  const auto pads = n.attr_ints("pads");
+  if (!pads.empty() && !k.empty() && pads.size() != 2 * k.size())
+    invalid(n, "attribute 'pads' has " + std::to_string(pads.size()) + " entries; kernel_shape has " + std::to_string(k.size()) +
+                   " dims, so 2 x " + std::to_string(k.size()) + " are needed");
+  // A pooling window entirely in the padding has no defined value (ONNX Runtime refuses it too).
+  if (pool)
+    for (size_t i = 0; i < pads.size() && !k.empty(); ++i)
+      if (pads[i] >= k[i % k.size()])
+        invalid(n, "pad " + std::to_string(pads[i]) + " is not smaller than the kernel size " + std::to_string(k[i % k.size()]));
+  const std::string ap = n.attr_string("auto_pad", "NOTSET");
+  if (ap != "NOTSET" && ap != "SAME_UPPER" && ap != "SAME_LOWER" && ap != "VALID")
+    invalid(n, "attribute 'auto_pad' is '" + ap + "'; accepted: NOTSET, SAME_UPPER, SAME_LOWER, VALID");
+}
+
+// True when `from` broadcasts to `to` in numpy's one-directional sense (only `from` is expanded).
+inline bool broadcasts_to(const Shape& from, const Shape& to) {
+  if (from.size() > to.size()) return false;
+  for (size_t i = 0; i < from.size(); ++i) {
+    const int64_t f = from[from.size() - 1 - i], t = to[to.size() - 1 - i];
+    if (f != t && f != 1) return false;
+  }
+  return true;
+}
+
+// Input i (when present) has exactly `shape`.
+inline void require_input_shape(const Graph& g, const Node& n, size_t i, const Shape& shape, const char* what) {
+  const Value* v = input(g, n, i);
+  if (v && v->shape != shape)
+    invalid(n, std::string(what) + " '" + v->name + "' has shape " + shape_str(v->shape) + "; must be " + shape_str(shape));
+}
+
 }  // namespace bricklab::ops

@@ -28,22 +28,31 @@ Cost lrn_cost(const Graph& g, const Node& n) {
 }  // namespace
 
 void register_pooling_ops(OpRegistry& r) {
-  r.add({"MaxPool", OpClass::reduction, windowed_pool_cost, "max pooling (pads, strides, dilations, ceil_mode)", nullptr,
-         [](const Graph& g, const Node& n, Attrs& a) {
-           if (normalise_window(g, n, a, false)) set_default(a, "storage_order", int64_t(0));
-         }});
-  r.add({"AveragePool", OpClass::reduction, windowed_pool_cost, "average pooling (count_include_pad, ceil_mode)", nullptr,
-         [](const Graph& g, const Node& n, Attrs& a) {
-           if (normalise_window(g, n, a, false)) set_default(a, "count_include_pad", int64_t(0));
-         }});
-  r.add({"LpPool", OpClass::reduction, windowed_pool_cost, "Lp-norm pooling", nullptr,
-         [](const Graph& g, const Node& n, Attrs& a) {
-           (void)normalise_window(g, n, a, false);
-           set_default(a, "p", int64_t(2));
-         }});
+  const auto window_pool = [](OpDef def) {
+    def.check_attributes = [](const Node& n) { check_window(n, true); };
+    return def;
+  };
+  r.add(window_pool({"MaxPool", OpClass::reduction, windowed_pool_cost, "max pooling (pads, strides, dilations, ceil_mode)", nullptr,
+                     [](const Graph& g, const Node& n, Attrs& a) {
+                       if (normalise_window(g, n, a, false)) set_default(a, "storage_order", int64_t(0));
+                     }}));
+  r.add(window_pool({"AveragePool", OpClass::reduction, windowed_pool_cost, "average pooling (count_include_pad, ceil_mode)", nullptr,
+                     [](const Graph& g, const Node& n, Attrs& a) {
+                       if (normalise_window(g, n, a, false)) set_default(a, "count_include_pad", int64_t(0));
+                     }}));
+  r.add(window_pool({"LpPool", OpClass::reduction, windowed_pool_cost, "Lp-norm pooling", nullptr,
+                     [](const Graph& g, const Node& n, Attrs& a) {
+                       (void)normalise_window(g, n, a, false);
+                       set_default(a, "p", int64_t(2));
+                     }}));
   r.add({"GlobalAveragePool", OpClass::reduction, global_pool_cost, "mean over all spatial positions"});
   r.add({"GlobalMaxPool", OpClass::reduction, global_pool_cost, "max over all spatial positions"});
-  r.add({"LRN", OpClass::reduction, lrn_cost, "local response normalisation across channels"});
+  OpDef lrn{"LRN", OpClass::reduction, lrn_cost, "local response normalisation across channels"};
+  lrn.check_attributes = [](const Node& n) {
+    if (!n.has_attr("size")) invalid(n, "attribute 'size' is required");
+    if (n.attr_int("size", 0) < 1) invalid(n, "attribute 'size' is " + std::to_string(n.attr_int("size", 0)) + "; must be >= 1");
+  };
+  r.add(std::move(lrn));
 }
 
 }  // namespace bricklab::ops

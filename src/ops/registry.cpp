@@ -93,6 +93,16 @@ std::map<std::string, Attribute> normalised_attributes(const Graph& g, const Nod
   return a;
 }
 
+void check_attributes(const Node& node) {
+  const OpDef* def = OpRegistry::instance().of(node);
+  if (!def || !def->check_attributes) return;
+  try {
+    def->check_attributes(node);
+  } catch (const Error& e) {
+    throw ShapeError({"", node.name, node.op}, e.problem());
+  }
+}
+
 NodeAttrs::NodeAttrs(const Graph& graph, const Node& node) : node_(node), attrs_(normalised_attributes(graph, node)) {}
 
 const Attribute& NodeAttrs::get(const std::string& key) const {
@@ -130,6 +140,7 @@ void compute_costs(Graph& graph) {
     const OpDef* def = registry.of(n);
     if (!def) throw UnsupportedError({"", n.name, n.op}, "operator '" + n.op + "' is not supported");
     try {
+      if (def->validate) def->validate(graph, n);
       n.cost = def->cost(graph, n);
     } catch (const Error& e) {
       throw ShapeError({"", n.name, n.op}, e.problem());

@@ -169,3 +169,77 @@ TEST_CASE("bad options", "[bad]") {
   zero_dim.dims["N"] = 0;
   CHECK_THROWS_AS(load_onnx_bytes(relu_model().bytes(), zero_dim), InvalidArgument);
 }
+
+// The operator table's checks: attribute values before ONNX's shape inference (which divides by
+// a zero stride), parameter tensors against the operator's rules once shapes are known. Each is
+// a ShapeError naming the node and what is wrong, where computing anyway would read past a buffer
+// or give a result ONNX does not define (ONNX Runtime refuses all of these).
+TEST_CASE("operator table: bad attribute values and parameter shapes are refused at load", "[bad-input][ops]") {
+  auto refused = [](ModelBuilder& b, const std::string& what) {
+    CHECK_THROWS_AS(load_onnx_bytes(b.bytes()), ShapeError);
+    CHECK_THROWS_WITH(load_onnx_bytes(b.bytes()), Catch::Contains("bad") && Catch::Contains(what));
+  };
+  {
+    ModelBuilder b(13);
+    b.input("x", {int64_t(1), int64_t(2), int64_t(8), int64_t(8)}).weight("w", {4, 2, 3, 3});
+    auto& c = b.node("Conv", {"x", "w"}, {"y"}, "bad");
+    ModelBuilder::attr(c, "strides", std::vector<int64_t>{0, 1});
+    b.output("y");
+    refused(b, "strides");
+  }
+  {
+    ModelBuilder b(13);
+    b.input("x", {int64_t(1), int64_t(2), int64_t(8), int64_t(8)}).weight("w", {4, 2, 3, 3}).weight("bias", {3});
+    b.node("Conv", {"x", "w", "bias"}, {"y"}, "bad");
+    b.output("y");
+    refused(b, "bias");
+  }
+  {
+    ModelBuilder b(13);
+    b.input("x", {int64_t(1), int64_t(4), int64_t(8), int64_t(8)}).weight("slope", {3, 1, 1});
+    b.node("PRelu", {"x", "slope"}, {"y"}, "bad");
+    b.output("y");
+    refused(b, "slope");
+  }
+  {
+    ModelBuilder b(13);
+    b.input("x", {int64_t(1), int64_t(4), int64_t(8), int64_t(8)});
+    for (const char* w : {"s", "b", "m"}) b.weight(w, {4});
+    b.weight("v", {5});
+    b.node("BatchNormalization", {"x", "s", "b", "m", "v"}, {"y"}, "bad");
+    b.output("y");
+    refused(b, "variance");
+  }
+  {
+    ModelBuilder b(13);
+    b.input("x", {int64_t(1), int64_t(2), int64_t(8), int64_t(8)});
+    auto& p = b.node("MaxPool", {"x"}, {"y"}, "bad");
+    ModelBuilder::attr(p, "kernel_shape", std::vector<int64_t>{2, 2});
+    ModelBuilder::attr(p, "pads", std::vector<int64_t>{2, 0, 0, 0});
+    b.output("y");
+    refused(b, "kernel size");
+  }
+  {
+    ModelBuilder b(13);
+    b.input("x", {int64_t(1), int64_t(4), int64_t(8), int64_t(8)});
+    auto& l = b.node("LRN", {"x"}, {"y"}, "bad");
+    ModelBuilder::attr(l, "size", int64_t(0));
+    b.output("y");
+    refused(b, "size");
+  }
+  {
+    ModelBuilder b(13);
+    b.input("x", {int64_t(3), int64_t(3)});
+    auto& e = b.node("Einsum", {"x"}, {"y"}, "bad");
+    ModelBuilder::attr(e, "equation", std::string("ij->ii"));
+    b.output("y");
+    refused(b, "repeats");
+  }
+  {  // the same models with valid values load
+    ModelBuilder b(13);
+    b.input("x", {int64_t(1), int64_t(4), int64_t(8), int64_t(8)}).weight("slope", {4, 1, 1});
+    b.node("PRelu", {"x", "slope"}, {"y"}, "good");
+    b.output("y");
+    CHECK_NOTHROW(load_onnx_bytes(b.bytes()));
+  }
+}

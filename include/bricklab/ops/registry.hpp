@@ -64,6 +64,12 @@ struct OpDef {
   // The element type of output `i` where ONNX's inference leaves it unset (used with
   // infer_shapes); none: that of input 0.
   DType (*output_dtype)(const Node& node, size_t output, DType input0) = nullptr;
+  // Attribute values checked before ONNX's shape inference sees the node (which divides by a
+  // zero stride, for one): ShapeError naming the attribute and what is accepted.
+  void (*check_attributes)(const Node& node) = nullptr;
+  // Inputs checked against the operator's rules once shapes are known (parameter tensors such as
+  // biases, slopes, batch-norm statistics): ShapeError where ONNX does not define the result.
+  void (*validate)(const Graph& graph, const Node& node) = nullptr;
   EltFn elementwise = EltFn::none;  // elementwise operators: what they compute
   bool variadic = false;            // Sum, Mean, Max, Min: any number of inputs, folded pairwise
   size_t index = 0;                 // position in OpRegistry::all(), for dense per-backend tables
@@ -114,7 +120,10 @@ class NodeAttrs {
 };
 
 // Fills node.cost for every node of the graph from the table (throws UnsupportedError for an
-// operator without an entry).
+// operator without an entry), after the entry's `validate` (ShapeError naming the node).
 void compute_costs(Graph& graph);
+
+// Runs the entry's `check_attributes` on a node (nothing for entries without one); ShapeError.
+void check_attributes(const Node& node);
 
 }  // namespace bricklab
