@@ -380,10 +380,8 @@ static std::vector<int> context_of(const Graph& g, const std::vector<int>& unit,
   std::set<int> inside(unit.begin(), unit.end()), context;
   std::vector<std::string> labels;
   auto sets_layout = [&](int u) {
-    for (int n : units[size_t(u)]) {
-      const std::string& op = g.nodes[size_t(n)].op;
-      if (op == "Conv" || op == "ConvTranspose") return true;
-    }
+    for (int n : units[size_t(u)])
+      if (const OpDef* def = OpRegistry::instance().of(g.nodes[size_t(n)]); def && def->sets_layout) return true;
     return false;
   };
   // Frontier of (node set, depth): the brick first, then context units that pass layouts through.

@@ -1,6 +1,8 @@
 // Constant folding of small shape computations; see shape_folding.hpp.
 #include "shape_folding.hpp"
 
+#include "bricklab/ops/registry.hpp"
+
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -501,11 +503,20 @@ class Folder {
       }
       return out;
     }
-    if (op == "Floor" || op == "Ceil" || op == "Neg" || op == "Abs" || op == "Sqrt") {
+    // Elementwise operators fold by what their table entry says they compute.
+    const OpDef* def = OpRegistry::instance().find(op);
+    const EltFn fn = def ? def->elementwise : EltFn::none;
+    if (fn == EltFn::floor || fn == EltFn::ceil || fn == EltFn::neg || fn == EltFn::abs || fn == EltFn::sqrt) {
       Small out = x;
       for (size_t k = 0; k < x.size(); ++k) {
         double v = x.f(k);
-        v = op == "Floor" ? std::floor(v) : op == "Ceil" ? std::ceil(v) : op == "Neg" ? -v : op == "Abs" ? std::fabs(v) : std::sqrt(v);
+        switch (fn) {
+          case EltFn::floor: v = std::floor(v); break;
+          case EltFn::ceil: v = std::ceil(v); break;
+          case EltFn::neg: v = -v; break;
+          case EltFn::abs: v = std::fabs(v); break;
+          default: v = std::sqrt(v); break;
+        }
         if (x.is_float()) out.floats[k] = v;
         else out.ints[k] = int64_t(v);
       }
@@ -518,7 +529,7 @@ class Folder {
     }
     const Small* y = constant(n, 1);
     if (!y || n.input_size() != 2) {
-      if (op == "Where" && n.input_size() == 3 && constant(n, 2)) {
+      if (fn == EltFn::where && n.input_size() == 3 && constant(n, 2)) {
         const Small &c = x, &a = *constant(n, 1), &b = *constant(n, 2);
         auto ab = broadcast_shape(a.shape, b.shape);
         auto shape = ab ? broadcast_shape(c.shape, *ab) : std::nullopt;
@@ -541,26 +552,31 @@ class Folder {
     using R = std::optional<double>;
     const int dt = x.dtype;
     const int bool_t = onnx::TensorProto::BOOL;
-    if (op == "Add") return binary(x, *y, [](double a, double b) -> R { return a + b; }, fm, dt);
-    if (op == "Sub") return binary(x, *y, [](double a, double b) -> R { return a - b; }, fm, dt);
-    if (op == "Mul") return binary(x, *y, [](double a, double b) -> R { return a * b; }, fm, dt);
-    if (op == "Div")
-      return binary(x, *y, [fm](double a, double b) -> R {
-        if (b == 0) return std::nullopt;
-        return fm ? a / b : std::trunc(a / b);
-      }, fm, dt);
-    if (op == "Mod")
-      return binary(x, *y, [fm, &n](double a, double b) -> R {
-        if (b == 0) return std::nullopt;
-        if (fm || attr_i(n, "fmod", 0)) return std::fmod(a, b);
-        double r = std::fmod(a, b);  // integer Mod takes the divisor's sign, like Python's %
-        return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
-      }, fm, dt);
-    if (op == "Max") return binary(x, *y, [](double a, double b) -> R { return std::max(a, b); }, fm, dt);
-    if (op == "Min") return binary(x, *y, [](double a, double b) -> R { return std::min(a, b); }, fm, dt);
-    if (op == "Equal") return binary(x, *y, [](double a, double b) -> R { return double(a == b); }, fm, bool_t);
-    if (op == "Less") return binary(x, *y, [](double a, double b) -> R { return double(a < b); }, fm, bool_t);
-    if (op == "Greater") return binary(x, *y, [](double a, double b) -> R { return double(a > b); }, fm, bool_t);
+    switch (fn) {  // Sum / Max / Min of two inputs fold like Add / Max / Min
+      case EltFn::add: return binary(x, *y, [](double a, double b) -> R { return a + b; }, fm, dt);
+      case EltFn::sub: return binary(x, *y, [](double a, double b) -> R { return a - b; }, fm, dt);
+      case EltFn::mul: return binary(x, *y, [](double a, double b) -> R { return a * b; }, fm, dt);
+      case EltFn::div:
+        return binary(x, *y, [fm](double a, double b) -> R {
+          if (b == 0) return std::nullopt;
+          return fm ? a / b : std::trunc(a / b);
+        }, fm, dt);
+      case EltFn::mod:
+        return binary(x, *y, [fm, &n](double a, double b) -> R {
+          if (b == 0) return std::nullopt;
+          if (fm || attr_i(n, "fmod", 0)) return std::fmod(a, b);
+          double r = std::fmod(a, b);  // integer Mod takes the divisor's sign, like Python's %
+          return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+        }, fm, dt);
+      case EltFn::max: return binary(x, *y, [](double a, double b) -> R { return std::max(a, b); }, fm, dt);
+      case EltFn::min: return binary(x, *y, [](double a, double b) -> R { return std::min(a, b); }, fm, dt);
+      case EltFn::equal: return binary(x, *y, [](double a, double b) -> R { return double(a == b); }, fm, bool_t);
+      case EltFn::less: return binary(x, *y, [](double a, double b) -> R { return double(a < b); }, fm, bool_t);
+      case EltFn::greater: return binary(x, *y, [](double a, double b) -> R { return double(a > b); }, fm, bool_t);
+      case EltFn::less_equal: return binary(x, *y, [](double a, double b) -> R { return double(a <= b); }, fm, bool_t);
+      case EltFn::greater_equal: return binary(x, *y, [](double a, double b) -> R { return double(a >= b); }, fm, bool_t);
+      default: break;
+    }
     return std::nullopt;
   }
 };

@@ -1,6 +1,7 @@
 // Lower-bound analysis (see lowerbound.hpp): variant benchmarks, machine roofline, bounds,
 // advice, and each advice applied in the engine and measured.
 #include "bricklab/lowerbound/lowerbound.hpp"
+#include "bricklab/ops/registry.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -40,10 +41,8 @@ double elapsed_since(std::chrono::steady_clock::time_point t0) {
 
 // Anchor of a fused unit: the node whose variants the whole step takes.
 int anchor_of(const Graph& g, const std::vector<int>& nodes) {
-  for (int n : nodes) {
-    const std::string& op = g.nodes[size_t(n)].op;
-    if (op == "Conv" || op == "MatMul" || op == "Gemm") return n;
-  }
+  for (int n : nodes)
+    if (const OpDef* def = OpRegistry::instance().of(g.nodes[size_t(n)]); def && def->variant_anchor) return n;
   return -1;
 }
 

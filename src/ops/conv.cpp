@@ -70,6 +70,8 @@ void register_conv_ops(OpRegistry& r) {
       if (n.attr_int("group", 1) < 1) invalid(n, "attribute 'group' is " + std::to_string(n.attr_int("group", 1)) + "; must be >= 1");
     };
     def.validate = validate_conv;
+    def.sets_layout = true;
+    def.variant_anchor = std::string(name) == "Conv";
     r.add(std::move(def));
   }
 }

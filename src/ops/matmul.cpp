@@ -147,8 +147,11 @@ void register_matmul_ops(OpRegistry& r) {
     if (c && !broadcasts_to(c->shape, y.shape))
       invalid(n, "C '" + c->name + "' of shape " + shape_str(c->shape) + " does not broadcast to the result's " + shape_str(y.shape));
   };
+  gemm.variant_anchor = true;
   r.add(std::move(gemm));
-  r.add({"MatMul", OpClass::compute, matmul_cost, "batched matrix product with numpy broadcasting"});
+  OpDef matmul{"MatMul", OpClass::compute, matmul_cost, "batched matrix product with numpy broadcasting"};
+  matmul.variant_anchor = true;
+  r.add(std::move(matmul));
   OpDef einsum{"Einsum", OpClass::compute, einsum_cost, "Einstein summation (contractions, batched products)", einsum_shapes};
   // An output subscript must appear once, and in some input ("ij->ii" has no defined meaning).
   einsum.check_attributes = [](const Node& n) {

@@ -70,6 +70,11 @@ struct OpDef {
   // Inputs checked against the operator's rules once shapes are known (parameter tensors such as
   // biases, slopes, batch-norm statistics): ShapeError where ONNX does not define the result.
   void (*validate)(const Graph& graph, const Node& node) = nullptr;
+  // Fusion traits the analyses read. variant_anchor: a fused step containing this node takes its
+  // variants (algorithm, precision) from it. sets_layout: its step picks the blocked activation
+  // layout the steps after it receive (a brick's context must then include it).
+  bool variant_anchor = false;
+  bool sets_layout = false;
   EltFn elementwise = EltFn::none;  // elementwise operators: what they compute
   bool variadic = false;            // Sum, Mean, Max, Min: any number of inputs, folded pairwise
   size_t index = 0;                 // position in OpRegistry::all(), for dense per-backend tables
