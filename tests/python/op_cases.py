@@ -89,7 +89,7 @@ def distinct(r, shape, dtype=F32):
 
 # ---------------------------------------------------------------- elementwise
 
-def unary(op, gen=uniform, out=None, opset=17, attr_variants=None, large=False, float64=None):
+def unary(op, gen=uniform, out=None, opset=17, attr_variants=None, large=False, float64=None, float64_default=False):
     """Unary op on a (2,3,4,5) tensor, one variant per attribute set; optional 64x1000 and float64
     (its attributes) variants. `out`: the output dtype when it is not the input's."""
     def cases():
@@ -102,6 +102,8 @@ def unary(op, gen=uniform, out=None, opset=17, attr_variants=None, large=False, 
             res.append(build(LARGE, [node(op, ["x"])], {"x": gen(r, LARGE_SHAPE)}, outputs, opset=opset))
         if float64 is not None:
             res.append(build("float64", [node(op, ["x"], **float64)], {"x": gen(r, (3, 4, 5), dtype=F64)}, outputs, opset=opset))
+        if float64_default:  # the table's attribute defaults hold for every element type
+            res.append(build("float64-default", [node(op, ["x"])], {"x": gen(r, (3, 4, 5), dtype=F64)}, outputs, opset=opset))
         return res
     return cases
 
@@ -192,7 +194,7 @@ for _op, _gen, _kw in [
     ("Relu", uniform, {"large": True, "float64": {}}),
     ("Sigmoid", _positive(-6.0, 6.0), {"large": True}), ("Tanh", uniform, {"large": True}),
     ("Softplus", _positive(-5.0, 5.0), {}), ("Softsign", uniform, {}), ("HardSwish", _positive(-5.0, 5.0), {}),
-    ("LeakyRelu", uniform, {"attr_variants": {"default-alpha": {}, "alpha0.3": {"alpha": 0.3}}, "float64": {"alpha": 0.3}}),
+    ("LeakyRelu", uniform, {"attr_variants": {"default-alpha": {}, "alpha0.3": {"alpha": 0.3}}, "float64": {"alpha": 0.3}, "float64_default": True}),
     ("Elu", uniform, {"attr_variants": {"default-alpha": {}, "alpha0.7": {"alpha": 0.7}}}),
     ("Selu", uniform, {"attr_variants": {"default": {}, "alpha1.5-gamma1.1": {"alpha": 1.5, "gamma": 1.1}}}),
     ("HardSigmoid", _positive(-5.0, 5.0), {"attr_variants": {"default": {}, "alpha0.3-beta0.4": {"alpha": 0.3, "beta": 0.4}}}),

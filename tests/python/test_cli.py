@@ -4,6 +4,8 @@ import subprocess
 
 import pytest
 
+import bricklab
+
 from conftest import BUNDLED
 
 
@@ -65,6 +67,16 @@ def test_corrupt_and_hostile_files(cli, tmp_path):
 def test_ops_and_info(cli):
     r = run(cli, "ops")
     assert r.returncode == 0 and "Conv" in r.stdout and "LayerNormalization" in r.stdout
+    # Per backend: lowered or unsupported, the same as the Python table says.
+    r = run(cli, "ops", "--json")
+    assert r.returncode == 0
+    table = {e["op"]: e for e in json.loads(r.stdout)}
+    python_table = {e["op"]: e["backends"] for e in bricklab.supported_ops()}
+    assert {op: e["backends"] for op, e in table.items()} == python_table
+    assert table["Sum"]["backends"]["cpu"] == "lowered"
+    assert all(set(e["backends"].values()) <= {"lowered", "unsupported"} for e in table.values())
+    if "cuda" in table["Conv"]["backends"]:  # CUDA compiled in: cuDNN lowers a subset only
+        assert table["Conv"]["backends"]["cuda"] == "lowered" and table["LpPool"]["backends"]["cuda"] == "unsupported"
     r = run(cli, "info", "--json")
     assert r.returncode == 0
     info = json.loads(r.stdout)
