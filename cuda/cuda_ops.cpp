@@ -99,6 +99,11 @@ struct ConvVariant {
   int math = 0;  // index into kMathNames
   bool nhwc = false;
   std::string name() const { return std::string(kAlgoNames[algo]) + "/" + kMathNames[math] + "/" + (nhwc ? "nhwc" : "nchw"); }
+  // The typed variant (kMathNames: fp32, tf32, fp16).
+  Variant variant(const std::string& description, bool is_default) const {
+    const Precision p = math == 1 ? Precision::tf32 : math == 2 ? Precision::fp16 : Precision::fp32;
+    return {name(), description, is_default, p, kAlgoNames[algo], nhwc ? "nhwc" : "nchw"};
+  }
 };
 
 // A Conv as cuDNN sees it: 1-D convolutions get a trailing spatial dim of 1; padding symmetric.
@@ -898,7 +903,7 @@ std::vector<Variant> node_variants(const Graph& graph, int index, Gpu* gpu) {
     if (!gpu) {
       // No device to ask: every candidate, the first (implicit GEMM, float32, NCHW: the algorithm
       // cuDNN implements for every configuration) marked default.
-      for (const auto& v : conv_candidates(cudnn_rank)) out.push_back({v.name(), describe(v), out.empty()});
+      for (const auto& v : conv_candidates(cudnn_rank)) out.push_back(v.variant(describe(v), out.empty()));
       return out;
     }
     ConvGeometry g;
@@ -908,15 +913,15 @@ std::vector<Variant> node_variants(const Graph& graph, int index, Gpu* gpu) {
       return out;  // the backend cannot run this Conv at all
     }
     const ConvVariant best = heuristic_conv(*gpu, g, where);
-    out.push_back({best.name(), describe(best) + "; cuDNN's heuristic choice", true});
+    out.push_back(best.variant(describe(best) + "; cuDNN's heuristic choice", true));
     for (const auto& v : conv_candidates(g.x.size()))
-      if (v.name() != best.name() && conv_workspace(*gpu, g, v, where) >= 0) out.push_back({v.name(), describe(v), false});
+      if (v.name() != best.name() && conv_workspace(*gpu, g, v, where) >= 0) out.push_back(v.variant(describe(v), false));
     return out;
   }
   if (n.op == "Gemm" || n.op == "MatMul") {
-    out.push_back({"fp32", "cuBLAS float32 (cublasSgemm / cublasSgemv / strided batched)", true});
-    out.push_back({"tf32", "cuBLAS TF32 tensor ops (CUBLAS_COMPUTE_32F_FAST_TF32)", false});
-    out.push_back({"fp16", "cuBLAS float16 inputs, float32 accumulation and output (cublasGemmEx)", false});
+    out.push_back({"fp32", "cuBLAS float32 (cublasSgemm / cublasSgemv / strided batched)", true, Precision::fp32, "cublas", ""});
+    out.push_back({"tf32", "cuBLAS TF32 tensor ops (CUBLAS_COMPUTE_32F_FAST_TF32)", false, Precision::tf32, "cublas", ""});
+    out.push_back({"fp16", "cuBLAS float16 inputs, float32 accumulation and output (cublasGemmEx)", false, Precision::fp16, "cublas", ""});
     return out;
   }
   out.push_back({"default", "the only implementation", true});

@@ -191,6 +191,9 @@ void bind_engine(py::module_& m) {
       d["name"] = v.name;
       d["description"] = v.description;
       d["is_default"] = v.is_default;
+      d["precision"] = precision_name(v.precision);
+      d["algorithm"] = v.algorithm;
+      d["layout"] = v.layout;
       out.append(d);
     }
     return out;

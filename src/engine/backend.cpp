@@ -42,6 +42,16 @@ const std::vector<BackendEntry>& registry() {
 
 }  // namespace
 
+std::string precision_name(Precision p) {
+  switch (p) {
+    case Precision::fp32: return "fp32";
+    case Precision::tf32: return "tf32";
+    case Precision::bf16: return "bf16";
+    case Precision::fp16: return "fp16";
+  }
+  return "?";
+}
+
 std::vector<std::string> backend_names() {
   std::vector<std::string> out;
   for (const auto& e : registry()) out.push_back(e.name);

@@ -46,9 +46,8 @@ int anchor_of(const Graph& g, const std::vector<int>& nodes) {
   return -1;
 }
 
-bool is_reduced_precision(const std::string& variant) {
-  return variant == "bf16" || variant.find("fp16") != std::string::npos || variant.find("tf32") != std::string::npos;
-}
+bool is_reduced_precision(const Variant& v) { return v.precision != Precision::fp32; }
+bool is_winograd(const Variant& v) { return v.algorithm.find("winograd") != std::string::npos; }
 
 // Both decompositions of a set of models: single operators (every variant of each) and the
 // engine's fused steps (every variant of the step's anchor).
@@ -241,6 +240,7 @@ Machine machine_roofline(bb::Database& db, const bb::RunnerOptions& runner, bool
       return bb::time_brick(gemm, rv).steps;
     }, 0);
     if (ms > 0) m.peak_gflops[v.name] = flops / (ms * 1e-3) / 1e9;
+    if (ms > 0 && is_reduced_precision(v)) m.reduced_precision_peaks.insert(v.name);
   }
   for (int64_t n : kStreamFloats) {
     const Graph relu = one_node_graph("Relu", {{n}}, false, {n});
@@ -340,7 +340,7 @@ Analysis analyze(const Graph& model, bb::Database& db, const Options& o, const P
   double peak_f32 = 0, peak_any = 0;
   for (const auto& [name, gf] : a.machine->peak_gflops) {
     peak_any = std::max(peak_any, gf);
-    if (!is_reduced_precision(name)) peak_f32 = std::max(peak_f32, gf);
+    if (!a.machine->reduced_precision_peaks.count(name)) peak_f32 = std::max(peak_f32, gf);
   }
   double bw = a.machine->bandwidth_gbs;
   {
@@ -356,13 +356,13 @@ Analysis analyze(const Graph& model, bb::Database& db, const Options& o, const P
       const Node& node = g.nodes[size_t(n)];
       const auto& vars = variants.of(g, n);
       bool winograd = false;
-      for (const auto& v : vars) winograd = winograd || v.name.find("winograd") != std::string::npos;
+      for (const auto& v : vars) winograd = winograd || is_winograd(v);
       const double flops = winograd ? node.cost.flops / kWinogradReduction : node.cost.flops;
       for (const auto& v : vars) {
         const double ms = stored_ms(op_key(v.name, use.key));
         if (ms <= 0) continue;
         const double gflops = flops / (ms * 1e-3) / 1e9, gbs = node.cost.bytes() / (ms * 1e-3) / 1e9;
-        if (is_reduced_precision(v.name)) seen_any = std::max(seen_any, gflops);
+        if (is_reduced_precision(v)) seen_any = std::max(seen_any, gflops);
         else seen_f32 = std::max(seen_f32, gflops);
         seen_bw = std::max(seen_bw, gbs);
       }
@@ -409,9 +409,9 @@ Analysis analyze(const Graph& model, bb::Database& db, const Options& o, const P
     } else {
       bool reduced_available = false, winograd = false;
       for (const auto& v : variants.of(g, n)) {
-        VariantTime vt{v.name, stored_ms(op_key(v.name, use.key)), v.is_default};
-        reduced_available = reduced_available || is_reduced_precision(v.name);
-        winograd = winograd || v.name.find("winograd") != std::string::npos;
+        VariantTime vt{v.name, stored_ms(op_key(v.name, use.key)), v.is_default, is_reduced_precision(v)};
+        reduced_available = reduced_available || is_reduced_precision(v);
+        winograd = winograd || is_winograd(v);
         if (vt.ms < 0) l.missing = true;
         l.variants.push_back(vt);
       }
@@ -419,7 +419,7 @@ Analysis analyze(const Graph& model, bb::Database& db, const Options& o, const P
         if (vt.ms < 0) continue;
         if (vt.is_default && l.default_variant.empty()) l.default_variant = vt.name, l.default_ms = vt.ms;
         if (l.fastest_ms < 0 || vt.ms < l.fastest_ms) l.fastest_variant = vt.name, l.fastest_ms = vt.ms;
-        if (!is_reduced_precision(vt.name) && (l.fastest_f32_ms < 0 || vt.ms < l.fastest_f32_ms))
+        if (!vt.reduced_precision && (l.fastest_f32_ms < 0 || vt.ms < l.fastest_f32_ms))
           l.fastest_f32_variant = vt.name, l.fastest_f32_ms = vt.ms;
       }
       l.roofline_ms = roofline(winograd ? l.flops / kWinogradReduction : l.flops, l.bytes, reduced_available, &l.roofline_limit);
@@ -442,14 +442,14 @@ Analysis analyze(const Graph& model, bb::Database& db, const Options& o, const P
     const std::vector<Variant> vars = anchor >= 0 ? variants.of(g, anchor) : std::vector<Variant>{{"default", "", true}};
     bool reduced_available = false, winograd = false;
     for (const auto& v : vars) {
-      VariantTime vt{v.name, stored_ms(fused_key(v.name, use.key)), v.is_default};
-      reduced_available = reduced_available || is_reduced_precision(v.name);
-      winograd = winograd || v.name.find("winograd") != std::string::npos;
+      VariantTime vt{v.name, stored_ms(fused_key(v.name, use.key)), v.is_default, is_reduced_precision(v)};
+      reduced_available = reduced_available || is_reduced_precision(v);
+      winograd = winograd || is_winograd(v);
       if (vt.ms < 0) gr.missing = true;
       else {
         if (vt.is_default && gr.fused_default_ms < 0) gr.fused_default_ms = vt.ms;
         if (gr.fused_best_ms < 0 || vt.ms < gr.fused_best_ms) gr.fused_best_ms = vt.ms, gr.fused_best_variant = v.name;
-        if (!is_reduced_precision(v.name) && (gr.fused_best_f32_ms < 0 || vt.ms < gr.fused_best_f32_ms))
+        if (!is_reduced_precision(v) && (gr.fused_best_f32_ms < 0 || vt.ms < gr.fused_best_f32_ms))
           gr.fused_best_f32_ms = vt.ms, gr.fused_best_f32_variant = v.name;
       }
       gr.variants.push_back(vt);

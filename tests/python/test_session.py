@@ -46,15 +46,27 @@ def test_time_and_profile():
 def test_variants_run_and_agree():
     model = bricklab.load(str(BUNDLED / "resnet18.onnx"))
     conv = next(n for n in model.nodes if n.op == "Conv" and n.attrs["kernel_shape"] == [3, 3] and n.attrs["strides"] == [1, 1])
-    names = [v["name"] for v in bricklab.variants(model, conv.name)]
+    variants = bricklab.variants(model, conv.name)
+    names = [v["name"] for v in variants]
     assert names[0] == "auto" and "direct" in names
+    # Typed: what each variant is, not read from its name.
+    typed = {v["name"]: (v["precision"], v["algorithm"], v["layout"]) for v in variants}
+    assert typed["direct"] == ("fp32", "direct", "")
+    if "winograd" in typed:
+        assert typed["winograd"][1] == "winograd"
+    if "bf16" in typed:
+        assert typed["bf16"][0] == "bf16"
+    if "nhwc" in typed:
+        assert typed["nhwc"] == ("fp32", "direct", "nhwc")
+    gemm = next(n for n in model.nodes if n.op == "Gemm")
+    assert {v["name"]: v["precision"] for v in bricklab.variants(model, gemm.name)}.get("fp32") == "fp32"
     x = {"input": np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)}
     outs = {}
     for v in names:
         s = bricklab.Session(model, variants={conv.name: v})
         outs[v] = next(iter(s.run(x).values()))
     for v, out in outs.items():
-        tol = 2e-2 if v == "bf16" else 1e-4
+        tol = 2e-2 if typed[v][0] != "fp32" else 1e-4
         err = np.abs(out - outs["direct"]).max() / np.abs(outs["direct"]).max()
         assert err <= tol, f"variant {v}: {err}"
 

@@ -51,11 +51,20 @@ struct CompileOptions {
   std::set<std::string> placeholder_nodes;
 };
 
+// The arithmetic precision a variant computes in (inputs and outputs stay float32).
+enum class Precision { fp32, tf32, bf16, fp16 };
+std::string precision_name(Precision p);
+
 // One semantically equivalent way of running a node (algorithm, layout, precision, fusion).
+// `name` is what CompileOptions::variants and the database use; the typed fields say what it
+// is, so analyses never read meaning out of the name.
 struct Variant {
   std::string name;         // e.g. "direct", "winograd", "bf16"
   std::string description;
   bool is_default = false;  // what the library's heuristic picks
+  Precision precision = Precision::fp32;
+  std::string algorithm;    // "auto", "direct", "winograd", "gemm", cuDNN's algorithm name, ...; empty: the only one
+  std::string layout;       // activation layout it forces ("nhwc", "nchw"); empty: the backend's choice
 };
 
 struct TimingStats {

@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,6 +35,7 @@ struct Options {
 // memory bandwidth (a large streaming kernel, bytes read + written), stored in the database.
 struct Machine {
   std::map<std::string, double> peak_gflops;  // "f32", "bf16" (CPU); "fp32", "tf32", "fp16" (GPU)
+  std::set<std::string> reduced_precision_peaks;  // the peaks above measured below float32 (bf16, tf32, fp16)
   double bandwidth_gbs = 0;
   std::string description;                    // how they were measured
   // What an analysis used for its roofline: the probes' figures, or the highest rate a
@@ -48,6 +50,7 @@ struct VariantTime {
   std::string name;
   double ms = -1;  // < 0: not measured (missing)
   bool is_default = false;
+  bool reduced_precision = false;  // computes below float32 (the variant's Precision)
 };
 
 struct Layer {

@@ -1618,21 +1618,24 @@ static bool lowers_with(const Graph& graph, int index, const std::string& varian
 std::vector<Variant> node_variants(const Graph& graph, int index) {
   const Node& n = graph.nodes.at(size_t(index));
   std::vector<Variant> out;
-  if (n.op == "Conv") {
+  const OpDef* def = OpRegistry::instance().of(n);
+  const bool conv = def && def->variant_anchor && def->sets_layout;  // Conv
+  if (conv) {
     // Offer each algorithm / precision oneDNN accepts for this exact convolution.
-    for (const auto& [name, desc] : std::vector<std::pair<std::string, std::string>>{
-             {"auto", "oneDNN's own choice (direct or Winograd), float32"},
-             {"direct", "direct convolution, float32"},
-             {"winograd", "Winograd convolution, float32"},
-             {"bf16", "direct convolution in bfloat16 (float32 in and out)"},
-             {"nhwc", "direct convolution, float32, activations channels-last (NHWC)"},
-             {"nchw", "direct convolution, float32, activations plain channels-first (NCHW)"}}) {
-      if (lowers_with(graph, index, name)) out.push_back({name, desc, name == "auto"});
-    }
-  } else if (n.op == "MatMul" || n.op == "Gemm") {
-    out.push_back({"fp32", "oneDNN matmul in float32", true});
+    const std::vector<Variant> candidates = {
+        {"auto", "oneDNN's own choice (direct or Winograd), float32", true, Precision::fp32, "auto", ""},
+        {"direct", "direct convolution, float32", false, Precision::fp32, "direct", ""},
+        {"winograd", "Winograd convolution, float32", false, Precision::fp32, "winograd", ""},
+        {"bf16", "direct convolution in bfloat16 (float32 in and out)", false, Precision::bf16, "direct", ""},
+        {"nhwc", "direct convolution, float32, activations channels-last (NHWC)", false, Precision::fp32, "direct", "nhwc"},
+        {"nchw", "direct convolution, float32, activations plain channels-first (NCHW)", false, Precision::fp32, "direct", "nchw"}};
+    for (const Variant& v : candidates)
+      if (lowers_with(graph, index, v.name)) out.push_back(v);
+  } else if (def && def->variant_anchor) {  // MatMul, Gemm
+    out.push_back({"fp32", "oneDNN matmul in float32", true, Precision::fp32, "matmul", ""});
     // Needs a constant B, and a bf16 matmul on this CPU.
-    if (lowers_with(graph, index, "bf16")) out.push_back({"bf16", "oneDNN matmul in bfloat16 (float32 accumulation, in and out)", false});
+    if (lowers_with(graph, index, "bf16"))
+      out.push_back({"bf16", "oneDNN matmul in bfloat16 (float32 accumulation, in and out)", false, Precision::bf16, "matmul", ""});
   } else {
     out.push_back({"default", "the only implementation", true});
   }
