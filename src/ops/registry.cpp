@@ -139,6 +139,7 @@ void compute_costs(Graph& graph) {
   for (Node& n : graph.nodes) {
     const OpDef* def = registry.of(n);
     if (!def) throw UnsupportedError({"", n.name, n.op}, "operator '" + n.op + "' is not supported");
+    check_input_types(graph, n);  // ONNX's type constraints (UnsupportedError)
     try {
       if (def->validate) def->validate(graph, n);
       n.cost = def->cost(graph, n);

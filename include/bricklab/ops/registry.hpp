@@ -7,6 +7,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,32 @@ class OpRegistry {
 // layers that run the same computation get equal attributes; brick keys are built from them.
 // Operators without an entry (other domains) get the generic part only.
 std::map<std::string, Attribute> normalised_attributes(const Graph& graph, const Node& node);
+
+// An operator's ONNX schema at one opset (read from the ONNX library bricklab is built with):
+// what the entry's validation checks node inputs against, and what its attribute defaults must
+// agree with (tests/cpp/test_op_schema.cpp).
+struct OpSchemaInfo {
+  struct Parameter {
+    std::string name;
+    bool optional = false, variadic = false;
+    std::vector<DType> allowed;  // element types the input or output may have
+  };
+  struct AttributeInfo {
+    std::string name;
+    std::string type;  // "int", "float", "string", "ints", "floats", "strings", "tensor", "graph", ...
+    bool required = false;
+    std::optional<Attribute> default_value;  // scalar, string and list defaults
+  };
+  int since_version = 0;  // the opset this version of the operator was introduced in
+  std::vector<Parameter> inputs, outputs;
+  std::vector<AttributeInfo> attributes;
+};
+// The schema of `op` in force at `opset` of the default domain; nullopt when ONNX has none.
+std::optional<OpSchemaInfo> op_schema(const std::string& op, int opset);
+
+// Checks a node's input element types against its ONNX schema (the type constraints); throws
+// UnsupportedError naming the node, the input, its type and the accepted ones.
+void check_input_types(const Graph& graph, const Node& node);
 
 // A node's attributes with its operator entry's defaults filled in (normalised_attributes): the
 // one place backends read attribute values from, so a default lives only in the table. A typed
