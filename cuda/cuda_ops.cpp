@@ -467,7 +467,7 @@ void lower_activation(PlanBuilder& b, int index) {
 
 // ---- pooling ---------------------------------------------------------------------------------------
 
-void lower_pool(PlanBuilder& b, int index) {
+void lower_pool(PlanBuilder& b, int index, bool global, bool is_max) {
   const Node& n = b.graph.nodes[size_t(index)];
   const ErrorContext where = b.where(n);
   const int x = n.inputs.at(0);
@@ -477,8 +477,6 @@ void lower_pool(PlanBuilder& b, int index) {
   const Shape& ys = b.value(n.outputs.at(0)).shape;
   if (xs.size() < 3 || xs.size() > 5 || ys.size() != xs.size()) unsupported(b, n, "cuDNN pools 1-D, 2-D or 3-D inputs (rank 3 to 5)");
   const size_t sp = xs.size() - 2;
-  const bool global = n.op == "GlobalAveragePool" || n.op == "GlobalMaxPool";
-  const bool is_max = n.op == "MaxPool" || n.op == "GlobalMaxPool";
   Dims window, pad, stride;
   if (global) {
     for (size_t i = 0; i < sp; ++i) {
@@ -652,11 +650,11 @@ void lower_binary(PlanBuilder& b, int index) {
 
 const char* const kGemmVariants[] = {"fp32", "tf32", "fp16"};
 
-void lower_gemm(PlanBuilder& b, int index) {
+void lower_gemm(PlanBuilder& b, int index, bool gemm) {
   const Node& n = b.graph.nodes[size_t(index)];
   const ErrorContext where = b.where(n);
   const int a = n.inputs.at(0), bm = n.inputs.at(1);
-  const int cv = n.op == "Gemm" ? input_or_none(n, 2) : -1;
+  const int cv = gemm ? input_or_none(n, 2) : -1;
   require_float(b, n, a);
   require_float(b, n, bm);
   const Shape& as = b.value(a).shape;
@@ -665,7 +663,7 @@ void lower_gemm(PlanBuilder& b, int index) {
   float alpha = 1.f, beta = 0.f;
   int64_t M, N, K, batch = 1, stride_a = 0, stride_b = 0;
   bool vector_side = false;  // MatMul with a 1-D operand
-  if (n.op == "Gemm") {
+  if (gemm) {
     if (as.size() != 2 || bs.size() != 2) unsupported(b, n, "Gemm operands must be 2-D");
     trans_a = n.attr_int("transA", 0) != 0;
     trans_b = n.attr_int("transB", 0) != 0;
@@ -852,10 +850,14 @@ CudaLowerings build_lowerings() {
   t.add({"Conv"}, lower_conv);
   t.add({"BatchNormalization"}, lower_batchnorm);
   t.add({"Relu", "Sigmoid", "Tanh", "Elu", "Clip"}, lower_clip_or_activation);
-  t.add({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}, lower_pool);
+  t.add({"MaxPool"}, [](PlanBuilder& b, int i) { lower_pool(b, i, false, true); });
+  t.add({"AveragePool"}, [](PlanBuilder& b, int i) { lower_pool(b, i, false, false); });
+  t.add({"GlobalMaxPool"}, [](PlanBuilder& b, int i) { lower_pool(b, i, true, true); });
+  t.add({"GlobalAveragePool"}, [](PlanBuilder& b, int i) { lower_pool(b, i, true, false); });
   t.add({"Softmax"}, lower_softmax);
   t.add({"Add", "Sub", "Mul", "Sum"}, lower_binary);  // a Sum of two inputs is an Add
-  t.add({"Gemm", "MatMul"}, lower_gemm);
+  t.add({"Gemm"}, [](PlanBuilder& b, int i) { lower_gemm(b, i, true); });
+  t.add({"MatMul"}, [](PlanBuilder& b, int i) { lower_gemm(b, i, false); });
   t.add({"Concat"}, lower_concat);
   t.add({"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout"}, lower_view);
   return t;
@@ -892,7 +894,8 @@ std::vector<Variant> node_variants(const Graph& graph, int index, Gpu* gpu) {
   const Node& n = graph.nodes.at(size_t(index));
   const ErrorContext where{graph.path, n.name, n.op};
   std::vector<Variant> out;
-  if (n.op == "Conv") {
+  const OpDef* def = OpRegistry::instance().of(n);
+  if (def && def->variant_anchor && def->sets_layout) {  // Conv
     const size_t rank = graph.values.at(size_t(n.inputs.at(0))).shape.size();
     const size_t cudnn_rank = rank == 3 ? 4 : rank;
     auto describe = [](const ConvVariant& v) {
@@ -918,7 +921,7 @@ std::vector<Variant> node_variants(const Graph& graph, int index, Gpu* gpu) {
       if (v.name() != best.name() && conv_workspace(*gpu, g, v, where) >= 0) out.push_back(v.variant(describe(v), false));
     return out;
   }
-  if (n.op == "Gemm" || n.op == "MatMul") {
+  if (def && def->variant_anchor) {  // Gemm, MatMul
     out.push_back({"fp32", "cuBLAS float32 (cublasSgemm / cublasSgemv / strided batched)", true, Precision::fp32, "cublas", ""});
     out.push_back({"tf32", "cuBLAS TF32 tensor ops (CUBLAS_COMPUTE_32F_FAST_TF32)", false, Precision::tf32, "cublas", ""});
     out.push_back({"fp16", "cuBLAS float16 inputs, float32 accumulation and output (cublasGemmEx)", false, Precision::fp16, "cublas", ""});

@@ -36,6 +36,7 @@ void register_normalization_ops(OpRegistry& r) {
     require_rank(n, x, 2, "input");
     for (size_t i = 1; i <= 4; ++i) require_input_shape(g, n, i, {x.shape[1]}, i == 1 ? "scale" : i == 2 ? "bias" : i == 3 ? "mean" : "variance");
   };
+  bn.per_channel_affine = true;
   r.add(std::move(bn));
   r.add({"LayerNormalization", OpClass::reduction, per_output_element<8>, "layer normalisation over trailing axes", nullptr,
          [](const Graph&, const Node&, Attrs& a) {

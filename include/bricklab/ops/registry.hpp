@@ -74,8 +74,11 @@ struct OpDef {
   // Fusion traits the analyses read. variant_anchor: a fused step containing this node takes its
   // variants (algorithm, precision) from it. sets_layout: its step picks the blocked activation
   // layout the steps after it receive (a brick's context must then include it).
+  // per_channel_affine: y = scale[c] * x + shift[c] with constant parameters (inference batch
+  // norm), which a preceding convolution can absorb into its weights.
   bool variant_anchor = false;
   bool sets_layout = false;
+  bool per_channel_affine = false;
   EltFn elementwise = EltFn::none;  // elementwise operators: what they compute
   bool variadic = false;            // Sum, Mean, Max, Min: any number of inputs, folded pairwise
   size_t index = 0;                 // position in OpRegistry::all(), for dense per-backend tables

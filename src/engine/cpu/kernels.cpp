@@ -22,6 +22,12 @@ EltFn fn_of(const Node& n) {
   return def ? def->elementwise : EltFn::none;
 }
 
+// A node the table says is a constant per-channel affine (inference batch norm).
+bool per_channel_affine(const Node& n) {
+  const OpDef* def = OpRegistry::instance().of(n);
+  return def && def->per_channel_affine;
+}
+
 using alg = dnnl::algorithm;
 constexpr auto kInference = dnnl::prop_kind::forward_inference;
 
@@ -280,7 +286,7 @@ void lower_conv(PlanBuilder& b, int index) {
   // BatchNormalization folded into the weights and bias.
   if (b.options.fusion && b.options.fuse_batchnorm) {
     const int c = b.sole_consumer(out_value);
-    if (c >= 0 && !b.done(c) && node_at(b, c).op == "BatchNormalization") {
+    if (c >= 0 && !b.done(c) && per_channel_affine(node_at(b, c))) {
       const Node& bn = node_at(b, c);
       bool constant = bn.inputs.size() >= 5 && bn.outputs.size() >= 1;
       for (size_t i = 1; constant && i < 5; ++i) constant = b.is_constant(bn.inputs[i]);
@@ -473,9 +479,9 @@ void lower_conv_transpose(PlanBuilder& b, int index) {
 
 // ---- Gemm / MatMul ------------------------------------------------------------------------------
 
-void lower_matmul(PlanBuilder& b, int index) {
+// Gemm (alpha, beta, transA, transB, C) or MatMul (numpy-broadcast batched product).
+void lower_matmul(PlanBuilder& b, int index, bool gemm) {
   const Node& n = node_at(b, index);
-  const bool gemm = n.op == "Gemm";
   const int a = n.inputs.at(0), bw = n.inputs.at(1);
   const Value& av = val(b, a);
   const Value& bv = val(b, bw);
@@ -630,7 +636,7 @@ void lower_matmul(PlanBuilder& b, int index) {
 
 // ---- pooling, normalisation, eltwise, binary, softmax, concat, reductions -----------------------
 
-void lower_pool(PlanBuilder& b, int index) {
+void lower_pool(PlanBuilder& b, int index, bool global, bool is_max) {
   const Node& n = node_at(b, index);
   int x = n.inputs.at(0);
   // A zero Pad folded into this pool (see pad_folded_into_pool): read the Pad's input, pad more.
@@ -643,8 +649,6 @@ void lower_pool(PlanBuilder& b, int index) {
   const Value& xv = val(b, x);
   const Value& yv = val(b, n.outputs.at(0));
   if (n.outputs.size() > 1 && n.outputs[1] >= 0) unsupported(b, n, "MaxPool's Indices output is not supported");
-  const bool global = n.op == "GlobalAveragePool" || n.op == "GlobalMaxPool";
-  const bool is_max = n.op == "MaxPool" || n.op == "GlobalMaxPool";
   dims kernel = global ? dims(xv.shape.begin() + 2, xv.shape.end()) : [&] {
     auto k = n.attr_ints("kernel_shape");
     return dims(k.begin(), k.end());
@@ -1055,68 +1059,43 @@ void lower_softmax(PlanBuilder& b, int index) {
   b.bind(n.outputs[0], out);
 }
 
-void lower_softmax_or_layernorm(PlanBuilder& b, int index) {
+// LayerNormalization over the trailing axes from `axis`: oneDNN's primitive on the input viewed
+// as [outer, inner], with constant scale and bias.
+void lower_layernorm(PlanBuilder& b, int index) {
   const Node& n = node_at(b, index);
-  const Value& xv = val(b, n.inputs[0]);
-  const Value& yv = val(b, n.outputs[0]);
+  const Value& xv = val(b, n.inputs.at(0));
+  const Value& yv = val(b, n.outputs.at(0));
   if (xv.dtype != DType::float32) unsupported(b, n, "only float32 LayerNormalization is supported");
+  const NodeAttrs attrs(b.graph, n);
   const int64_t rank = int64_t(xv.shape.size());
-  int64_t axis = NodeAttrs(b.graph, n).integer("axis");
-  if (axis < 0) axis += rank;
-  if (axis < 0 || axis >= std::max<int64_t>(rank, 1)) unsupported(b, n, "axis out of range");
+  const int64_t axis = checked_axis(b, n, attrs.integer("axis"), rank);
+  for (size_t i = 1; i < n.outputs.size(); ++i)
+    if (n.outputs[i] >= 0) unsupported(b, n, "LayerNormalization's Mean / InvStdDev outputs are not supported");
+  const int gamma = input_or_none(n, 1), beta = input_or_none(n, 2);
+  if (gamma < 0 || !b.is_constant(gamma) || (beta >= 0 && !b.is_constant(beta)))
+    unsupported(b, n, "LayerNormalization needs constant scale and bias");
+  int64_t outer = 1, inner = 1;
+  for (int64_t i = 0; i < rank; ++i) (i < axis ? outer : inner) *= xv.shape[size_t(i)];
+  auto scale = b.constant_floats(gamma);
+  auto shift = beta >= 0 ? b.constant_floats(beta) : std::vector<float>(size_t(inner), 0.f);
+  if (int64_t(scale.size()) != inner || int64_t(shift.size()) != inner) unsupported(b, n, "scale/bias must cover exactly the normalised axes");
   const int src = b.plain(b.slot_of(n.inputs[0]));
+  const memory::desc md2({outer, inner}, memory::data_type::f32, memory::format_tag::ab);
+  const int view = b.new_slot(xv.name + "@2d", DType::float32, {outer, inner}, md2);
+  b.slots[size_t(view)].alias_of = src;
+  const int out = b.new_slot(yv.name, DType::float32, yv.shape, plain_md(DType::float32, yv.shape));
+  const int out2 = b.new_slot(yv.name + "@2d", DType::float32, {outer, inner}, md2);
+  b.slots[size_t(out2)].alias_of = out;
   auto step = primitive_step({n.name}, n.op);
-  int out;
-  if (n.op == "Softmax" && n.opset >= 13 && axis != rank - 1) {
-    // Single-axis softmax on the tensor as it is.
-    dnnl::softmax_forward::primitive_desc pd(dnnl::softmax_forward::desc(kInference, b.slots[size_t(src)].md, int(axis)), cpu_engine());
-    out = b.new_slot(yv.name, DType::float32, yv.shape, pd.dst_desc());
-    step->prim = dnnl::softmax_forward(pd);
-    step->slot_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
-  } else {
-    int64_t outer = 1, inner = 1;
-    for (int64_t i = 0; i < rank; ++i) (i < axis ? outer : inner) *= xv.shape[size_t(i)];
-    const memory::desc md2({outer, inner}, memory::data_type::f32, memory::format_tag::ab);
-    const int view = b.new_slot(xv.name + "@2d", DType::float32, {outer, inner}, md2);
-    b.slots[size_t(view)].alias_of = src;
-    out = b.new_slot(yv.name, DType::float32, yv.shape, plain_md(DType::float32, yv.shape));
-    const int out2 = b.new_slot(yv.name + "@2d", DType::float32, {outer, inner}, md2);
-    b.slots[size_t(out2)].alias_of = out;
-    if (n.op == "Softmax" || n.op == "LogSoftmax") {
-      const auto a = n.op == "Softmax" ? alg::softmax_accurate : alg::softmax_log;
-      (void)a;
-      if (n.op == "LogSoftmax") {
-        dnnl::logsoftmax_forward::primitive_desc pd(dnnl::logsoftmax_forward::desc(kInference, md2, 1), cpu_engine());
-        step->prim = dnnl::logsoftmax_forward(pd);
-      } else {
-        dnnl::softmax_forward::primitive_desc pd(dnnl::softmax_forward::desc(kInference, md2, 1), cpu_engine());
-        step->prim = dnnl::softmax_forward(pd);
-      }
-    } else {
-      for (size_t i = 1; i < n.outputs.size(); ++i)
-        if (n.outputs[i] >= 0) unsupported(b, n, "LayerNormalization's Mean / InvStdDev outputs are not supported");
-      const int gamma = input_or_none(n, 1), beta = input_or_none(n, 2);
-      if (!b.is_constant(gamma) || (beta >= 0 && !b.is_constant(beta))) unsupported(b, n, "LayerNormalization needs constant scale and bias");
-      auto scale = b.constant_floats(gamma);
-      auto shift = beta >= 0 ? b.constant_floats(beta) : std::vector<float>(size_t(inner), 0.f);
-      if (int64_t(scale.size()) != inner || int64_t(shift.size()) != inner)
-        unsupported(b, n, "scale/bias must cover exactly the normalised axes");
-      dnnl::layer_normalization_forward::primitive_desc pd(
-          dnnl::layer_normalization_forward::desc(kInference, md2, float(n.attr_float("epsilon", 1e-5)),
-                                                  dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift),
-          cpu_engine());
-      step->prim = dnnl::layer_normalization_forward(pd);
-      step->own_args = {{DNNL_ARG_SCALE, vector_memory(scale)}, {DNNL_ARG_SHIFT, vector_memory(shift)}};
-    }
-    step->slot_args = {{DNNL_ARG_SRC, view}, {DNNL_ARG_DST, out2}};
-    step->reads = {view};
-    step->writes = {out2};
-    b.add_step(std::move(step));
-    b.bind(n.outputs[0], out);
-    return;
-  }
-  step->reads = {src};
-  step->writes = {out};
+  dnnl::layer_normalization_forward::primitive_desc pd(
+      dnnl::layer_normalization_forward::desc(kInference, md2, float(attrs.real("epsilon")),
+                                              dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift),
+      cpu_engine());
+  step->prim = dnnl::layer_normalization_forward(pd);
+  step->own_args = {{DNNL_ARG_SCALE, vector_memory(scale)}, {DNNL_ARG_SHIFT, vector_memory(shift)}};
+  step->slot_args = {{DNNL_ARG_SRC, view}, {DNNL_ARG_DST, out2}};
+  step->reads = {view};
+  step->writes = {out2};
   b.add_step(std::move(step));
   b.bind(n.outputs[0], out);
 }
@@ -1179,7 +1158,7 @@ bool lower_concat_batchnorm(PlanBuilder& b, int index, const std::vector<int>& s
   if (axis < 0) axis += int64_t(rank);
   if (axis != 1 || rank < 3 || rank > 5) return false;
   const int bn = b.sole_consumer(n.outputs[0]);
-  if (bn < 0 || b.done(bn) || node_at(b, bn).op != "BatchNormalization") return false;
+  if (bn < 0 || b.done(bn) || !per_channel_affine(node_at(b, bn))) return false;
   const Node& bnn = node_at(b, bn);
   for (size_t i = 1; i < 5; ++i)
     if (!b.is_constant(input_or_none(bnn, i))) return false;
@@ -1552,12 +1531,16 @@ CpuLowerings build_lowerings() {
   CpuLowerings t("cpu");
   t.add({"Conv"}, lower_conv);
   t.add({"ConvTranspose"}, lower_conv_transpose);
-  t.add({"Gemm", "MatMul"}, lower_matmul);
-  t.add({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}, lower_pool);
+  t.add({"Gemm"}, [](PlanBuilder& b, int i) { lower_matmul(b, i, true); });
+  t.add({"MatMul"}, [](PlanBuilder& b, int i) { lower_matmul(b, i, false); });
+  t.add({"MaxPool"}, [](PlanBuilder& b, int i) { lower_pool(b, i, false, true); });
+  t.add({"AveragePool"}, [](PlanBuilder& b, int i) { lower_pool(b, i, false, false); });
+  t.add({"GlobalMaxPool"}, [](PlanBuilder& b, int i) { lower_pool(b, i, true, true); });
+  t.add({"GlobalAveragePool"}, [](PlanBuilder& b, int i) { lower_pool(b, i, true, false); });
   t.add({"BatchNormalization"}, lower_batchnorm);
   t.add({"Softmax"}, lower_softmax<false>);
   t.add({"LogSoftmax"}, lower_softmax<true>);
-  t.add({"LayerNormalization"}, lower_softmax_or_layernorm);
+  t.add({"LayerNormalization"}, lower_layernorm);
   t.add({"LRN"}, lower_lrn);
   t.add({"Einsum"}, lower_einsum);
   t.add({"Concat"}, [](PlanBuilder& b, int i) {
