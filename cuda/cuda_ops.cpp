@@ -866,7 +866,7 @@ CudaLowerings build_lowerings() {
 // Operators whose lowering takes variants other than "default".
 bool has_variants(const Node& n) {
   const OpDef* def = OpRegistry::instance().of(n);
-  return def && def->cls == OpClass::compute;
+  return def && def->variant_anchor;  // the same test node_variants uses
 }
 
 }  // namespace
@@ -927,7 +927,7 @@ std::vector<Variant> node_variants(const Graph& graph, int index, Gpu* gpu) {
     out.push_back({"fp16", "cuBLAS float16 inputs, float32 accumulation and output (cublasGemmEx)", false, Precision::fp16, "cublas", ""});
     return out;
   }
-  out.push_back({"default", "the only implementation", true});
+  out.push_back({"default", "the only implementation", true, Precision::fp32, "", ""});
   return out;
 }
 

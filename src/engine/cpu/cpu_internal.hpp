@@ -176,6 +176,31 @@ inline int64_t checked_axis(PlanBuilder& b, const Node& n, int64_t axis, int64_t
   return axis < 0 ? axis + rank : axis;
 }
 
+// Calls fn(T{}) for the element type t (float32 and float64 always; the integer types with Ints,
+// bool with Bools); throws for types the plain kernels do not handle.
+template <bool Ints, bool Bools, typename Fn>
+inline void dispatch_type(PlanBuilder& b, const Node& n, DType t, Fn&& fn) {
+  auto no = [&] { unsupported(b, n, "element type " + dtype_name(t) + " is not supported for " + n.op + " on the CPU backend"); };
+  if (t == DType::float32) return fn(float{});
+  if (t == DType::float64) return fn(double{});
+  if constexpr (Ints) {
+    switch (t) {
+      case DType::int8: return fn(int8_t{});
+      case DType::int16: return fn(int16_t{});
+      case DType::int32: return fn(int32_t{});
+      case DType::int64: return fn(int64_t{});
+      case DType::uint8: return fn(uint8_t{});
+      case DType::uint16: return fn(uint16_t{});
+      case DType::uint32: return fn(uint32_t{});
+      case DType::uint64: return fn(uint64_t{});
+      default: break;
+    }
+  }
+  if constexpr (Bools)
+    if (t == DType::boolean) return fn(bool{});
+  no();
+}
+
 // Lowers node `index` (and whatever the fusion rules absorb) into steps, through the CPU's
 // lowering table. Defined in kernels.cpp.
 void lower_node(PlanBuilder& b, int index);

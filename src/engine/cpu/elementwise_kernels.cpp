@@ -243,29 +243,6 @@ struct Params {
 template <typename T>
 constexpr bool is_fp = std::is_floating_point_v<T>;
 
-// Calls fn(tag<T>) for the element type t; throws for types the plain kernels do not handle.
-template <bool Ints, bool Bools, typename Fn>
-void dispatch_type(PlanBuilder& b, const Node& n, DType t, Fn&& fn) {
-  auto no = [&] { unsupported(b, n, "element type " + dtype_name(t) + " is not supported for " + n.op + " on the CPU backend"); };
-  if (t == DType::float32) return fn(float{});
-  if (t == DType::float64) return fn(double{});
-  if constexpr (Ints) {
-    switch (t) {
-      case DType::int8: return fn(int8_t{});
-      case DType::int16: return fn(int16_t{});
-      case DType::int32: return fn(int32_t{});
-      case DType::int64: return fn(int64_t{});
-      case DType::uint8: return fn(uint8_t{});
-      case DType::uint16: return fn(uint16_t{});
-      case DType::uint32: return fn(uint32_t{});
-      case DType::uint64: return fn(uint64_t{});
-      default: break;
-    }
-  }
-  if constexpr (Bools)
-    if (t == DType::boolean) return fn(bool{});
-  no();
-}
 
 // Float-only unary functions (computed in the element type): calls use(f) with the function as
 // a lambda, so that each gets its own vectorisable loop. False when f is not one of them.

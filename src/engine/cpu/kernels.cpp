@@ -1620,7 +1620,7 @@ std::vector<Variant> node_variants(const Graph& graph, int index) {
     if (lowers_with(graph, index, "bf16"))
       out.push_back({"bf16", "oneDNN matmul in bfloat16 (float32 accumulation, in and out)", false, Precision::bf16, "matmul", ""});
   } else {
-    out.push_back({"default", "the only implementation", true});
+    out.push_back({"default", "the only implementation", true, Precision::fp32, "", ""});
   }
   return out;
 }

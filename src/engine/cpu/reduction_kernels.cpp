@@ -28,20 +28,6 @@ std::vector<int64_t> constant_ints(PlanBuilder& b, const Node& n, int value, con
   return val(b, value).data->as_int64();
 }
 
-// Calls fn(T{}) for the numeric types the reductions take.
-template <typename Fn>
-void numeric_type(PlanBuilder& b, const Node& n, DType t, Fn&& fn) {
-  switch (t) {
-    case DType::float32: return fn(float{});
-    case DType::float64: return fn(double{});
-    case DType::int32: return fn(int32_t{});
-    case DType::int64: return fn(int64_t{});
-    case DType::uint8: return fn(uint8_t{});
-    case DType::int8: return fn(int8_t{});
-    default: unsupported(b, n, "element type " + dtype_name(t) + " is not supported for " + n.op + " on the CPU backend");
-  }
-}
-
 // The input viewed as [outer, reduced, inner] around one axis.
 struct AxisView {
   int64_t outer = 1, len = 1, inner = 1;
@@ -56,7 +42,9 @@ AxisView around(const Shape& s, int64_t axis) {
 
 enum class Reduce { sum, mean, max, min, prod, l1, l2, sum_square, log_sum, log_sum_exp };
 
-void lower_reduce_plain(PlanBuilder& b, int index, Reduce kind) {
+// The reduction is a template parameter: the inner loop carries no per-element dispatch.
+template <Reduce kind>
+void lower_reduce_plain(PlanBuilder& b, int index) {
   const Node& n = b.graph.nodes[size_t(index)];
   const Value& xv = val(b, n.inputs.at(0));
   const Value& yv = val(b, n.outputs.at(0));
@@ -86,19 +74,23 @@ void lower_reduce_plain(PlanBuilder& b, int index, Reduce kind) {
   for (auto d : kept_dims) outputs *= d;
   for (auto d : red_dims) count *= d;
   if (outputs != yv.numel()) throw ShapeError(b.where(n), "output " + shape_str(yv.shape) + " does not match the reduction");
-  if (count == 0 && (kind == Reduce::max || kind == Reduce::min))
+  if constexpr (kind == Reduce::max || kind == Reduce::min)
+    if (count == 0)
     throw ShapeError(b.where(n), "reduces an empty tensor, which has no " + std::string(kind == Reduce::max ? "maximum" : "minimum"));
-  numeric_type(b, n, xv.dtype, [&](auto tag) {
+  dispatch_type<true, false>(b, n, xv.dtype, [&](auto tag) {
     using T = decltype(tag);
     using Acc = std::conditional_t<std::is_floating_point_v<T>, double, std::conditional_t<std::is_signed_v<T>, int64_t, uint64_t>>;
-    if constexpr (!std::is_floating_point_v<T>) {
-      if (kind == Reduce::mean || kind == Reduce::l2 || kind == Reduce::log_sum || kind == Reduce::log_sum_exp)
-        unsupported(b, n, n.op + " of " + dtype_name(xv.dtype) + " is not supported");
-    }
+    constexpr bool float_only = kind == Reduce::mean || kind == Reduce::l2 || kind == Reduce::log_sum || kind == Reduce::log_sum_exp;
+    if constexpr (!std::is_floating_point_v<T> && float_only) {
+      unsupported(b, n, n.op + " of " + dtype_name(xv.dtype) + " is not supported");
+    } else {
     add_fn(b, n, "reduce", {x}, {y})->fn = [=](Runtime& rt) {
       const T* xp = rt.data<T>(x);
       T* yp = rt.data<T>(y);
-#pragma omp parallel for schedule(static) if (outputs * count > 32768)
+#pragma omp parallel if (outputs * count > 32768)
+      {
+      std::vector<int64_t> idx(red_dims.size(), 0);  // one odometer per thread
+#pragma omp for schedule(static)
       for (int64_t o = 0; o < outputs; ++o) {
         int64_t base = 0, rem = o;
         for (size_t d = kept_dims.size(); d-- > 0;) {
@@ -108,7 +100,7 @@ void lower_reduce_plain(PlanBuilder& b, int index, Reduce kind) {
         // Max over log-sum-exp: subtract the maximum first so exp cannot overflow.
         double shift = 0;
         if constexpr (std::is_floating_point_v<T>) {
-          if (kind == Reduce::log_sum_exp) {
+          if constexpr (kind == Reduce::log_sum_exp) {
             shift = -INFINITY;
             for (int64_t r = 0; r < count; ++r) {
               int64_t off = base, q = r;
@@ -124,25 +116,18 @@ void lower_reduce_plain(PlanBuilder& b, int index, Reduce kind) {
         Acc acc = kind == Reduce::prod ? Acc(1) : kind == Reduce::max ? Acc(std::numeric_limits<T>::lowest())
                 : kind == Reduce::min ? Acc(std::numeric_limits<T>::max()) : Acc(0);
         bool nan = false;
-        std::vector<int64_t> idx(red_dims.size(), 0);
+        std::fill(idx.begin(), idx.end(), 0);
         int64_t off = base;
         for (int64_t r = 0; r < count; ++r) {
           const Acc v = Acc(xp[off]);
           if constexpr (std::is_floating_point_v<T>) nan = nan || std::isnan(double(xp[off]));
-          switch (kind) {
-            case Reduce::sum: case Reduce::mean: case Reduce::log_sum: acc += v; break;
-            case Reduce::max: acc = std::max(acc, v); break;
-            case Reduce::min: acc = std::min(acc, v); break;
-            case Reduce::prod: acc *= v; break;
-            case Reduce::l1:
-              if constexpr (std::is_signed_v<Acc>) acc += v < 0 ? -v : v;
-              else acc += v;
-              break;
-            case Reduce::l2: case Reduce::sum_square: acc += v * v; break;
-            case Reduce::log_sum_exp:
-              if constexpr (std::is_floating_point_v<T>) acc += std::exp(double(v) - shift);
-              break;
-          }
+          if constexpr (kind == Reduce::sum || kind == Reduce::mean || kind == Reduce::log_sum) acc += v;
+          else if constexpr (kind == Reduce::max) acc = std::max(acc, v);
+          else if constexpr (kind == Reduce::min) acc = std::min(acc, v);
+          else if constexpr (kind == Reduce::prod) acc *= v;
+          else if constexpr (kind == Reduce::l1) acc += std::is_signed_v<Acc> && v < Acc(0) ? Acc(-v) : v;
+          else if constexpr (kind == Reduce::l2 || kind == Reduce::sum_square) acc += v * v;
+          else acc += std::exp(double(v) - shift);  // log_sum_exp (floats only)
           for (size_t d = red_dims.size(); d-- > 0;) {  // next reduced element
             off += red_st[d];
             if (++idx[d] < red_dims[d]) break;
@@ -152,17 +137,19 @@ void lower_reduce_plain(PlanBuilder& b, int index, Reduce kind) {
         }
         double out = double(acc);
         if constexpr (std::is_floating_point_v<T>) {
-          if (kind == Reduce::mean) out = count ? out / double(count) : NAN;
-          else if (kind == Reduce::l2) out = std::sqrt(out);
-          else if (kind == Reduce::log_sum) out = std::log(out);
-          else if (kind == Reduce::log_sum_exp) out = std::log(out) + shift;
+          if constexpr (kind == Reduce::mean) out = count ? out / double(count) : NAN;
+          else if constexpr (kind == Reduce::l2) out = std::sqrt(out);
+          else if constexpr (kind == Reduce::log_sum) out = std::log(out);
+          else if constexpr (kind == Reduce::log_sum_exp) out = std::log(out) + shift;
           if (nan && (kind == Reduce::max || kind == Reduce::min)) out = NAN;
           yp[o] = T(out);
         } else {
           yp[o] = T(acc);
         }
       }
+      }
     };
+    }
   });
 }
 
@@ -170,7 +157,7 @@ template <Reduce kind>
 void lower_reduce_node(PlanBuilder& b, int index) {
   if constexpr (kind == Reduce::sum || kind == Reduce::mean || kind == Reduce::max || kind == Reduce::min)
     if (lower_reduce_dnnl(b, index)) return;
-  lower_reduce_plain(b, index, kind);
+  lower_reduce_plain<kind>(b, index);
 }
 
 // ---- ArgMax / ArgMin -------------------------------------------------------------------------
@@ -188,7 +175,7 @@ void lower_arg_reduce(PlanBuilder& b, int index) {
   if (yv.dtype != DType::int64) throw ShapeError(b.where(n), "output must be int64");
   const int x = b.plain(b.slot_of(n.inputs[0]));
   const int y = output_slot(b, n.outputs[0]);
-  numeric_type(b, n, xv.dtype, [&](auto tag) {
+  dispatch_type<true, false>(b, n, xv.dtype, [&](auto tag) {
     using T = decltype(tag);
     add_fn(b, n, "argreduce", {x}, {y})->fn = [=](Runtime& rt) {
       const T* xp = rt.data<T>(x);
@@ -226,7 +213,7 @@ void lower_cumsum(PlanBuilder& b, int index) {
   const AxisView v = around(xv.shape, axis);
   const int x = b.plain(b.slot_of(n.inputs[0]));
   const int y = output_slot(b, n.outputs[0]);
-  numeric_type(b, n, xv.dtype, [&](auto tag) {
+  dispatch_type<true, false>(b, n, xv.dtype, [&](auto tag) {
     using T = decltype(tag);
     add_fn(b, n, "cumsum", {x}, {y})->fn = [=](Runtime& rt) {
       const T* xp = rt.data<T>(x);
@@ -318,11 +305,13 @@ void lower_lp_pool(PlanBuilder& b, int index) {
   add_fn(b, n, "lppool", {x}, {y})->fn = [=](Runtime& rt) {
     const float* xp = rt.data<float>(x);
     float* yp = rt.data<float>(y);
-#pragma omp parallel for schedule(static) if (planes * out_per_plane * window > 32768)
+#pragma omp parallel if (planes * out_per_plane * window > 32768)
+    {
+    std::vector<int64_t> o(sp);  // output coordinates, one per thread
+#pragma omp for schedule(static)
     for (int64_t q = 0; q < planes * out_per_plane; ++q) {
       const int64_t plane = q / out_per_plane;
       int64_t rem = q % out_per_plane;
-      std::vector<int64_t> o(sp);
       for (size_t d = sp; d-- > 0;) {
         o[d] = rem % out[2 + d];
         rem /= out[2 + d];
@@ -344,6 +333,7 @@ void lower_lp_pool(PlanBuilder& b, int index) {
         if (inside) acc += std::pow(std::fabs(double(xp[plane * in_per_plane + off])), p);
       }
       yp[q] = float(std::pow(acc, 1.0 / p));
+    }
     }
   };
 }
