@@ -123,36 +123,29 @@ ConvGeometry conv_geometry(const Graph& g, const Node& n, const ErrorContext& wh
   const size_t sp = rank - 2;
   ConvGeometry c;
   c.group = int(n.attr_int("group", 1));
-  const auto strides = n.attr_ints("strides", std::vector<int64_t>(sp, 1));
-  const auto dil = n.attr_ints("dilations", std::vector<int64_t>(sp, 1));
-  const auto pads = n.attr_ints("pads", std::vector<int64_t>(2 * sp, 0));
-  if (strides.size() != sp || dil.size() != sp || pads.size() != 2 * sp)
-    throw UnsupportedError(where, "strides / dilations / pads do not match the kernel rank");
-  const std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
+  WindowGeometry win;
+  try {
+    win = window_geometry(n, xv.shape, yv.shape, std::vector<int64_t>(wv.shape.begin() + 2, wv.shape.end()));
+  } catch (const ShapeError& e) {
+    throw UnsupportedError(where, e.problem());
+  }
   c.x = int_dims(xv.shape, where);
   c.w = int_dims(wv.shape, where);
   c.y = int_dims(yv.shape, where);
   for (size_t i = 0; i < sp; ++i) {
-    const int64_t in = xv.shape[2 + i], out = yv.shape[2 + i], k = wv.shape[2 + i];
-    const int64_t eff = (k - 1) * dil[i] + 1;
-    int64_t l = pads[i], r = pads[sp + i];
-    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-      const int64_t total = std::max<int64_t>(0, (out - 1) * strides[i] + eff - in);
-      l = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-      r = total - l;
-    } else if (auto_pad == "VALID") {
-      l = r = 0;
-    }
+    const int64_t in = xv.shape[2 + i], out = yv.shape[2 + i];
+    const int64_t eff = (win.kernel[i] - 1) * win.dilations[i] + 1;
+    const int64_t l = win.pad_begin[i], r = win.pad_end[i];
     // cuDNN pads both sides by the same amount. With pad l on both sides the windows start where
     // ONNX's do; when cuDNN's output size then matches, no window reaches the other side's
     // extra padding and the result is exact.
-    const int64_t cudnn_out = (in + 2 * l - eff) / strides[i] + 1;
+    const int64_t cudnn_out = (in + 2 * l - eff) / win.strides[i] + 1;
     if (cudnn_out != out)
       throw UnsupportedError(where, "asymmetric padding (" + std::to_string(l) + ", " + std::to_string(r) +
                                         ") that cuDNN's symmetric padding cannot express");
     c.pad.push_back(int(l));
-    c.stride.push_back(int(strides[i]));
-    c.dilation.push_back(int(dil[i]));
+    c.stride.push_back(int(win.strides[i]));
+    c.dilation.push_back(int(win.dilations[i]));
   }
   if (sp == 1) {
     c.x.push_back(1);
@@ -485,31 +478,23 @@ void lower_pool(PlanBuilder& b, int index, bool global, bool is_max) {
       stride.push_back(1);
     }
   } else {
-    const auto kernel = n.attr_ints("kernel_shape");
-    const auto strides = n.attr_ints("strides", std::vector<int64_t>(sp, 1));
-    const auto pads = n.attr_ints("pads", std::vector<int64_t>(2 * sp, 0));
-    const auto dil = n.attr_ints("dilations", std::vector<int64_t>(sp, 1));
-    if (kernel.size() != sp || strides.size() != sp || pads.size() != 2 * sp || dil.size() != sp)
-      unsupported(b, n, "kernel_shape / strides / pads do not match the input rank");
-    for (int64_t d : dil)
+    WindowGeometry win;
+    try {
+      win = window_geometry(n, xs, ys, n.attr_ints("kernel_shape"));
+    } catch (const ShapeError& e) {
+      unsupported(b, n, e.problem());
+    }
+    for (int64_t d : win.dilations)
       if (d != 1) unsupported(b, n, "cuDNN pooling has no dilation");
     if (n.attr_int("storage_order", 0) != 0) unsupported(b, n, "storage_order = 1 is not supported");
-    const std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
     for (size_t i = 0; i < sp; ++i) {
-      const int64_t in = xs[2 + i], out = ys[2 + i];
-      int64_t l = pads[i];
-      if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-        const int64_t total = std::max<int64_t>(0, (out - 1) * strides[i] + kernel[i] - in);
-        l = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-      } else if (auto_pad == "VALID") {
-        l = 0;
-      }
+      const int64_t in = xs[2 + i], out = ys[2 + i], k = win.kernel[i], l = win.pad_begin[i];
       // Symmetric padding and floor rounding, as for Conv (see conv_geometry).
-      if ((in + 2 * l - kernel[i]) / strides[i] + 1 != out || l >= kernel[i])
+      if ((in + 2 * l - k) / win.strides[i] + 1 != out || l >= k)
         unsupported(b, n, "padding / ceil_mode that cuDNN's symmetric, floor-rounded pooling cannot express");
-      window.push_back(int(kernel[i]));
+      window.push_back(int(k));
       pad.push_back(int(l));
-      stride.push_back(int(strides[i]));
+      stride.push_back(int(win.strides[i]));
     }
   }
   Dims xd = int_dims(xs, where), yd = int_dims(ys, where);

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "bricklab/backend/devices.hpp"
+#include "bricklab/ops/registry.hpp"
 
 namespace bricklab {
 
@@ -168,9 +169,9 @@ void fill_weight_values(const Graph& graph, int value, uint64_t seed, float* out
   bool positive = false;  // a variance or a normalisation scale
   for (int c : v.consumers) {
     const Node& n = graph.nodes[size_t(c)];
-    if (n.op == "BatchNormalization" && n.inputs.size() > 4 && (n.inputs[4] == value || n.inputs[1] == value)) positive = true;
-    if ((n.op == "LayerNormalization" || n.op == "InstanceNormalization") && n.inputs.size() > 1 && n.inputs[1] == value)
-      positive = true;
+    const OpDef* def = OpRegistry::instance().of(n);
+    for (size_t i = 0; def && i < n.inputs.size() && i < 32; ++i)
+      if (n.inputs[i] == value && (def->positive_inputs >> i) & 1u) positive = true;
   }
   const int64_t count = std::max<int64_t>(v.numel(), 0);
   // uniform(0.5, 1.5) for positive values; else normal(0, sd), approximated by the Irwin-Hall

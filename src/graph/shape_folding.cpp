@@ -1,6 +1,7 @@
 // Constant folding of small shape computations; see shape_folding.hpp.
 #include "shape_folding.hpp"
 
+#include "bricklab/ops/lowering.hpp"
 #include "bricklab/ops/registry.hpp"
 
 #include <cmath>
@@ -263,249 +264,292 @@ class Folder {
     return n.input_size() > 0;
   }
 
-  std::optional<Small> evaluate(const onnx::NodeProto& n) {
-    const std::string& op = n.op_type();
-    if (op == "Shape" || op == "Size") {
-      auto it = shapes_.find(n.input(0));
-      if (it == shapes_.end()) return std::nullopt;
-      const auto& s = it->second;
-      if (op == "Size") {
-        int64_t count = 1;
-        for (auto d : s) count *= d;
-        return make_ints({count}, {});
+  // ---- one folding rule per operator-table entry ----------------------------------------------
+  // Each rule computes a node's output from constant inputs (or known shapes), or returns nullopt
+  // when it cannot (the node then stays, and shape inference handles it).
+
+  std::optional<Small> fold_shape(const onnx::NodeProto& n) {
+    auto it = shapes_.find(n.input(0));
+    if (it == shapes_.end()) return std::nullopt;
+    const auto& s = it->second;
+    const int64_t rank = int64_t(s.size());
+    int64_t start = attr_i(n, "start", 0), end = attr_i(n, "end", rank);
+    start = std::clamp<int64_t>(start < 0 ? start + rank : start, 0, rank);
+    end = std::clamp<int64_t>(end < 0 ? end + rank : end, 0, rank);
+    std::vector<int64_t> dims(s.begin() + start, s.begin() + std::max(start, end));
+    return make_ints(dims, {int64_t(dims.size())});
+  }
+
+  std::optional<Small> fold_size(const onnx::NodeProto& n) {
+    auto it = shapes_.find(n.input(0));
+    if (it == shapes_.end()) return std::nullopt;
+    int64_t count = 1;
+    for (auto d : it->second) count *= d;
+    return make_ints({count}, {});
+  }
+
+  std::optional<Small> fold_constant(const onnx::NodeProto& n) {
+    if (n.attribute_size() != 1) return std::nullopt;
+    const auto& a = n.attribute(0);
+    if (a.name() == "value" && a.has_t()) return from_tensor(a.t());
+    if (a.name() == "value_int") return make_ints({a.i()}, {});
+    if (a.name() == "value_ints") return make_ints({a.ints().begin(), a.ints().end()}, {int64_t(a.ints_size())});
+    if (a.name() == "value_float" || a.name() == "value_floats") {
+      Small s;
+      s.dtype = onnx::TensorProto::FLOAT;
+      if (a.name() == "value_float") s.floats = {double(a.f())};
+      else {
+        s.floats.assign(a.floats().begin(), a.floats().end());
+        s.shape = {int64_t(a.floats_size())};
       }
-      const int64_t rank = int64_t(s.size());
-      int64_t start = attr_i(n, "start", 0), end = attr_i(n, "end", rank);
-      start = std::clamp<int64_t>(start < 0 ? start + rank : start, 0, rank);
-      end = std::clamp<int64_t>(end < 0 ? end + rank : end, 0, rank);
-      std::vector<int64_t> dims(s.begin() + start, s.begin() + std::max(start, end));
-      return make_ints(dims, {int64_t(dims.size())});
+      return s;
     }
-    if (op == "Constant") {
-      if (n.attribute_size() != 1) return std::nullopt;
-      const auto& a = n.attribute(0);
-      if (a.name() == "value" && a.has_t()) return from_tensor(a.t());
-      if (a.name() == "value_int") return make_ints({a.i()}, {});
-      if (a.name() == "value_ints") return make_ints({a.ints().begin(), a.ints().end()}, {int64_t(a.ints_size())});
-      if (a.name() == "value_float" || a.name() == "value_floats") {
-        Small s;
-        s.dtype = onnx::TensorProto::FLOAT;
-        if (a.name() == "value_float") s.floats = {double(a.f())};
-        else {
-          s.floats.assign(a.floats().begin(), a.floats().end());
-          s.shape = {int64_t(a.floats_size())};
-        }
-        return s;
+    return std::nullopt;
+  }
+
+  std::optional<Small> fold_identity(const onnx::NodeProto& n) { return *constant(n, 0); }
+
+  std::optional<Small> fold_cast(const onnx::NodeProto& n) {
+    const Small& x = *constant(n, 0);
+    Small out = x;
+    out.dtype = int(attr_i(n, "to", 0));
+    out.ints.clear();
+    out.floats.clear();
+    for (size_t k = 0; k < x.size(); ++k) {
+      if (out.is_float()) out.floats.push_back(x.f(k));
+      else if (out.dtype == onnx::TensorProto::INT64 || out.dtype == onnx::TensorProto::INT32) out.ints.push_back(x.i(k));
+      else if (out.dtype == onnx::TensorProto::BOOL) out.ints.push_back(x.f(k) != 0);
+      else return std::nullopt;
+    }
+    return out;
+  }
+
+  std::optional<Small> fold_gather(const onnx::NodeProto& n) {
+    const Small& x = *constant(n, 0);
+    const Small* idx = constant(n, 1);
+    if (x.shape.size() != 1 || attr_i(n, "axis", 0) != 0 || !idx) return std::nullopt;
+    Small out = x;
+    out.shape = idx->shape;
+    out.ints.clear();
+    out.floats.clear();
+    const int64_t dim = x.shape[0];
+    for (size_t k = 0; k < idx->size(); ++k) {
+      int64_t i = idx->i(k);
+      if (i < 0) i += dim;
+      if (i < 0 || i >= dim) return std::nullopt;
+      if (x.is_float()) out.floats.push_back(x.floats[size_t(i)]);
+      else out.ints.push_back(x.ints[size_t(i)]);
+    }
+    return out;
+  }
+
+  // Squeeze / Unsqueeze axes: an input from opset 13, an attribute before.
+  std::vector<int64_t> squeeze_axes(const onnx::NodeProto& n) const {
+    if (opset_ < 13) return attr_ints(n, "axes");
+    const Small* a = constant(n, 1);
+    return a ? a->ints : std::vector<int64_t>{};
+  }
+
+  std::optional<Small> fold_unsqueeze(const onnx::NodeProto& n) {
+    const Small& x = *constant(n, 0);
+    const std::vector<int64_t> axes = squeeze_axes(n);
+    Small out = x;
+    const int64_t rank = int64_t(x.shape.size() + axes.size());
+    std::vector<int64_t> norm;
+    for (auto a : axes) norm.push_back(a < 0 ? a + rank : a);
+    std::sort(norm.begin(), norm.end());
+    for (auto a : norm) {
+      if (a < 0 || a > int64_t(out.shape.size())) return std::nullopt;
+      out.shape.insert(out.shape.begin() + a, 1);
+    }
+    return out;
+  }
+
+  std::optional<Small> fold_squeeze(const onnx::NodeProto& n) {
+    const Small& x = *constant(n, 0);
+    const std::vector<int64_t> axes = squeeze_axes(n);
+    Small out = x;
+    std::vector<int64_t> shape;
+    const int64_t rank = int64_t(x.shape.size());
+    for (int64_t d = 0; d < rank; ++d) {
+      bool drop = axes.empty() ? x.shape[size_t(d)] == 1
+                               : std::any_of(axes.begin(), axes.end(), [&](int64_t a) { return (a < 0 ? a + rank : a) == d; });
+      if (!drop) shape.push_back(x.shape[size_t(d)]);
+    }
+    out.shape = shape;
+    return out;
+  }
+
+  std::optional<Small> fold_concat(const onnx::NodeProto& n) {
+    const Small& x = *constant(n, 0);
+    Small out = x;
+    out.ints.clear();
+    out.floats.clear();
+    for (int k = 0; k < n.input_size(); ++k) {
+      const Small* part = constant(n, k);
+      if (!part || part->shape.size() != 1 || part->is_float() != x.is_float()) return std::nullopt;
+      out.ints.insert(out.ints.end(), part->ints.begin(), part->ints.end());
+      out.floats.insert(out.floats.end(), part->floats.begin(), part->floats.end());
+    }
+    out.shape = {int64_t(out.size())};
+    return out;
+  }
+
+  // General ONNX Slice (any rank, negative steps) on a small constant.
+  std::optional<Small> fold_slice(const onnx::NodeProto& n) {
+    const Small& x = *constant(n, 0);
+    const int64_t rank = int64_t(x.shape.size());
+    std::vector<int64_t> starts, ends, axes, steps;
+    if (opset_ < 10) {
+      starts = attr_ints(n, "starts");
+      ends = attr_ints(n, "ends");
+      axes = attr_ints(n, "axes");
+    } else {
+      const Small *s = constant(n, 1), *e = constant(n, 2), *ax = constant(n, 3), *st = constant(n, 4);
+      if (!s || !e || (n.input_size() > 3 && !n.input(3).empty() && !ax) || (n.input_size() > 4 && !n.input(4).empty() && !st))
+        return std::nullopt;
+      starts = s->ints;
+      ends = e->ints;
+      if (ax) axes = ax->ints;
+      if (st) steps = st->ints;
+    }
+    if (axes.empty())
+      for (int64_t k = 0; k < int64_t(starts.size()); ++k) axes.push_back(k);
+    if (steps.empty()) steps.assign(starts.size(), 1);
+    if (starts.size() != ends.size() || axes.size() != starts.size() || steps.size() != starts.size()) return std::nullopt;
+    std::vector<std::vector<int64_t>> picks(static_cast<size_t>(rank));
+    for (int64_t d = 0; d < rank; ++d)
+      for (int64_t k = 0; k < x.shape[size_t(d)]; ++k) picks[size_t(d)].push_back(k);
+    for (size_t k = 0; k < axes.size(); ++k) {
+      int64_t axis = axes[k] < 0 ? axes[k] + rank : axes[k];
+      if (axis < 0 || axis >= rank || steps[k] == 0) return std::nullopt;
+      const int64_t dim = x.shape[size_t(axis)];
+      int64_t start = starts[k], end = ends[k], step = steps[k];
+      if (start < 0) start += dim;
+      if (end < 0) end += dim;
+      if (step > 0) {
+        start = std::clamp<int64_t>(start, 0, dim);
+        end = std::clamp<int64_t>(end, 0, dim);
+      } else {
+        start = std::clamp<int64_t>(start, 0, dim - 1);
+        end = std::clamp<int64_t>(end, -1, dim - 1);
       }
+      std::vector<int64_t> idx;
+      for (int64_t i = start; step > 0 ? i < end : i > end; i += step) idx.push_back(i);
+      picks[size_t(axis)] = idx;
+    }
+    return gather_grid(x, picks);
+  }
+
+  std::optional<Small> fold_transpose(const onnx::NodeProto& n) {
+    const Small& x = *constant(n, 0);
+    const int64_t rank = int64_t(x.shape.size());
+    std::vector<int64_t> perm = attr_ints(n, "perm");
+    if (perm.empty())
+      for (int64_t d = rank - 1; d >= 0; --d) perm.push_back(d);
+    if (int64_t(perm.size()) != rank) return std::nullopt;
+    Small out = x;
+    out.ints.clear();
+    out.floats.clear();
+    out.shape.clear();
+    for (auto p : perm) {
+      if (p < 0 || p >= rank) return std::nullopt;
+      out.shape.push_back(x.shape[size_t(p)]);
+    }
+    const auto in_strides = strides(x.shape);
+    const int64_t total = numel(out.shape);
+    std::vector<int64_t> index(static_cast<size_t>(rank), 0);
+    for (int64_t flat = 0; flat < total; ++flat) {
+      int64_t src = 0;
+      for (int64_t d = 0; d < rank; ++d) src += index[size_t(d)] * in_strides[size_t(perm[size_t(d)])];
+      if (x.is_float()) out.floats.push_back(x.floats[size_t(src)]);
+      else out.ints.push_back(x.ints[size_t(src)]);
+      for (int64_t d = rank - 1; d >= 0; --d) {
+        if (++index[size_t(d)] < out.shape[size_t(d)]) break;
+        index[size_t(d)] = 0;
+      }
+    }
+    return out;
+  }
+
+  std::optional<Small> fold_reshape(const onnx::NodeProto& n) {
+    const Small& x = *constant(n, 0);
+    const Small* shape = constant(n, 1);
+    if (!shape) return std::nullopt;
+    std::vector<int64_t> dims;
+    int64_t known = 1, infer_at = -1;
+    for (size_t k = 0; k < shape->size(); ++k) {
+      int64_t d = shape->i(k);
+      if (d == 0 && k < x.shape.size() && !attr_i(n, "allowzero", 0)) d = x.shape[k];
+      if (d == -1) {
+        if (infer_at >= 0) return std::nullopt;
+        infer_at = int64_t(k);
+      } else {
+        if (d < 0) return std::nullopt;
+        known *= d;
+      }
+      dims.push_back(d);
+    }
+    const int64_t total = int64_t(x.size());
+    if (infer_at >= 0) {
+      if (known == 0 || total % known) return std::nullopt;
+      dims[size_t(infer_at)] = total / known;
+    } else if (known != total) {
       return std::nullopt;
     }
-    if (!all_inputs_constant(n)) return std::nullopt;
+    Small out = x;
+    out.shape = dims;
+    return out;
+  }
+
+  std::optional<Small> fold_constant_of_shape(const onnx::NodeProto& n) {
     const Small& x = *constant(n, 0);
-    if (op == "Identity") return x;
-    if (op == "Cast") {
-      Small out = x;
-      out.dtype = int(attr_i(n, "to", 0));
-      out.ints.clear();
-      out.floats.clear();
-      for (size_t k = 0; k < x.size(); ++k) {
-        if (out.is_float()) out.floats.push_back(x.f(k));
-        else if (out.dtype == onnx::TensorProto::INT64 || out.dtype == onnx::TensorProto::INT32) out.ints.push_back(x.i(k));
-        else if (out.dtype == onnx::TensorProto::BOOL) out.ints.push_back(x.f(k) != 0);
-        else return std::nullopt;
-      }
-      return out;
+    std::vector<int64_t> dims = x.ints;
+    if (x.is_float() || numel(dims) < 0 || numel(dims) > kMaxFoldElements) return std::nullopt;
+    Small out;
+    out.dtype = onnx::TensorProto::FLOAT;
+    double fill = 0;
+    if (auto* a = find_attr(n, "value"); a && a->has_t()) {
+      auto v = from_tensor(a->t());
+      if (!v || v->size() != 1) return std::nullopt;
+      out.dtype = v->dtype;
+      fill = v->f(0);
     }
-    if (op == "Gather") {
-      const Small* idx = constant(n, 1);
-      if (x.shape.size() != 1 || attr_i(n, "axis", 0) != 0 || !idx) return std::nullopt;
-      Small out = x;
-      out.shape = idx->shape;
-      out.ints.clear();
-      out.floats.clear();
-      const int64_t dim = x.shape[0];
-      for (size_t k = 0; k < idx->size(); ++k) {
-        int64_t i = idx->i(k);
-        if (i < 0) i += dim;
-        if (i < 0 || i >= dim) return std::nullopt;
-        if (x.is_float()) out.floats.push_back(x.floats[size_t(i)]);
-        else out.ints.push_back(x.ints[size_t(i)]);
-      }
-      return out;
+    out.shape = dims;
+    for (int64_t k = 0; k < numel(dims); ++k) {
+      if (out.is_float()) out.floats.push_back(fill);
+      else out.ints.push_back(int64_t(fill));
     }
-    if (op == "Unsqueeze" || op == "Squeeze") {
-      std::vector<int64_t> axes = opset_ >= 13 ? (constant(n, 1) ? constant(n, 1)->ints : std::vector<int64_t>{}) : attr_ints(n, "axes");
-      Small out = x;
-      if (op == "Unsqueeze") {
-        const int64_t rank = int64_t(x.shape.size() + axes.size());
-        std::vector<int64_t> norm;
-        for (auto a : axes) norm.push_back(a < 0 ? a + rank : a);
-        std::sort(norm.begin(), norm.end());
-        for (auto a : norm) {
-          if (a < 0 || a > int64_t(out.shape.size())) return std::nullopt;
-          out.shape.insert(out.shape.begin() + a, 1);
-        }
-      } else {
-        std::vector<int64_t> shape;
-        const int64_t rank = int64_t(x.shape.size());
-        for (int64_t d = 0; d < rank; ++d) {
-          bool drop = axes.empty() ? x.shape[size_t(d)] == 1
-                                   : std::any_of(axes.begin(), axes.end(), [&](int64_t a) { return (a < 0 ? a + rank : a) == d; });
-          if (!drop) shape.push_back(x.shape[size_t(d)]);
-        }
-        out.shape = shape;
-      }
-      return out;
+    return out;
+  }
+
+  std::optional<Small> fold_range(const onnx::NodeProto& n) {
+    const Small *s = constant(n, 0), *l = constant(n, 1), *d = constant(n, 2);
+    if (!s || !l || !d || s->size() != 1 || l->size() != 1 || d->size() != 1 || d->f(0) == 0) return std::nullopt;
+    const double count = std::max(0.0, std::ceil((l->f(0) - s->f(0)) / d->f(0)));
+    if (count > kMaxFoldElements) return std::nullopt;
+    Small out;
+    out.dtype = s->dtype;
+    out.shape = {int64_t(count)};
+    for (int64_t k = 0; k < int64_t(count); ++k) {
+      if (out.is_float()) out.floats.push_back(s->f(0) + double(k) * d->f(0));
+      else out.ints.push_back(s->i(0) + k * d->i(0));
     }
-    if (op == "Concat") {
-      Small out = x;
-      out.ints.clear();
-      out.floats.clear();
-      for (int k = 0; k < n.input_size(); ++k) {
-        const Small* part = constant(n, k);
-        if (!part || part->shape.size() != 1 || part->is_float() != x.is_float()) return std::nullopt;
-        out.ints.insert(out.ints.end(), part->ints.begin(), part->ints.end());
-        out.floats.insert(out.floats.end(), part->floats.begin(), part->floats.end());
-      }
-      out.shape = {int64_t(out.size())};
-      return out;
-    }
-    if (op == "Slice") {
-      // General ONNX Slice (any rank, negative steps) on a small constant.
-      const int64_t rank = int64_t(x.shape.size());
-      std::vector<int64_t> starts, ends, axes, steps;
-      if (opset_ < 10) {
-        starts = attr_ints(n, "starts");
-        ends = attr_ints(n, "ends");
-        axes = attr_ints(n, "axes");
-      } else {
-        const Small *s = constant(n, 1), *e = constant(n, 2), *ax = constant(n, 3), *st = constant(n, 4);
-        if (!s || !e || (n.input_size() > 3 && !n.input(3).empty() && !ax) || (n.input_size() > 4 && !n.input(4).empty() && !st))
-          return std::nullopt;
-        starts = s->ints;
-        ends = e->ints;
-        if (ax) axes = ax->ints;
-        if (st) steps = st->ints;
-      }
-      if (axes.empty())
-        for (int64_t k = 0; k < int64_t(starts.size()); ++k) axes.push_back(k);
-      if (steps.empty()) steps.assign(starts.size(), 1);
-      if (starts.size() != ends.size() || axes.size() != starts.size() || steps.size() != starts.size()) return std::nullopt;
-      std::vector<std::vector<int64_t>> picks(static_cast<size_t>(rank));
-      for (int64_t d = 0; d < rank; ++d)
-        for (int64_t k = 0; k < x.shape[size_t(d)]; ++k) picks[size_t(d)].push_back(k);
-      for (size_t k = 0; k < axes.size(); ++k) {
-        int64_t axis = axes[k] < 0 ? axes[k] + rank : axes[k];
-        if (axis < 0 || axis >= rank || steps[k] == 0) return std::nullopt;
-        const int64_t dim = x.shape[size_t(axis)];
-        int64_t start = starts[k], end = ends[k], step = steps[k];
-        if (start < 0) start += dim;
-        if (end < 0) end += dim;
-        if (step > 0) {
-          start = std::clamp<int64_t>(start, 0, dim);
-          end = std::clamp<int64_t>(end, 0, dim);
-        } else {
-          start = std::clamp<int64_t>(start, 0, dim - 1);
-          end = std::clamp<int64_t>(end, -1, dim - 1);
-        }
-        std::vector<int64_t> idx;
-        for (int64_t i = start; step > 0 ? i < end : i > end; i += step) idx.push_back(i);
-        picks[size_t(axis)] = idx;
-      }
-      return gather_grid(x, picks);
-    }
-    if (op == "Transpose") {
-      const int64_t rank = int64_t(x.shape.size());
-      std::vector<int64_t> perm = attr_ints(n, "perm");
-      if (perm.empty())
-        for (int64_t d = rank - 1; d >= 0; --d) perm.push_back(d);
-      if (int64_t(perm.size()) != rank) return std::nullopt;
-      Small out = x;
-      out.ints.clear();
-      out.floats.clear();
-      out.shape.clear();
-      for (auto p : perm) {
-        if (p < 0 || p >= rank) return std::nullopt;
-        out.shape.push_back(x.shape[size_t(p)]);
-      }
-      const auto in_strides = strides(x.shape);
-      const int64_t total = numel(out.shape);
-      std::vector<int64_t> index(static_cast<size_t>(rank), 0);
-      for (int64_t flat = 0; flat < total; ++flat) {
-        int64_t src = 0;
-        for (int64_t d = 0; d < rank; ++d) src += index[size_t(d)] * in_strides[size_t(perm[size_t(d)])];
-        if (x.is_float()) out.floats.push_back(x.floats[size_t(src)]);
-        else out.ints.push_back(x.ints[size_t(src)]);
-        for (int64_t d = rank - 1; d >= 0; --d) {
-          if (++index[size_t(d)] < out.shape[size_t(d)]) break;
-          index[size_t(d)] = 0;
-        }
-      }
-      return out;
-    }
-    if (op == "Reshape") {
-      const Small* shape = constant(n, 1);
-      if (!shape) return std::nullopt;
-      std::vector<int64_t> dims;
-      int64_t known = 1, infer_at = -1;
-      for (size_t k = 0; k < shape->size(); ++k) {
-        int64_t d = shape->i(k);
-        if (d == 0 && k < x.shape.size() && !attr_i(n, "allowzero", 0)) d = x.shape[k];
-        if (d == -1) {
-          if (infer_at >= 0) return std::nullopt;
-          infer_at = int64_t(k);
-        } else {
-          if (d < 0) return std::nullopt;
-          known *= d;
-        }
-        dims.push_back(d);
-      }
-      const int64_t total = int64_t(x.size());
-      if (infer_at >= 0) {
-        if (known == 0 || total % known) return std::nullopt;
-        dims[size_t(infer_at)] = total / known;
-      } else if (known != total) {
-        return std::nullopt;
-      }
-      Small out = x;
-      out.shape = dims;
-      return out;
-    }
-    if (op == "ConstantOfShape") {
-      std::vector<int64_t> dims = x.ints;
-      if (x.is_float() || numel(dims) < 0 || numel(dims) > kMaxFoldElements) return std::nullopt;
-      Small out;
-      out.dtype = onnx::TensorProto::FLOAT;
-      double fill = 0;
-      if (auto* a = find_attr(n, "value"); a && a->has_t()) {
-        auto v = from_tensor(a->t());
-        if (!v || v->size() != 1) return std::nullopt;
-        out.dtype = v->dtype;
-        fill = v->f(0);
-      }
-      out.shape = dims;
-      for (int64_t k = 0; k < numel(dims); ++k) {
-        if (out.is_float()) out.floats.push_back(fill);
-        else out.ints.push_back(int64_t(fill));
-      }
-      return out;
-    }
-    if (op == "Range") {
-      const Small *s = constant(n, 0), *l = constant(n, 1), *d = constant(n, 2);
-      if (!s || !l || !d || s->size() != 1 || l->size() != 1 || d->size() != 1 || d->f(0) == 0) return std::nullopt;
-      const double count = std::max(0.0, std::ceil((l->f(0) - s->f(0)) / d->f(0)));
-      if (count > kMaxFoldElements) return std::nullopt;
-      Small out;
-      out.dtype = s->dtype;
-      out.shape = {int64_t(count)};
-      for (int64_t k = 0; k < int64_t(count); ++k) {
-        if (out.is_float()) out.floats.push_back(s->f(0) + double(k) * d->f(0));
-        else out.ints.push_back(s->i(0) + k * d->i(0));
-      }
-      return out;
-    }
-    // Elementwise operators fold by what their table entry says they compute.
-    const OpDef* def = OpRegistry::instance().find(op);
-    const EltFn fn = def ? def->elementwise : EltFn::none;
+    return out;
+  }
+
+  // The product of a 1-D integer vector (a shape's element count).
+  std::optional<Small> fold_reduce_prod(const onnx::NodeProto& n) {
+    const Small& x = *constant(n, 0);
+    if (x.shape.size() != 1 || x.is_float()) return std::nullopt;
+    int64_t p = 1;
+    for (auto v : x.ints) p *= v;
+    return make_ints({p}, attr_i(n, "keepdims", 1) ? std::vector<int64_t>{1} : std::vector<int64_t>{});
+  }
+
+  // Elementwise operators fold by what their table entry says they compute (EltFn).
+  std::optional<Small> fold_elementwise(const onnx::NodeProto& n, EltFn fn) {
+    const Small& x = *constant(n, 0);
     if (fn == EltFn::floor || fn == EltFn::ceil || fn == EltFn::neg || fn == EltFn::abs || fn == EltFn::sqrt) {
       Small out = x;
       for (size_t k = 0; k < x.size(); ++k) {
@@ -522,32 +566,25 @@ class Folder {
       }
       return out;
     }
-    if (op == "ReduceProd" && x.shape.size() == 1 && !x.is_float()) {
-      int64_t p = 1;
-      for (auto v : x.ints) p *= v;
-      return make_ints({p}, attr_i(n, "keepdims", 1) ? std::vector<int64_t>{1} : std::vector<int64_t>{});
+    if (fn == EltFn::where) {
+      if (n.input_size() != 3 || !constant(n, 1) || !constant(n, 2)) return std::nullopt;
+      const Small &c = x, &a = *constant(n, 1), &b = *constant(n, 2);
+      auto ab = broadcast_shape(a.shape, b.shape);
+      auto shape = ab ? broadcast_shape(c.shape, *ab) : std::nullopt;
+      if (!shape || numel(*shape) < 0 || a.is_float() != b.is_float()) return std::nullopt;
+      const auto ic = broadcast_index(c.shape, *shape), ia = broadcast_index(a.shape, *shape), ib = broadcast_index(b.shape, *shape);
+      Small out;
+      out.dtype = a.dtype;
+      out.shape = *shape;
+      for (size_t k = 0; k < ic.size(); ++k) {
+        const bool take_a = c.i(ic[k]) != 0;
+        if (out.is_float()) out.floats.push_back(take_a ? a.f(ia[k]) : b.f(ib[k]));
+        else out.ints.push_back(take_a ? a.i(ia[k]) : b.i(ib[k]));
+      }
+      return out;
     }
     const Small* y = constant(n, 1);
-    if (!y || n.input_size() != 2) {
-      if (fn == EltFn::where && n.input_size() == 3 && constant(n, 2)) {
-        const Small &c = x, &a = *constant(n, 1), &b = *constant(n, 2);
-        auto ab = broadcast_shape(a.shape, b.shape);
-        auto shape = ab ? broadcast_shape(c.shape, *ab) : std::nullopt;
-        if (!shape || numel(*shape) < 0 || a.is_float() != b.is_float()) return std::nullopt;
-        const auto ic = broadcast_index(c.shape, *shape), ia = broadcast_index(a.shape, *shape),
-                   ib = broadcast_index(b.shape, *shape);
-        Small out;
-        out.dtype = a.dtype;
-        out.shape = *shape;
-        for (size_t k = 0; k < ic.size(); ++k) {
-          const bool take_a = c.i(ic[k]) != 0;
-          if (out.is_float()) out.floats.push_back(take_a ? a.f(ia[k]) : b.f(ib[k]));
-          else out.ints.push_back(take_a ? a.i(ia[k]) : b.i(ib[k]));
-        }
-        return out;
-      }
-      return std::nullopt;
-    }
+    if (!y || n.input_size() != 2) return std::nullopt;
     const bool fm = x.is_float() || y->is_float();
     using R = std::optional<double>;
     const int dt = x.dtype;
@@ -577,6 +614,49 @@ class Folder {
       case EltFn::greater_equal: return binary(x, *y, [](double a, double b) -> R { return double(a >= b); }, fm, bool_t);
       default: break;
     }
+    return std::nullopt;
+  }
+
+  // A folding rule, and whether it needs every input constant (Shape and Size read only the
+  // input's shape; Constant has no inputs).
+  struct Rule {
+    std::optional<Small> (Folder::*fn)(const onnx::NodeProto&) = nullptr;
+    bool constant_inputs = true;
+    explicit operator bool() const { return fn != nullptr; }
+  };
+
+  // The rules, registered per operator-table entry like a backend's lowerings.
+  static const LoweringTable<Rule>& rules() {
+    static const LoweringTable<Rule> table = [] {
+      LoweringTable<Rule> t("shape folding");
+      t.add({"Shape"}, {&Folder::fold_shape, false});
+      t.add({"Size"}, {&Folder::fold_size, false});
+      t.add({"Constant"}, {&Folder::fold_constant, false});
+      t.add({"Identity"}, {&Folder::fold_identity});
+      t.add({"Cast"}, {&Folder::fold_cast});
+      t.add({"Gather"}, {&Folder::fold_gather});
+      t.add({"Unsqueeze"}, {&Folder::fold_unsqueeze});
+      t.add({"Squeeze"}, {&Folder::fold_squeeze});
+      t.add({"Concat"}, {&Folder::fold_concat});
+      t.add({"Slice"}, {&Folder::fold_slice});
+      t.add({"Transpose"}, {&Folder::fold_transpose});
+      t.add({"Reshape"}, {&Folder::fold_reshape});
+      t.add({"ConstantOfShape"}, {&Folder::fold_constant_of_shape});
+      t.add({"Range"}, {&Folder::fold_range});
+      t.add({"ReduceProd"}, {&Folder::fold_reduce_prod});
+      return t;
+    }();
+    return table;
+  }
+
+  std::optional<Small> evaluate(const onnx::NodeProto& n) {
+    const OpDef* def = n.domain().empty() || n.domain() == "ai.onnx" ? OpRegistry::instance().find(n.op_type()) : nullptr;
+    if (!def) return std::nullopt;
+    const Rule rule = rules().find(*def);
+    if (rule && !rule.constant_inputs) return (this->*rule.fn)(n);
+    if (!all_inputs_constant(n)) return std::nullopt;
+    if (rule) return (this->*rule.fn)(n);
+    if (def->elementwise != EltFn::none) return fold_elementwise(n, def->elementwise);
     return std::nullopt;
   }
 };

@@ -439,7 +439,7 @@ Analysis analyze(const Graph& model, bb::Database& db, const Options& o, const P
     }
     const int anchor = anchor_of(g, use.nodes);
     gr.anchor = anchor >= 0 ? g.nodes[size_t(anchor)].name : "";
-    const std::vector<Variant> vars = anchor >= 0 ? variants.of(g, anchor) : std::vector<Variant>{{"default", "", true}};
+    const std::vector<Variant> vars = anchor >= 0 ? variants.of(g, anchor) : std::vector<Variant>{{"default", "", true, Precision::fp32, "", ""}};
     bool reduced_available = false, winograd = false;
     for (const auto& v : vars) {
       VariantTime vt{v.name, stored_ms(fused_key(v.name, use.key)), v.is_default, is_reduced_precision(v)};

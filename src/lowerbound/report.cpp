@@ -366,23 +366,33 @@ const char* const kPalette[] = {"#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76
                                 "#8cd17d", "#a0cbe8", "#ffbe7d", "#499894", "#f1ce63", "#d4a6c8"};
 const char* const kOther = "#c7c7c7";
 
-// The same op type gets the same colour in every report: well-known ops are fixed, others hash.
-std::string op_colour(const std::string& op) {
-  static const std::map<std::string, const char*> fixed = {
-      {"Conv", "#4e79a7"},         {"MatMul", "#f28e2b"},       {"Gemm", "#e15759"},
-      {"BatchNormalization", "#76b7b2"}, {"Relu", "#59a14f"},   {"Add", "#edc948"},
-      {"MaxPool", "#b07aa1"},      {"AveragePool", "#d4a6c8"},  {"GlobalAveragePool", "#ff9da7"},
-      {"Softmax", "#9c755f"},      {"LayerNormalization", "#86bcb6"}, {"Mul", "#d37295"},
-      {"Concat", "#a0cbe8"},       {"Transpose", "#ffbe7d"},    {"Div", "#8cd17d"},
-      {"Sigmoid", "#499894"},      {"Clip", "#f1ce63"},         {"Erf", "#bab0ac"},
-      {"Gelu", "#bab0ac"},         {"ConvTranspose", "#2f5d8a"}, {"Sub", "#b6992d"},
-      {"ReduceMean", "#79706e"},   {"Resize", "#8f6ab0"},       {"Pad", "#c58c5c"}};
-  auto it = fixed.find(op);
-  if (it != fixed.end()) return it->second;
-  uint32_t h = 2166136261u;
-  for (char c : op) h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
-  return kPalette[h % (sizeof kPalette / sizeof kPalette[0])];
-}
+// Colours of the op types in one report: the heaviest types (summed default or fastest time,
+// as the chart by operator type orders them) take the palette in order, so the types that
+// matter are told apart; the rest share the neutral colour. No operator is singled out by name.
+class OpColours {
+ public:
+  explicit OpColours(const std::vector<Layer>& layers) {
+    const auto nz = [](const opt& v) { return v ? std::max(*v, 0.0) : 0.0; };
+    std::map<std::string, std::pair<double, double>> time;
+    for (const Layer& l : layers) {
+      auto& t = time[l.op];
+      t.first += nz(l.default_ms);
+      t.second += nz(l.fastest_ms);
+    }
+    std::vector<std::pair<double, std::string>> order;
+    for (const auto& [op, t] : time) order.push_back({std::max(t.first, t.second), op});
+    std::sort(order.begin(), order.end(), [](const auto& x, const auto& y) { return x.first != y.first ? x.first > y.first : x.second < y.second; });
+    const size_t palette = sizeof kPalette / sizeof kPalette[0];
+    for (size_t i = 0; i < order.size() && i < palette; ++i) colour_[order[i].second] = kPalette[i];
+  }
+  std::string operator()(const std::string& op) const {
+    auto it = colour_.find(op);
+    return it == colour_.end() ? kOther : it->second;
+  }
+
+ private:
+  std::map<std::string, std::string> colour_;
+};
 
 const char* kDefaultColour = "#8796a8";
 const char* kFastestColour = "#2b6cb0";
@@ -686,6 +696,7 @@ void op_chart(Page& p, const Analysis& a) {
     }
     segs.push_back(other);
   }
+  const OpColours op_colour(a.layers);
   auto colour = [&](size_t i) { return i < shown ? op_colour(segs[i].op) : std::string(kOther); };
   OpTotals total;
   for (const OpTotals& t : segs) {
@@ -754,6 +765,7 @@ void op_chart(Page& p, const Analysis& a) {
 // -- top layers
 
 void layer_chart(Page& p, const Analysis& a) {
+  const OpColours op_colour(a.layers);
   const size_t top_n = 25;
   std::vector<const Layer*> ls;
   for (const Layer& l : a.layers)
@@ -959,6 +971,7 @@ void groups_table(Page& p, const Analysis& a) {
 // -- all layers
 
 void layer_table(Page& p, const Analysis& a) {
+  const OpColours op_colour(a.layers);
   std::map<long, std::string> group_label;
   for (const Group& g : a.groups) group_label[g.id] = g.label;
   p << "<section id=\"layers\"><h2>All layers</h2><div class=\"sub\">In execution order; click a heading to sort. "

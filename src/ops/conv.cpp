@@ -42,36 +42,56 @@ Cost conv_transpose_cost(const Graph& g, const Node& n) {
   return streaming_cost(g, n, 2 * macs + bias);
 }
 
-// The bias has one entry per output channel: W[0] for Conv, W[1] x group for ConvTranspose.
-void validate_conv(const Graph& g, const Node& n) {
+// Weights of the input's rank, channels that match the input's and the groups, and a bias with
+// one entry per output channel (W[0] for Conv, W[1] x group for ConvTranspose).
+void validate_window_weights(const Graph& g, const Node& n, bool transpose) {
+  const Value& x = required_input(g, n, 0);
   const Value& w = required_input(g, n, 1);
-  if (w.shape.size() < 2) invalid(n, "weight '" + w.name + "' has rank " + std::to_string(w.shape.size()) + "; needs at least 2");
+  if (w.shape.size() < 3 || w.shape.size() != x.shape.size())
+    invalid(n, "weight '" + w.name + "' has shape " + shape_str(w.shape) + "; needs the input's rank (" +
+                   std::to_string(x.shape.size()) + ", at least 3)");
   const int64_t group = n.attr_int("group", 1);
   if (group < 1) invalid(n, "attribute 'group' is " + std::to_string(group) + "; must be >= 1");
-  const int64_t out_channels = n.op == "Conv" ? w.shape[0] : w.shape[1] * group;
+  // Conv: W is [M, C/group, k...]; ConvTranspose: W is [C, M/group, k...].
+  const int64_t in_channels = transpose ? w.shape[0] : w.shape[1] * group;
+  if (x.shape[1] != in_channels)
+    invalid(n, "input '" + x.name + "' has " + std::to_string(x.shape[1]) + " channels; weight '" + w.name + "' " +
+                   shape_str(w.shape) + " with group " + std::to_string(group) + " needs " + std::to_string(in_channels));
+  if (w.shape[0] % group != 0)
+    invalid(n, "weight '" + w.name + "' has " + std::to_string(w.shape[0]) + " filters, not a multiple of group " + std::to_string(group));
+  const int64_t out_channels = transpose ? w.shape[1] * group : w.shape[0];
   require_input_shape(g, n, 2, {out_channels}, "bias");
 }
+void validate_conv(const Graph& g, const Node& n) { validate_window_weights(g, n, false); }
+void validate_conv_transpose(const Graph& g, const Node& n) { validate_window_weights(g, n, true); }
 
 }  // namespace
 
 void register_conv_ops(OpRegistry& r) {
-  const NormaliseFn window = [](const Graph& g, const Node& n, Attrs& a) { (void)normalise_window(g, n, a, true); };
   struct Entry {
     const char* name;
     CostFn cost;
     const char* summary;
+    NormaliseFn normalise;
+    void (*validate)(const Graph&, const Node&);
+    bool anchor;
   };
-  for (const Entry& e : {Entry{"Conv", conv_cost, "N-d convolution (groups, dilations, pads, auto_pad)"},
-                         Entry{"ConvTranspose", conv_transpose_cost, "N-d transposed convolution"}}) {
-    const auto [name, cost, summary] = e;
-    OpDef def{name, OpClass::compute, cost, summary, nullptr, window};
+  for (const Entry& e : {Entry{"Conv", conv_cost, "N-d convolution (groups, dilations, pads, auto_pad)",
+                               [](const Graph& g, const Node& n, Attrs& a) { (void)normalise_window(g, n, a, WindowKind::conv); }, validate_conv,
+                               true},
+                         Entry{"ConvTranspose", conv_transpose_cost, "N-d transposed convolution",
+                               [](const Graph& g, const Node& n, Attrs& a) {
+                                 (void)normalise_window(g, n, a, WindowKind::conv_transpose);
+                               },
+                               validate_conv_transpose, false}}) {
+    OpDef def{e.name, OpClass::compute, e.cost, e.summary, nullptr, e.normalise};
     def.check_attributes = [](const Node& n) {
       check_window(n, false);
       if (n.attr_int("group", 1) < 1) invalid(n, "attribute 'group' is " + std::to_string(n.attr_int("group", 1)) + "; must be >= 1");
     };
-    def.validate = validate_conv;
+    def.validate = e.validate;
     def.sets_layout = true;
-    def.variant_anchor = std::string(name) == "Conv";
+    def.variant_anchor = e.anchor;
     r.add(std::move(def));
   }
 }

@@ -107,6 +107,13 @@ void register_elementwise_ops(OpRegistry& r) {
         if (!broadcasts_to(slope.shape, x.shape))
           invalid(n, "slope '" + slope.name + "' of shape " + shape_str(slope.shape) + " does not broadcast to the input's " + shape_str(x.shape));
       };
+    // Clip-11's min and max (optional inputs) are scalars.
+    if (e.fn == F::clip)
+      def.validate = [](const Graph& g, const Node& n) {
+        for (size_t i = 1; i <= 2; ++i)
+          if (const Value* b = input(g, n, i); b && b->numel() != 1)
+            invalid(n, std::string(i == 1 ? "min" : "max") + " '" + b->name + "' has shape " + shape_str(b->shape) + "; must be a scalar");
+      };
     r.add(std::move(def));
   }
   // Variadic: any number of inputs, broadcast together, folded pairwise.

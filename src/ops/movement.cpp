@@ -34,8 +34,10 @@ Cost resize_cost(const Graph& g, const Node& n) {
 void register_movement_ops(OpRegistry& r) {
   const NormaliseFn axis0 = [](const Graph&, const Node&, Attrs& a) { set_default(a, "axis", int64_t(0)); };
   for (const char* name : {"Concat", "Split"}) r.add({name, OpClass::movement, copy_cost, "data movement", nullptr, axis0});
-  for (const char* name : {"Transpose", "Pad", "Expand", "Tile", "SpaceToDepth"})
-    r.add({name, OpClass::movement, copy_cost, "data movement"});
+  for (const char* name : {"Transpose", "Expand", "Tile", "SpaceToDepth"}) r.add({name, OpClass::movement, copy_cost, "data movement"});
+  OpDef pad{"Pad", OpClass::movement, copy_cost, "pads with a constant, or by reflection or edge values"};
+  pad.pads_constant = true;
+  r.add(std::move(pad));
   r.add({"ScatterND", OpClass::movement, copy_cost, "writes slices at index tuples (reduction none/add/mul/max/min)", nullptr,
          [](const Graph&, const Node&, Attrs& a) { set_default(a, "reduction", std::string("none")); }});
   r.add({"DepthToSpace", OpClass::movement, copy_cost, "data movement", nullptr,
@@ -51,7 +53,23 @@ void register_movement_ops(OpRegistry& r) {
   r.add({"GatherND", OpClass::movement, select_cost, "selects slices by index tuples", nullptr,
          [](const Graph&, const Node&, Attrs& a) { set_default(a, "batch_dims", int64_t(0)); }});
   r.add({"Slice", OpClass::movement, select_cost, "selects part of its input"});
-  r.add({"Resize", OpClass::movement, resize_cost, "nearest / linear / cubic resize"});
+  OpDef resize{"Resize", OpClass::movement, resize_cost, "nearest / linear / cubic resize"};
+  resize.validate = [](const Graph& g, const Node& n) {
+    // roi, scales, sizes from opset 11 (scales alone at 10): one entry per input dim (two for roi).
+    const Value& x = required_input(g, n, 0);
+    const size_t rank = x.shape.size();
+    for (size_t i = 1; i < n.inputs.size(); ++i) {
+      const Value* v = input(g, n, i);
+      if (!v || v->numel() == 0) continue;  // an empty optional input
+      const bool roi = n.opset >= 11 && i == 1;
+      const size_t want = roi ? 2 * rank : rank;
+      const char* what = roi ? "roi" : (n.opset >= 11 ? (i == 2 ? "scales" : "sizes") : "scales");
+      if (v->shape.size() != 1 || size_t(v->shape[0]) != want)
+        invalid(n, std::string(what) + " '" + v->name + "' has shape " + shape_str(v->shape) + "; the input has rank " +
+                       std::to_string(rank) + ", so " + std::to_string(want) + " entries are needed");
+    }
+  };
+  r.add(std::move(resize));
   r.add({"Upsample", OpClass::movement, resize_cost, "nearest / linear upsample (opset < 10)"});
 }
 

@@ -37,12 +37,29 @@ void register_normalization_ops(OpRegistry& r) {
     for (size_t i = 1; i <= 4; ++i) require_input_shape(g, n, i, {x.shape[1]}, i == 1 ? "scale" : i == 2 ? "bias" : i == 3 ? "mean" : "variance");
   };
   bn.per_channel_affine = true;
+  bn.positive_inputs = (1u << 1) | (1u << 4);  // scale, variance
   r.add(std::move(bn));
-  r.add({"LayerNormalization", OpClass::reduction, per_output_element<8>, "layer normalisation over trailing axes", nullptr,
-         [](const Graph&, const Node&, Attrs& a) {
-           set_default(a, "axis", int64_t(-1));
-           set_default(a, "epsilon", 1e-5);
-         }});
+  OpDef layer{"LayerNormalization", OpClass::reduction, per_output_element<8>, "layer normalisation over trailing axes", nullptr,
+              [](const Graph&, const Node&, Attrs& a) {
+                set_default(a, "axis", int64_t(-1));
+                set_default(a, "epsilon", 1e-5);
+              }};
+  // Scale and bias broadcast to the normalised (trailing) dims.
+  layer.validate = [](const Graph& g, const Node& n) {
+    const Value& x = required_input(g, n, 0);
+    const int64_t rank = int64_t(x.shape.size());
+    int64_t axis = n.attr_int("axis", -1);
+    if (axis < -rank || axis >= rank)
+      invalid(n, "axis " + std::to_string(axis) + " is outside the input's rank " + std::to_string(rank));
+    if (axis < 0) axis += rank;
+    const Shape normalised(x.shape.begin() + axis, x.shape.end());
+    for (size_t i = 1; i <= 2; ++i)
+      if (const Value* p = input(g, n, i); p && !broadcasts_to(p->shape, normalised))
+        invalid(n, std::string(i == 1 ? "scale" : "bias") + " '" + p->name + "' has shape " + shape_str(p->shape) +
+                       ", which does not broadcast to the normalised dims " + shape_str(normalised));
+  };
+  layer.positive_inputs = 1u << 1;  // scale
+  r.add(std::move(layer));
   OpDef instance{"InstanceNormalization", OpClass::reduction, per_output_element<8>, "instance normalisation", nullptr,
                   [](const Graph&, const Node&, Attrs& a) { set_default(a, "epsilon", 1e-5); }};
   instance.validate = [](const Graph& g, const Node& n) {
@@ -51,6 +68,7 @@ void register_normalization_ops(OpRegistry& r) {
     require_input_shape(g, n, 1, {x.shape[1]}, "scale");
     require_input_shape(g, n, 2, {x.shape[1]}, "bias");
   };
+  instance.positive_inputs = 1u << 1;  // scale
   r.add(std::move(instance));
   // Softmax's default axis moved from 1 to -1 in opset 13 (with a different meaning before: the
   // input flattened to 2-D at that axis).

@@ -70,7 +70,9 @@ inline void set_default(Attrs& a, const std::string& key, Attribute value) {
 // (convolutions), ceil_mode 0 (pools); auto_pad SAME_UPPER / SAME_LOWER resolved to explicit
 // pads from the concrete shapes (not for ConvTranspose), VALID to zero pads; pads default 0.
 // False (nothing done) when the input has no spatial dimensions.
-inline bool normalise_window(const Graph& g, const Node& n, Attrs& a, bool conv) {
+enum class WindowKind { conv, conv_transpose, pool };
+inline bool normalise_window(const Graph& g, const Node& n, Attrs& a, WindowKind kind) {
+  const bool conv = kind != WindowKind::pool;
   const Value* x = input(g, n, 0);
   const size_t rank = x ? x->shape.size() : 0;
   if (rank < 3) return false;
@@ -84,19 +86,13 @@ inline bool normalise_window(const Graph& g, const Node& n, Attrs& a, bool conv)
   else set_default(a, "ceil_mode", int64_t(0));
   const std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
   a.erase("auto_pad");
-  if ((auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") && n.op != "ConvTranspose" && !n.outputs.empty() &&
-      a.count("kernel_shape")) {
-    const Shape& y = g.values[size_t(n.outputs[0])].shape;
-    const auto k = std::get<std::vector<int64_t>>(a["kernel_shape"]);
-    const auto s = std::get<std::vector<int64_t>>(a["strides"]);
-    const auto d = std::get<std::vector<int64_t>>(a["dilations"]);
-    std::vector<int64_t> pads(2 * sp, 0);
-    for (size_t i = 0; i < sp && i < k.size() && i < s.size() && i < d.size() && 2 + i < y.size(); ++i) {
-      const int64_t total = std::max<int64_t>(0, (y[2 + i] - 1) * s[i] + (k[i] - 1) * d[i] + 1 - x->shape[2 + i]);
-      const int64_t small = total / 2, big = total - small;
-      pads[i] = auto_pad == "SAME_UPPER" ? small : big;
-      pads[i + sp] = auto_pad == "SAME_UPPER" ? big : small;
-    }
+  const Shape* y = n.outputs.empty() || n.outputs[0] < 0 ? nullptr : &g.values[size_t(n.outputs[0])].shape;
+  // ConvTranspose's SAME is defined on its output, not resolved here.
+  if ((auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") && kind != WindowKind::conv_transpose && y && y->size() == rank &&
+      a.count("kernel_shape") && std::get<std::vector<int64_t>>(a["kernel_shape"]).size() == sp) {
+    const WindowGeometry w = window_geometry(n, x->shape, *y, std::get<std::vector<int64_t>>(a["kernel_shape"]));
+    std::vector<int64_t> pads = w.pad_begin;
+    pads.insert(pads.end(), w.pad_end.begin(), w.pad_end.end());
     a["pads"] = pads;
   } else if (auto_pad == "VALID") {
     a["pads"] = std::vector<int64_t>(2 * sp, 0);

@@ -34,15 +34,17 @@ void register_pooling_ops(OpRegistry& r) {
   };
   r.add(window_pool({"MaxPool", OpClass::reduction, windowed_pool_cost, "max pooling (pads, strides, dilations, ceil_mode)", nullptr,
                      [](const Graph& g, const Node& n, Attrs& a) {
-                       if (normalise_window(g, n, a, false)) set_default(a, "storage_order", int64_t(0));
+                       if (normalise_window(g, n, a, WindowKind::pool)) set_default(a, "storage_order", int64_t(0));
                      }}));
-  r.add(window_pool({"AveragePool", OpClass::reduction, windowed_pool_cost, "average pooling (count_include_pad, ceil_mode)", nullptr,
-                     [](const Graph& g, const Node& n, Attrs& a) {
-                       if (normalise_window(g, n, a, false)) set_default(a, "count_include_pad", int64_t(0));
-                     }}));
+  OpDef average = window_pool({"AveragePool", OpClass::reduction, windowed_pool_cost, "average pooling (count_include_pad, ceil_mode)",
+                               nullptr, [](const Graph& g, const Node& n, Attrs& a) {
+                                 if (normalise_window(g, n, a, WindowKind::pool)) set_default(a, "count_include_pad", int64_t(0));
+                               }});
+  average.absorbs_zero_pad = true;
+  r.add(std::move(average));
   r.add(window_pool({"LpPool", OpClass::reduction, windowed_pool_cost, "Lp-norm pooling", nullptr,
                      [](const Graph& g, const Node& n, Attrs& a) {
-                       (void)normalise_window(g, n, a, false);
+                       (void)normalise_window(g, n, a, WindowKind::pool);
                        set_default(a, "p", int64_t(2));
                      }}));
   r.add({"GlobalAveragePool", OpClass::reduction, global_pool_cost, "mean over all spatial positions"});

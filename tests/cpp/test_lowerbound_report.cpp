@@ -219,3 +219,25 @@ TEST_CASE("report: malformed input throws InvalidArgument naming the field", "[r
                         "critical_path": ["a", 2]})"),
                     Contains("'critical_path[1]'"));
 }
+
+TEST_CASE("report: operator colours follow the time each type takes, distinct for the heaviest", "[report]") {
+  // A custom-domain type the table does not know outweighs Conv; twenty light types follow.
+  std::string layers = R"({"name": "a", "op": "MyFusedAttention", "default_ms": 9.0, "fastest_ms": 8.0},
+                          {"name": "b", "op": "Conv", "default_ms": 5.0, "fastest_ms": 4.0},
+                          {"name": "c", "op": "Relu", "default_ms": 1.0, "fastest_ms": 1.0})";
+  for (int i = 0; i < 20; ++i)
+    layers += R"(, {"name": "t)" + std::to_string(i) + R"(", "op": "Light)" + std::to_string(i) + R"(", "default_ms": 0.01})";
+  const std::string page = render_report_html(R"({"schema": "bricklab.lowerbound/1", "model": "m", "layers": [)" + layers + "]}");
+  const std::string table = section(page, "layers");
+  auto swatch = [&](const std::string& op) {
+    const std::string tail = "\"></span>" + op + "</td>";
+    const size_t end = table.find(tail);
+    REQUIRE(end != std::string::npos);
+    const size_t start = table.rfind("background:", end);
+    return table.substr(start + 11, end - start - 11);
+  };
+  CHECK(swatch("MyFusedAttention") == "#4e79a7");  // the palette's first colour: the heaviest type
+  CHECK(swatch("Conv") == "#f28e2b");
+  CHECK(swatch("Relu") != swatch("Conv"));
+  CHECK(swatch("Light9") == "#c7c7c7");  // the last by time and name, beyond the palette: neutral
+}

@@ -389,6 +389,10 @@ def _conv():
         build("1x1-no-bias", [c(["x", "w"])], {"x": uniform(r, (1, 8, 5, 5))}, inits={"w": uniform(r, (4, 8, 1, 1), -0.5, 0.5)}),
         build("same-upper-stride2", [c(["x", "w"], auto_pad="SAME_UPPER", strides=[2, 2])], {"x": uniform(r, (1, 3, 9, 8))},
               inits={"w": uniform(r, (4, 3, 3, 3), -0.5, 0.5)}),
+        build("same-lower-stride2", [c(["x", "w"], auto_pad="SAME_LOWER", strides=[2, 2])], {"x": uniform(r, (1, 3, 9, 8))},
+              inits={"w": uniform(r, (4, 3, 3, 3), -0.5, 0.5)}),
+        build("valid-dilated", [c(["x", "w"], auto_pad="VALID", dilations=[2, 2])], {"x": uniform(r, (1, 3, 9, 8))},
+              inits={"w": uniform(r, (4, 3, 3, 3), -0.5, 0.5)}),
         build("1d", [c(["x", "w", "b"], strides=[2], pads=[2, 1])], {"x": uniform(r, (2, 3, 20))},
               inits={"w": uniform(r, (4, 3, 5), -0.5, 0.5), "b": uniform(r, (4,))}),
         build("3d", [c(["x", "w"], pads=[1, 1, 1, 1, 1, 1])], {"x": uniform(r, (1, 2, 5, 6, 7))},
@@ -436,6 +440,7 @@ def _averagepool():
         build("pads-exclude-pad", [ap(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])], {"x": x}),
         build("pads-include-pad", [ap(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1)], {"x": x}),
         build("ceil-mode", [ap(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)], {"x": x}),
+        build("same-lower", [ap(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER")], {"x": x}),
         build("1d", [ap(kernel_shape=[4], strides=[3], pads=[1, 2])], {"x": uniform(r, (2, 3, 13))}),
     ]
 
@@ -891,6 +896,9 @@ def _constant_of_shape():
               inits={"s": np.array([2, 3, 4], I64)}),
         build("int64-value", [node("ConstantOfShape", ["s"], ["c"], value=one_float(7, I64)), node("Add", ["x", "c"])],
               {"x": r.integers(-9, 9, (3, 5))}, inits={"s": np.array([3, 5], I64)}),
+        # Larger than the load-time folding takes: the run-time kernel, in float64.
+        build("float64-large", [node("Shape", ["x"], ["s"]), node("ConstantOfShape", ["s"], ["c"], value=one_float(2.5, F64)),
+                                node("Mul", ["x", "c"])], {"x": uniform(r, (40, 130), dtype=F64)}),
     ]
 
 

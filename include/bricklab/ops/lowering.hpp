@@ -1,4 +1,5 @@
-// A backend's lowerings, one per operator-table entry. A backend builds one LoweringTable of its
+// A backend's lowerings, one per operator-table entry (the shape folder registers its folding
+// rules the same way). A backend builds one LoweringTable of its
 // own function type, registering each lowering under the entry's ONNX name once; nodes are then
 // dispatched by their entry (Node::def), never by comparing operator names. Registering a name
 // the operator table does not have is an error at start-up, so a typo cannot silently leave an
@@ -36,6 +37,7 @@ class LoweringTable {
     const OpDef* def = OpRegistry::instance().of(node);
     return def ? fns_[def->index] : Fn{};
   }
+  Fn find(const OpDef& def) const { return def.index < fns_.size() ? fns_[def.index] : Fn{}; }
   bool lowers(const OpDef& def) const { return def.index < fns_.size() && fns_[def.index]; }
   const std::string& backend() const { return backend_; }
 

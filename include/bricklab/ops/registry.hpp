@@ -76,9 +76,17 @@ struct OpDef {
   // layout the steps after it receive (a brick's context must then include it).
   // per_channel_affine: y = scale[c] * x + shift[c] with constant parameters (inference batch
   // norm), which a preceding convolution can absorb into its weights.
+  // pads_constant: copies its input into a larger tensor with constant (or reflected) borders
+  // (Pad). absorbs_zero_pad: a window that can read such a Pad's input directly when the borders
+  // are zeros it counts, folding them into its own padding (AveragePool).
   bool variant_anchor = false;
   bool sets_layout = false;
   bool per_channel_affine = false;
+  bool pads_constant = false;
+  bool absorbs_zero_pad = false;
+  // Bit i set: input i is a parameter that must be positive (a variance, a normalisation scale);
+  // stand-in weights for it are drawn from a positive range.
+  uint32_t positive_inputs = 0;
   EltFn elementwise = EltFn::none;  // elementwise operators: what they compute
   bool variadic = false;            // Sum, Mean, Max, Min: any number of inputs, folded pairwise
   size_t index = 0;                 // position in OpRegistry::all(), for dense per-backend tables
@@ -153,6 +161,24 @@ class NodeAttrs {
   const Node& node_;
   std::map<std::string, Attribute> attrs_;
 };
+
+// The window of a windowed node (Conv, MaxPool, AveragePool, LpPool) over concrete input and
+// output shapes: the one place auto_pad and ceil_mode arithmetic lives. Per spatial dimension:
+// kernel, strides, dilations (ONNX's convention: 1 = dense), the begin pads, the end pads as
+// declared (`pads`, or those auto_pad SAME_UPPER / SAME_LOWER / VALID implies), and the end pads
+// with which the window yields exactly the output size (`pad_end_exact`: larger than declared
+// where ceil_mode adds a window that overhangs the input, smaller where the last input rows are
+// never read). `in` and `out` are the full shapes [N, C, spatial...]; `kernel` the spatial
+// kernel (a convolution's weights' trailing dims, or kernel_shape). ShapeError naming the node
+// when the attribute lengths do not match the kernel's rank.
+struct WindowGeometry {
+  std::vector<int64_t> kernel, strides, dilations, pad_begin, pad_end, pad_end_exact;
+  size_t rank() const { return kernel.size(); }
+};
+WindowGeometry window_geometry(const Node& node, const Shape& in, const Shape& out, const std::vector<int64_t>& kernel);
+// The same for a node of `graph`, its input 0 and output 0, the kernel from kernel_shape or (for
+// a convolution without it) the weights.
+WindowGeometry window_geometry(const Graph& graph, const Node& node);
 
 // Fills node.cost for every node of the graph from the table (throws UnsupportedError for an
 // operator without an entry), after the entry's `validate` (ShapeError naming the node).

@@ -134,6 +134,34 @@ memory PlanBuilder::prepack(PrimitiveStep& step, int value, const memory::desc& 
   return dst;
 }
 
+namespace {
+// Writes `count` copies of `value` in element type `t`; false for a type it does not know.
+bool fill_constant(void* p, DType t, int64_t count, double value) {
+  auto fill = [&](auto tag) {
+    using T = decltype(tag);
+    std::fill_n(static_cast<T*>(p), size_t(count), T(value));
+    return true;
+  };
+  switch (t) {
+    case DType::float32: return fill(float{});
+    case DType::float64: return fill(double{});
+    case DType::float16:
+      std::fill_n(static_cast<uint16_t*>(p), size_t(count), float_to_half(float(value)));
+      return true;
+    case DType::int8: return fill(int8_t{});
+    case DType::int16: return fill(int16_t{});
+    case DType::int32: return fill(int32_t{});
+    case DType::int64: return fill(int64_t{});
+    case DType::uint8: return fill(uint8_t{});
+    case DType::uint16: return fill(uint16_t{});
+    case DType::uint32: return fill(uint32_t{});
+    case DType::uint64: return fill(uint64_t{});
+    case DType::boolean: return fill(bool{});
+    default: return false;
+  }
+}
+}  // namespace
+
 int PlanBuilder::slot_of(int value) {
   auto it = value_slot_.find(value);
   if (it != value_slot_.end()) return it->second;
@@ -153,11 +181,8 @@ int PlanBuilder::slot_of(int value) {
   } else if (v.dtype == DType::float32) {
     auto f = constant_floats(value);
     std::memcpy(p, f.data(), f.size() * sizeof(float));
-  } else if (v.data->kind() == TensorData::Kind::fill && (v.dtype == DType::int64 || v.dtype == DType::int32)) {
-    for (int64_t i = 0; i < v.numel(); ++i) {
-      if (v.dtype == DType::int64) static_cast<int64_t*>(p)[i] = int64_t(v.data->fill_value());
-      else static_cast<int32_t*>(p)[i] = int32_t(v.data->fill_value());
-    }
+  } else if (v.data->kind() == TensorData::Kind::fill && fill_constant(p, v.dtype, v.numel(), v.data->fill_value())) {
+    // a ConstantOfShape folded at load: its one value everywhere, in its own element type
   } else {
     throw UnsupportedError({graph.path, "", ""}, "constant '" + v.name + "' of type " + dtype_name(v.dtype) +
                                                      " has no values (stripped) and cannot be synthesised");

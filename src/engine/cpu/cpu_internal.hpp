@@ -201,6 +201,10 @@ inline void dispatch_type(PlanBuilder& b, const Node& n, DType t, Fn&& fn) {
   no();
 }
 
+// IEEE half <-> float, rounding to nearest even (elementwise_kernels.cpp).
+float half_to_float(uint16_t h);
+uint16_t float_to_half(float f);
+
 // Lowers node `index` (and whatever the fusion rules absorb) into steps, through the CPU's
 // lowering table. Defined in kernels.cpp.
 void lower_node(PlanBuilder& b, int index);
@@ -213,8 +217,9 @@ const CpuLowerings& lowerings();
 void register_plain_lowerings(CpuLowerings& table);      // plain_kernels.cpp
 void register_reduction_lowerings(CpuLowerings& table);  // reduction_kernels.cpp
 void register_movement_lowerings(CpuLowerings& table);   // movement_kernels.cpp
-// The oneDNN reduction primitive for float32 ReduceSum/Mean/Max/Min; false where it does not apply.
-bool lower_reduce_dnnl(PlanBuilder& b, int index);
+// The oneDNN reduction primitive `algorithm` (sum, mean, max, min) for a float32 Reduce* node;
+// false where it does not apply.
+bool lower_reduce_dnnl(PlanBuilder& b, int index, dnnl::algorithm algorithm);
 // Softmax / LogSoftmax over the middle axis of the input viewed as [outer, len, inner], for
 // element types oneDNN does not take (reduction_kernels.cpp).
 void lower_softmax_plain(PlanBuilder& b, const Node& n, bool log, int64_t outer, int64_t len, int64_t inner);

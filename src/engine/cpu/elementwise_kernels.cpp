@@ -181,6 +181,8 @@ std::function<void(Runtime&)> binary_step(int a, int c, int y, const Shape& as, 
   };
 }
 
+}  // namespace
+
 // ---- float16 -------------------------------------------------------------------------------
 
 float half_to_float(uint16_t h) {
@@ -231,6 +233,8 @@ uint16_t float_to_half(float f) {
   if (rest > 0x1000 || (rest == 0x1000 && (r & 1))) ++r;
   return uint16_t(sign | r);
 }
+
+namespace {
 
 // ---- the functions -----------------------------------------------------------------------------
 

@@ -22,6 +22,13 @@ EltFn fn_of(const Node& n) {
   return def ? def->elementwise : EltFn::none;
 }
 
+// A node's table entry (an entry with no traits for an operator the table lacks).
+const OpDef& def_of(const Node& n) {
+  static const OpDef none{};
+  const OpDef* def = OpRegistry::instance().of(n);
+  return def ? *def : none;
+}
+
 // A node the table says is a constant per-channel affine (inference batch norm).
 bool per_channel_affine(const Node& n) {
   const OpDef* def = OpRegistry::instance().of(n);
@@ -48,32 +55,22 @@ struct Window {
   dims kernel, strides, dilation /* oneDNN: onnx - 1 */, pad_l, pad_r;
 };
 
-// Pads from auto_pad or pads; pad_r is then set so that the window produces exactly the
-// inferred output size (this is how ceil_mode is honoured).
+// The table's window geometry (auto_pad resolved; pad_r makes the window produce exactly the
+// inferred output size, which is how ceil_mode is honoured) in oneDNN's terms.
 Window make_window(PlanBuilder& b, const Node& n, const Shape& in, const Shape& out, const dims& kernel) {
-  const size_t sp = kernel.size();
+  WindowGeometry g;
+  try {
+    g = window_geometry(n, in, out, std::vector<int64_t>(kernel.begin(), kernel.end()));
+  } catch (const ShapeError& e) {
+    unsupported(b, n, e.problem());
+  }
   Window w;
   w.kernel = kernel;
-  auto strides = n.attr_ints("strides", std::vector<int64_t>(sp, 1));
-  auto dil = n.attr_ints("dilations", std::vector<int64_t>(sp, 1));
-  auto pads = n.attr_ints("pads", std::vector<int64_t>(2 * sp, 0));
-  if (strides.size() != sp || dil.size() != sp || pads.size() != 2 * sp) unsupported(b, n, "strides/dilations/pads do not match the kernel rank");
-  const std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
-  for (size_t i = 0; i < sp; ++i) {
-    const int64_t in_i = in[in.size() - sp + i], out_i = out[out.size() - sp + i];
-    const int64_t eff = (kernel[i] - 1) * dil[i] + 1;
-    int64_t l = pads[i];
-    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-      const int64_t total = std::max<int64_t>(0, (out_i - 1) * strides[i] + eff - in_i);
-      l = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-    } else if (auto_pad == "VALID") {
-      l = 0;
-    }
-    const int64_t r = (out_i - 1) * strides[i] + eff - in_i - l;
-    w.strides.push_back(strides[i]);
-    w.dilation.push_back(dil[i] - 1);
-    w.pad_l.push_back(l);
-    w.pad_r.push_back(r);
+  for (size_t i = 0; i < g.rank(); ++i) {
+    w.strides.push_back(g.strides[i]);
+    w.dilation.push_back(g.dilations[i] - 1);
+    w.pad_l.push_back(g.pad_begin[i]);
+    w.pad_r.push_back(g.pad_end_exact[i]);
   }
   return w;
 }
@@ -642,7 +639,7 @@ void lower_pool(PlanBuilder& b, int index, bool global, bool is_max) {
   // A zero Pad folded into this pool (see pad_folded_into_pool): read the Pad's input, pad more.
   std::vector<int64_t> folded;
   const int pad_node = val(b, x).producer;
-  if (pad_node >= 0 && b.graph.nodes[size_t(pad_node)].op == "Pad") {
+  if (pad_node >= 0 && def_of(b.graph.nodes[size_t(pad_node)]).pads_constant) {
     folded = pad_folded_into_pool(b, pad_node);
     if (!folded.empty()) x = b.graph.nodes[size_t(pad_node)].inputs.at(0);
   }
@@ -1323,13 +1320,10 @@ bool lower_concat(PlanBuilder& b, int index) {
   return true;
 }
 
-bool lower_reduce(PlanBuilder& b, int index) {
+bool lower_reduce(PlanBuilder& b, int index, alg algorithm) {
   const Node& n = node_at(b, index);
-  static const std::map<std::string, alg> table = {{"ReduceMean", alg::reduction_mean}, {"ReduceSum", alg::reduction_sum},
-                                                   {"ReduceMax", alg::reduction_max}, {"ReduceMin", alg::reduction_min}};
-  auto it = table.find(n.op);
   const Value& xv = val(b, n.inputs[0]);
-  if (it == table.end() || xv.dtype != DType::float32) return false;
+  if (xv.dtype != DType::float32) return false;
   std::vector<int64_t> axes = n.attr_ints("axes");
   if (n.inputs.size() > 1 && n.inputs[1] >= 0) axes = const_ints(b, n, n.inputs[1], "axes");
   const int64_t rank = int64_t(xv.shape.size());
@@ -1344,7 +1338,7 @@ bool lower_reduce(PlanBuilder& b, int index) {
   const int out = b.new_slot(yv.name, DType::float32, yv.shape, plain_md(DType::float32, yv.shape));
   const int out_kept = b.new_slot(yv.name + "@keepdims", DType::float32, kept, plain_md(DType::float32, kept));
   b.slots[size_t(out_kept)].alias_of = out;
-  dnnl::reduction::primitive_desc pd(dnnl::reduction::desc(it->second, b.slots[size_t(src)].md, b.slots[size_t(out_kept)].md, 0.f, 0.f),
+  dnnl::reduction::primitive_desc pd(dnnl::reduction::desc(algorithm, b.slots[size_t(src)].md, b.slots[size_t(out_kept)].md, 0.f, 0.f),
                                      cpu_engine());
   auto step = primitive_step({n.name}, "reduce");
   step->prim = dnnl::reduction(pd);
@@ -1564,7 +1558,7 @@ const CpuLowerings& lowerings() {
 
 // The four reductions oneDNN has a primitive for, float32 (reduction_kernels.cpp falls back to
 // its own kernel otherwise).
-bool lower_reduce_dnnl(PlanBuilder& b, int index) { return lower_reduce(b, index); }
+bool lower_reduce_dnnl(PlanBuilder& b, int index, dnnl::algorithm algorithm) { return lower_reduce(b, index, algorithm); }
 
 void lower_node(PlanBuilder& b, int index) {
   const Node& n = node_at(b, index);
@@ -1627,7 +1621,7 @@ std::vector<Variant> node_variants(const Graph& graph, int index) {
 
 std::vector<int64_t> pad_folded_into_pool(PlanBuilder& b, int pad) {
   const Node& n = b.graph.nodes.at(size_t(pad));
-  if (!b.options.fusion || n.op != "Pad" || n.attr_string("mode", "constant") != "constant") return {};
+  if (!b.options.fusion || !def_of(n).pads_constant || n.attr_string("mode", "constant") != "constant") return {};
   const Value& xv = val(b, n.inputs.at(0));
   const size_t rank = xv.shape.size();
   if (xv.dtype != DType::float32 || rank < 3 || rank > 5) return {};
@@ -1649,7 +1643,7 @@ std::vector<int64_t> pad_folded_into_pool(PlanBuilder& b, int pad) {
   const int c = b.sole_consumer(n.outputs.at(0));
   if (c < 0) return {};
   const Node& pool = b.graph.nodes[size_t(c)];
-  if (pool.op != "AveragePool" || pool.attr_int("ceil_mode", 0) != 0 || pool.attr_string("auto_pad", "NOTSET") != "NOTSET") return {};
+  if (!def_of(pool).absorbs_zero_pad || pool.attr_int("ceil_mode", 0) != 0 || pool.attr_string("auto_pad", "NOTSET") != "NOTSET") return {};
   const auto own = pool.attr_ints("pads", std::vector<int64_t>(2 * (rank - 2), 0));
   const bool own_zero = std::all_of(own.begin(), own.end(), [](int64_t p) { return p == 0; });
   if (!own_zero && pool.attr_int("count_include_pad", 0) == 0) return {};

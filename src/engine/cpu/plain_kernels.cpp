@@ -232,20 +232,26 @@ void lower_gather(PlanBuilder& b, const Node& n) {
   };
 }
 
-void lower_expand_tile(PlanBuilder& b, const Node& n) {
+void lower_expand(PlanBuilder& b, const Node& n) {
   const Value& xv = val(b, n.inputs[0]);
   const Value& yv = val(b, n.outputs[0]);
   const int src = b.plain(b.slot_of(n.inputs[0]));
   const int out = output_slot(b, n.outputs[0]);
   const size_t es = size_t(dtype_size(xv.dtype));
   const Shape shape = yv.shape;
-  if (n.op == "Expand") {
-    const auto st = broadcast_strides(xv.shape, yv.shape);
-    add_fn(b, n, "expand", {src}, {out})->fn = [=](Runtime& rt) {
-      strided_copy(static_cast<const char*>(rt.ptr(src)), static_cast<char*>(rt.ptr(out)), shape, st, 0, es);
-    };
-    return;
-  }
+  const auto st = broadcast_strides(xv.shape, yv.shape);
+  add_fn(b, n, "expand", {src}, {out})->fn = [=](Runtime& rt) {
+    strided_copy(static_cast<const char*>(rt.ptr(src)), static_cast<char*>(rt.ptr(out)), shape, st, 0, es);
+  };
+}
+
+void lower_tile(PlanBuilder& b, const Node& n) {
+  const Value& xv = val(b, n.inputs[0]);
+  const Value& yv = val(b, n.outputs[0]);
+  const int src = b.plain(b.slot_of(n.inputs[0]));
+  const int out = output_slot(b, n.outputs[0]);
+  const size_t es = size_t(dtype_size(xv.dtype));
+  const Shape shape = yv.shape;
   const Shape in_shape = xv.shape;
   const auto in_st = row_strides(xv.shape);
   add_fn(b, n, "tile", {src}, {out})->fn = [=](Runtime& rt) {
@@ -321,7 +327,8 @@ void lower_pad(PlanBuilder& b, const Node& n) {
 }
 
 // Resize (opset 10+) / Upsample: nearest and linear over any axes, with ONNX's coordinate modes.
-void lower_resize(PlanBuilder& b, const Node& n) {
+// `scales_input`: the input that holds the scales (Upsample's 1, Resize-10's 1, Resize-11+'s 2).
+void lower_resize(PlanBuilder& b, const Node& n, int scales_input) {
   const Value& xv = val(b, n.inputs[0]);
   const Value& yv = val(b, n.outputs[0]);
   if (xv.dtype != DType::float32) unsupported(b, n, "only float32 Resize is supported");
@@ -336,7 +343,6 @@ void lower_resize(PlanBuilder& b, const Node& n) {
   // Scales as ONNX defines them: given scales, else output / input.
   std::vector<double> scales(rank);
   std::vector<double> given;
-  const int scales_input = n.op == "Upsample" ? 1 : (n.opset >= 11 ? 2 : 1);
   if (int(n.inputs.size()) > scales_input && n.inputs[size_t(scales_input)] >= 0 && b.is_constant(n.inputs[size_t(scales_input)]))
     given = val(b, n.inputs[size_t(scales_input)]).data->as_double();
   for (size_t d = 0; d < rank; ++d)
@@ -553,44 +559,44 @@ void lower_concat_plain(PlanBuilder& b, const Node& n) {
   };
 }
 
-// Shape / Size / ConstantOfShape / Range produce values known at compile time (all dims are bound).
-void lower_static(PlanBuilder& b, const Node& n) {
+// A value known at compile time (all dims are bound): `values` in order, or `fill` everywhere
+// when `values` is empty, written in the output's element type.
+void add_static(PlanBuilder& b, const Node& n, std::vector<int64_t> values, double fill) {
   const Value& yv = val(b, n.outputs[0]);
-  std::vector<int64_t> values;
-  if (n.op == "Shape") {
-    const Shape& s = val(b, n.inputs[0]).shape;
-    const int64_t rank = int64_t(s.size());
-    int64_t start = n.attr_int("start", 0), end = n.attr_int("end", rank);
-    if (start < 0) start += rank;
-    if (end < 0) end += rank;
-    start = std::clamp<int64_t>(start, 0, rank);
-    end = std::clamp<int64_t>(end, 0, rank);
-    values.assign(s.begin() + start, s.begin() + std::max(start, end));
-  } else if (n.op == "Size") {
-    values = {val(b, n.inputs[0]).numel()};
-  }
   const int out = output_slot(b, n.outputs[0]);
-  double fill = 0;
-  if (n.op == "ConstantOfShape") {
-    auto it = n.attrs.find("value");
-    if (it != n.attrs.end())
-      if (auto* t = std::get_if<TensorData>(&it->second)) fill = t->has_values() ? t->as_double().at(0) : 0.0;
-  } else if (n.op != "Shape" && n.op != "Size") {
-    unsupported(b, n, "operator '" + n.op + "' has no CPU kernel yet");
-  }
-  const DType t = yv.dtype;
   const int64_t total = yv.numel();
-  add_fn(b, n, "static", {}, {out})->fn = [=](Runtime& rt) {
-    for (int64_t i = 0; i < total; ++i) {
-      const double v = values.empty() ? fill : double(values[size_t(i)]);
-      switch (t) {
-        case DType::float32: rt.data<float>(out)[i] = float(v); break;
-        case DType::int64: rt.data<int64_t>(out)[i] = int64_t(v); break;
-        case DType::int32: rt.data<int32_t>(out)[i] = int32_t(v); break;
-        default: rt.data<uint8_t>(out)[i] = uint8_t(v); break;
-      }
-    }
-  };
+  if (!values.empty() && int64_t(values.size()) != total) unsupported(b, n, "the static value does not fill the output");
+  dispatch_type<true, true>(b, n, yv.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    add_fn(b, n, "static", {}, {out})->fn = [=](Runtime& rt) {
+      T* y = rt.data<T>(out);
+      for (int64_t i = 0; i < total; ++i) y[i] = T(values.empty() ? fill : double(values[size_t(i)]));
+    };
+  });
+}
+
+// Shape-15's start and end are clamped to [0, rank] after negative ones count from the end.
+void lower_shape(PlanBuilder& b, const Node& n) {
+  const Shape& s = val(b, n.inputs[0]).shape;
+  const int64_t rank = int64_t(s.size());
+  const NodeAttrs attrs(b.graph, n);
+  int64_t start = attrs.has("start") ? attrs.integer("start") : 0, end = attrs.has("end") ? attrs.integer("end") : rank;
+  if (start < 0) start += rank;
+  if (end < 0) end += rank;
+  start = std::clamp<int64_t>(start, 0, rank);
+  end = std::clamp<int64_t>(end, 0, rank);
+  add_static(b, n, std::vector<int64_t>(s.begin() + start, s.begin() + std::max(start, end)), 0);
+}
+
+void lower_size(PlanBuilder& b, const Node& n) { add_static(b, n, {val(b, n.inputs[0]).numel()}, 0); }
+
+// ConstantOfShape: the one-element `value` tensor everywhere (0 when absent).
+void lower_constant_of_shape(PlanBuilder& b, const Node& n) {
+  double fill = 0;
+  auto it = n.attrs.find("value");
+  if (it != n.attrs.end())
+    if (auto* t = std::get_if<TensorData>(&it->second)) fill = t->has_values() ? t->as_double().at(0) : 0.0;
+  add_static(b, n, {}, fill);
 }
 
 }  // namespace
@@ -603,10 +609,17 @@ void register_plain_lowerings(CpuLowerings& t) {
   t.add({"Slice"}, BRICKLAB_PLAIN(lower_slice));
   t.add({"Split"}, BRICKLAB_PLAIN(lower_split));
   t.add({"Gather"}, BRICKLAB_PLAIN(lower_gather));
-  t.add({"Expand", "Tile"}, BRICKLAB_PLAIN(lower_expand_tile));
+  t.add({"Expand"}, BRICKLAB_PLAIN(lower_expand));
+  t.add({"Tile"}, BRICKLAB_PLAIN(lower_tile));
   t.add({"Pad"}, BRICKLAB_PLAIN(lower_pad));
-  t.add({"Resize", "Upsample"}, BRICKLAB_PLAIN(lower_resize));
-  t.add({"Shape", "Size", "ConstantOfShape"}, BRICKLAB_PLAIN(lower_static));
+  t.add({"Upsample"}, [](PlanBuilder& b, int i) { lower_resize(b, b.graph.nodes[size_t(i)], 1); });
+  t.add({"Resize"}, [](PlanBuilder& b, int i) {
+    const Node& n = b.graph.nodes[size_t(i)];
+    lower_resize(b, n, n.opset >= 11 ? 2 : 1);
+  });
+  t.add({"Shape"}, BRICKLAB_PLAIN(lower_shape));
+  t.add({"Size"}, BRICKLAB_PLAIN(lower_size));
+  t.add({"ConstantOfShape"}, BRICKLAB_PLAIN(lower_constant_of_shape));
   t.add({"Constant"}, [](PlanBuilder& b, int i) {
     const Node& n = b.graph.nodes[size_t(i)];
     b.bind(n.outputs[0], b.slot_of(n.outputs[0]));

@@ -15,8 +15,6 @@
 
 namespace bricklab::cpu {
 
-bool lower_reduce_dnnl(PlanBuilder& b, int index);  // kernels.cpp
-
 namespace {
 
 
@@ -155,8 +153,14 @@ void lower_reduce_plain(PlanBuilder& b, int index) {
 
 template <Reduce kind>
 void lower_reduce_node(PlanBuilder& b, int index) {
-  if constexpr (kind == Reduce::sum || kind == Reduce::mean || kind == Reduce::max || kind == Reduce::min)
-    if (lower_reduce_dnnl(b, index)) return;
+  using alg = dnnl::algorithm;
+  if constexpr (kind == Reduce::sum || kind == Reduce::mean || kind == Reduce::max || kind == Reduce::min) {
+    constexpr alg a = kind == Reduce::sum    ? alg::reduction_sum
+                      : kind == Reduce::mean ? alg::reduction_mean
+                      : kind == Reduce::max  ? alg::reduction_max
+                                             : alg::reduction_min;
+    if (lower_reduce_dnnl(b, index, a)) return;
+  }
   lower_reduce_plain<kind>(b, index);
 }
 
