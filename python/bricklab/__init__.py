@@ -24,11 +24,12 @@ from ._core import (  # noqa: F401
     backends,
     load,
     supported_ops,
+    usable_cpus,
     variants,
 )
 
 __all__ = [
-    "load", "Model", "Node", "Value", "Session", "variants", "supported_ops", "backends",
+    "load", "Model", "Node", "Value", "Session", "variants", "supported_ops", "backends", "usable_cpus",
     "Error", "FileError", "ModelFormatError", "UnsupportedError", "ShapeError", "ExternalDataError",
     "InvalidArgument", "__version__", "tensor", "bricks", "predict", "soft",
 ]

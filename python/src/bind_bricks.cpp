@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include "bricklab/bricklab.hpp"
+#include "bricklab/core/threads.hpp"
 #include "bricklab/bricks/database.hpp"
 #include "bricklab/bricks/decompose.hpp"
 #include "bricklab/bricks/emit.hpp"
@@ -52,7 +53,7 @@ bb::RunnerOptions runner_options(const py::dict& o) {
     else throw InvalidArgument("unknown runner option '" + k +
                                "' (known: threads, pin, cold_weights, evict_weights, evict_outputs, per_model_tolerance, warmup, min_reps, max_reps, tolerance, budget_s, fusion, clock, backend, branch_workers)");
   }
-  if (r.threads < 0) throw InvalidArgument("threads must be >= 0");
+  r.threads = resolve_threads(r.threads, "threads");  // the one thread rule (0: the CPUs this process may use)
   if (r.warmup < 0 || r.min_reps < 1 || r.max_reps < r.min_reps) throw InvalidArgument("need warmup >= 0 and 1 <= min_reps <= max_reps");
   if (!(r.tolerance > 0) || !(r.budget_s > 0)) throw InvalidArgument("tolerance and budget_s must be > 0");
   return r;

@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include "bricklab/bricklab.hpp"
+#include "bricklab/core/threads.hpp"
 
 namespace py = pybind11;
 using namespace bricklab;
@@ -41,9 +42,8 @@ class Session {
   Session(std::shared_ptr<Graph> graph, int threads, const py::object& fusion, std::map<std::string, std::string> variants,
           int branch_workers = 1)
       : graph_(std::move(graph)) {
-    if (threads < 0) throw InvalidArgument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
     CompileOptions o;
-    o.threads = threads;
+    o.threads = resolve_threads(threads, "threads");  // the one thread rule (0: the CPUs this process may use)
     o.branch_workers = branch_workers;
     if (py::isinstance<py::bool_>(fusion)) {
       o.fusion = fusion.cast<bool>();

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "bricklab/bricklab.hpp"
+#include "bricklab/core/threads.hpp"
 
 namespace py = pybind11;
 using namespace bricklab;
@@ -107,6 +108,8 @@ py::object make_exception(py::module_& m, const char* name, py::tuple bases, con
 PYBIND11_MODULE(_core, m) {
   m.doc() = "bricklab C++ core: ONNX model processor (graph IR, shapes, FLOPs, bytes)";
   m.attr("__version__") = bricklab::version();
+  m.def("usable_cpus", &bricklab::usable_cpus,
+        "The CPUs this process may use (affinity mask, capped by its cgroup's CPU quota): the default thread count.");
 
   auto& E = errors();
   E.error = make_exception(m, "Error", py::make_tuple(py::handle(PyExc_RuntimeError)), "Base class of bricklab errors.");

@@ -1,5 +1,6 @@
 // The brick benchmark runner (see runner.hpp): stopping rule on the median's confidence
 // interval, cache eviction, thread pinning, system fingerprint.
+#include "bricklab/core/threads.hpp"
 #include "bricklab/bricks/runner.hpp"
 
 #include <omp.h>
@@ -174,7 +175,7 @@ std::vector<std::pair<const void*, size_t>> eviction_ranges(const Executable& ex
 
 void pin_threads(int threads) {
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
-  if (threads <= 0) threads = cores;
+  threads = resolve_threads(threads, "threads");
 #pragma omp parallel num_threads(threads)
   {
     cpu_set_t set;
@@ -381,7 +382,7 @@ std::string Fingerprint::id() const { return key_id(json()); }
 Fingerprint system_fingerprint(const RunnerOptions& o) {
   Fingerprint f;
   f.cores = int(std::max(1u, std::thread::hardware_concurrency()));
-  f.threads = o.threads > 0 ? o.threads : f.cores;
+  f.threads = resolve_threads(o.threads, "threads");
   f.pinned = o.pin;
   f.cold_weights = o.cold_weights;
   f.evict_weights = o.evict_weights;

@@ -1,6 +1,7 @@
 // The `bricklab` command-line tool. Subcommands: inspect (layer table and totals), ops (the
 // operator table), info (build and machine). Errors print one line and exit non-zero:
 // 1 for a problem with the model or data, 2 for a usage error.
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -18,6 +19,7 @@ int cmd_recover(const std::vector<std::string>& args);  // recover.cpp
 int cmd_bricks(const std::string& command, const std::vector<std::string>& args);  // bricks_cmds.cpp
 int cmd_lowerbound_family(const std::string& command, const std::vector<std::string>& args);  // lowerbound_cmds.cpp
 #include "bricklab/core/npy.hpp"
+#include "bricklab/core/threads.hpp"
 
 namespace {
 
@@ -239,7 +241,7 @@ int cmd_run(const Args& a) {
   if (a.positional.size() != 1) throw UsageError("run expects exactly one MODEL");
   const Graph g = bricklab::load_onnx(a.positional[0], a.load);
   bricklab::CompileOptions options;
-  options.threads = a.threads;
+  options.threads = bricklab::resolve_threads(a.threads, "--threads");
   options.fusion = a.fusion;
   for (const auto& [node, v] : a.variants)
     if (g.find_node(node) < 0) throw bricklab::InvalidArgument("--variant: the model has no node named '" + node + "'");
@@ -270,7 +272,7 @@ int cmd_run(const Args& a) {
     nlohmann::json j;
     j["model"] = g.path;
     j["batch"] = a.load.batch > 0 ? a.load.batch : 1;
-    j["threads"] = a.threads;
+    j["threads"] = bricklab::resolve_threads(a.threads, "--threads");
     j["fusion"] = a.fusion;
     j["random_weights"] = exe->uses_random_weights();
     j["latency_ms"] = {{"median", stats.median_ms}, {"p10", stats.p10_ms}, {"p90", stats.p90_ms}, {"mean", stats.mean_ms},
@@ -281,7 +283,7 @@ int cmd_run(const Args& a) {
     return 0;
   }
   std::cout << fmt::format("model {}  (batch {}, threads {}, fusion {}{})\n", g.path, a.load.batch > 0 ? a.load.batch : 1,
-                           a.threads > 0 ? std::to_string(a.threads) : "all", a.fusion ? "on" : "off",
+                           bricklab::resolve_threads(a.threads, "--threads"), a.fusion ? "on" : "off",
                            exe->uses_random_weights() ? ", random weights: the model's weights are stripped" : "");
   for (const auto& [name, t] : outputs)
     std::cout << fmt::format("  output {} {} {}{}\n", name, bricklab::dtype_name(t.dtype()), bricklab::shape_str(t.shape()),
@@ -329,11 +331,21 @@ int cmd_ops(const Args& a) {
   return 0;
 }
 
+// The OpenMP wait policy in force (libgomp reads it from the environment when it loads).
+std::string wait_policy() {
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  const char* spin = std::getenv("GOMP_SPINCOUNT");
+  if (policy) return std::string("OMP_WAIT_POLICY=") + policy;
+  if (spin) return std::string("GOMP_SPINCOUNT=") + spin;
+  return "libgomp's default";
+}
+
 int cmd_info(const Args& a) {
   const auto list = bricklab::backends();
   if (a.json) {
     nlohmann::json j;
     j["version"] = bricklab::version();
+    j["threads"] = {{"default", bricklab::usable_cpus()}, {"max", bricklab::max_threads()}, {"wait_policy", wait_policy()}};
     for (const auto& b : list)
       j["backends"].push_back({{"name", b.name}, {"compiled", b.compiled}, {"available", b.available},
                                {"library", b.library}, {"device", b.device}, {"reason", b.reason}});
@@ -341,6 +353,8 @@ int cmd_info(const Args& a) {
     return 0;
   }
   std::cout << "bricklab " << bricklab::version() << "\n";
+  std::cout << fmt::format("  threads: {} by default (the CPUs this process may use), at most {}; OpenMP wait: {}\n",
+                           bricklab::usable_cpus(), bricklab::max_threads(), wait_policy());
   for (const auto& b : list)
     std::cout << fmt::format("  {:<5} {:<14} {} {}\n", b.name, b.available ? "available" : "not available",
                              b.available ? b.library : b.reason, b.available ? "on " + b.device : "");

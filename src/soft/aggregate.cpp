@@ -4,6 +4,7 @@
 // written once (non-temporal stores). Non-finite trained values are detected branch-free in the
 // same pass (a NaN or infinite trained value leaves its weighted sum non-finite); the rare failing
 // chunk is rescanned to name the first offending client, tensor and element.
+#include "bricklab/core/threads.hpp"
 #include "bricklab/soft/aggregate.hpp"
 
 #include <omp.h>
@@ -287,7 +288,7 @@ AggregateStats aggregate(const std::vector<TensorSlot>& tensors, const std::vect
                           "; the update is rejected");
   };
   size_t untouched = 0;
-  const int threads = options.threads > 0 ? options.threads : omp_get_max_threads();
+  const int threads = resolve_threads(options.threads, "aggregate: threads");
   const long long items = static_cast<long long>(work.size());
 
   // In place (an output shares memory with an input): check every trained value first, so that

@@ -8,6 +8,7 @@
 #include <limits>
 #include <string>
 
+#include "bricklab/core/threads.hpp"
 #include "bricklab/core/error.hpp"
 #include "bricklab/tensor/internal.hpp"
 
@@ -168,8 +169,7 @@ ObservationIndex internal::build_index(const ObservationView& obs, int num_level
 }
 
 int internal::resolve_threads(int threads) {
-  if (threads < 0) throw InvalidArgument("tensor recovery: threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
-  return threads > 0 ? threads : std::max(1, omp_get_max_threads());
+  return bricklab::resolve_threads(threads, "tensor recovery: threads");
 }
 
 double internal::now_seconds() {

@@ -19,6 +19,7 @@
 #include <ctime>
 #include <sys/mman.h>
 
+#include "bricklab/core/threads.hpp"
 #include "cpu_internal.hpp"
 
 namespace bricklab::cpu {
@@ -494,8 +495,7 @@ class CpuExecutable : public Executable {
   int workers() const { return std::max(1, options_.branch_workers); }
   // Threads per step: all of them, or the share of one branch worker.
   int threads() const {
-    const int all = options_.threads > 0 ? options_.threads : omp_get_num_procs();
-    return std::max(1, all / workers());
+    return std::max(1, resolve_threads(options_.threads, "threads") / workers());
   }
 
   // Step dependencies for concurrent branches: a step waits for the last writer of every slot
@@ -749,10 +749,9 @@ class CpuBackend : public Backend {
   std::unique_ptr<Executable> compile(const Graph& graph, const CompileOptions& options) const override {
     // oneDNN sizes its kernels' work split for the thread count current when a primitive is
     // created and runs that many threads whatever is set later: create them with the plan's.
-    if (options.threads < 0) throw InvalidArgument("threads must be >= 0 (0: all cores), got " + std::to_string(options.threads));
+    const int all = resolve_threads(options.threads, "threads");
     if (options.branch_workers < 1 || options.branch_workers > 256)
       throw InvalidArgument("branch_workers must be between 1 and 256, got " + std::to_string(options.branch_workers));
-    const int all = options.threads > 0 ? options.threads : omp_get_num_procs();
     omp_set_num_threads(std::max(1, all / options.branch_workers));
     try {
       return std::make_unique<CpuExecutable>(graph, options);
