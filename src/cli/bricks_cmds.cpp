@@ -29,40 +29,6 @@ namespace {
 using bricklab::InvalidArgument;
 namespace bb = bricklab::bricks;
 
-const char* kBricksUsage = R"(usage:
-  bricklab decompose MODEL... [--batch N] [--granularity op|fused|seq:K] [--emit DIR] [--json]
-  bricklab benchmark MODEL... [--db PATH|postgresql://...] [--queue SUITE] [runner options] [--json]
-  bricklab predict MODEL [--db PATH|postgresql://...] [runner options] [--json]
-  bricklab lowerbound MODEL [--db ...] [--backend cpu|cuda] [--no-measure] [--no-apply] [runner options] [--json]
-  bricklab report MODEL [--db ...] [-o report.html] [--json] [same options as lowerbound]
-  bricklab roofline [--db ...] [--backend cpu|cuda] [--threads N] [--json]
-
-Common:
-  --batch N            batch size bound to the models' batch dimension        [1]
-  --granularity G      op | fused (what the engine runs) | seq:K              [fused]
-  --threads N          engine threads (bricks and models alike)               [1]
-  --no-fusion          engine fusions off (decompose, benchmark, predict)
-  --backend B          cpu (oneDNN) or cuda (cuDNN / cuBLAS)                   [cpu]
-Lower bound (lowerbound, report):
-  --no-measure         do not time the whole model (bounds and advice from the database only)
-  --no-apply           do not apply the advice in the engine to measure realised savings
-  -o FILE              report: the HTML page to write                          [report.html]
-Runner (benchmark; predict uses them to pick the same fingerprint):
-  --tolerance F        stop when the median's 95% CI half-width <= F x median   [0.02]
-                       (benchmark: F is the target for each model's prediction; a brick with
-                       share s of a model's time is measured to F / sqrt(s), at most 0.25)
-  --per-brick-tolerance  benchmark: every brick to F itself
-  --budget S           seconds per brick before stopping unconverged           [10]
-  --warmup N  --min-reps N  --max-reps N                                      [3, 7, 1000]
-  --pin                pin engine threads to cores
-  --cold-weights       evict all caches before every repetition (bricks and models)
-  --hot-weights        bricks: keep their weights in cache between repetitions (default: evict
-                       a brick's weights before each one, as a model run leaves them)
-  --evict-outputs      bricks: also evict the buffers they write that are at least a core's L2
-                       cache in size before each repetition (default: off; see docs/bricks.md)
-  --clock wall|cpu     wall clock, or the thread's CPU time (needs --threads 1; for shared machines) [wall]
-  --progress / --no-progress   progress bar on stderr (default: when stderr is a terminal)
-Database: --db PATH (SQLite) or --db postgresql://USER@HOST:PORT/DB; default: )";
 
 
 int64_t positive(const std::string& flag, const std::string& text, int64_t min = 1) {
@@ -97,7 +63,7 @@ BricksArgs parse_bricks_args(const std::string& command, const std::vector<std::
       return argv[++i];
     };
     if (s == "--help" || s == "-h") {
-      std::cout << kBricksUsage << bb::default_db_path() << "\n";
+      std::cout << command_help(command);
       std::exit(0);
     } else if (s == "--json") a.json = true;
     else if (s == "--batch") a.decompose.load.batch = positive(s, next());

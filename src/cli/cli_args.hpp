@@ -24,3 +24,7 @@ struct BricksArgs {
 BricksArgs parse_bricks_args(const std::string& command, const std::vector<std::string>& argv);
 // A progress bar on stderr (counts, elapsed, time remaining) when a.progress asks for one.
 std::function<void(int, int, double, const std::string&)> progress_bar(const BricksArgs& a, const std::string& unit);
+
+// `bricklab COMMAND --help`: the command's own usage, options with defaults, an example and the
+// exit status (help.cpp); empty for a command without one.
+std::string command_help(const std::string& command);

@@ -1,6 +1,7 @@
 // The `bricklab` command-line tool. Subcommands: inspect (layer table and totals), ops (the
 // operator table), info (build and machine). Errors print one line and exit non-zero:
 // 1 for a problem with the model or data, 2 for a usage error.
+#include <algorithm>
 #include <cstdlib>
 #include <cstdio>
 #include <filesystem>
@@ -20,6 +21,7 @@ int cmd_bricks(const std::string& command, const std::vector<std::string>& args)
 int cmd_lowerbound_family(const std::string& command, const std::vector<std::string>& args);  // lowerbound_cmds.cpp
 #include "bricklab/core/npy.hpp"
 #include "bricklab/core/threads.hpp"
+#include "cli_args.hpp"
 
 namespace {
 
@@ -57,7 +59,8 @@ commands:
                       measure this machine's peak GFLOP/s and bandwidth (stored in the db)
   ops [--json]        the operators bricklab supports and how it counts their cost
   info [--json]       version, backends and this machine
-  help                this text
+  help [COMMAND]      this text, or a command's own options, defaults and an example
+                      (also `bricklab COMMAND --help`)
 
 Exit status: 0 on success, 1 when the model or data is bad, 2 on a usage error.
 )";
@@ -365,6 +368,13 @@ int cmd_info(const Args& a) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.size() == 2 && args[0] == "help") {
+    if (args[1] == "recover") args = {"recover", "--help"};
+    else if (const std::string help = command_help(args[1]); !help.empty()) {
+      std::cout << help;
+      return 0;
+    }
+  }
   if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
     std::cout << kUsage;
     return args.empty() ? 2 : 0;
@@ -374,6 +384,15 @@ int main(int argc, char** argv) {
     return 0;
   }
   const std::string command = args[0];
+  // `bricklab COMMAND --help` / `-h` and `bricklab help COMMAND`: that command's own text.
+  if (command != "recover") {
+    const bool asks = std::any_of(args.begin() + 1, args.end(), [](const std::string& s) { return s == "--help" || s == "-h"; });
+    if (asks)
+      if (const std::string help = command_help(command); !help.empty()) {
+        std::cout << help;
+        return 0;
+      }
+  }
   try {
     if (command == "recover") return cmd_recover({args.begin() + 1, args.end()});
     if (command == "decompose" || command == "benchmark" || command == "predict")
