@@ -4,6 +4,9 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include <filesystem>
+#include <system_error>
+
 #include "bricklab/backend/devices.hpp"
 
 namespace bricklab::cuda {
@@ -21,7 +24,16 @@ BackendInfo describe() {
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess || count == 0) {
-    info.reason = err != cudaSuccess ? std::string("no usable GPU: ") + cudaGetErrorString(err) : "no GPU present";
+    // No driver (no /dev/nvidiactl) is the usual case on a machine without a GPU: say so plainly
+    // instead of the runtime's "driver version is insufficient".
+    std::error_code ec;
+    const bool driver = std::filesystem::exists("/dev/nvidiactl", ec);
+    if (!driver && (err == cudaErrorInsufficientDriver || err == cudaErrorNoDevice || count == 0))
+      info.reason = "no NVIDIA GPU found (no NVIDIA driver: /dev/nvidiactl is absent)";
+    else if (err != cudaSuccess)
+      info.reason = std::string("no usable NVIDIA GPU: ") + cudaGetErrorString(err);
+    else
+      info.reason = "no NVIDIA GPU found (the driver reports none)";
     return info;
   }
   cudaDeviceProp prop{};

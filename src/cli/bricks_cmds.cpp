@@ -22,6 +22,7 @@
 #include "bricklab/bricks/predict.hpp"
 #include "bricklab/bricks/runner.hpp"
 #include "bricklab/core/error.hpp"
+#include "bricklab/core/threads.hpp"
 #include "cli_args.hpp"
 
 namespace {
@@ -68,7 +69,7 @@ BricksArgs parse_bricks_args(const std::string& command, const std::vector<std::
     } else if (s == "--json") a.json = true;
     else if (s == "--batch") a.decompose.load.batch = positive(s, next());
     else if (s == "--granularity") a.decompose.granularity = bb::Granularity::parse(next());
-    else if (s == "--threads") a.runner.threads = int(positive(s, next()));
+    else if (s == "--threads") a.runner.threads = bricklab::resolve_threads(int(std::min<int64_t>(positive(s, next()), INT32_MAX)), s);
     else if (s == "--no-fusion") a.runner.fusion = false;
     else if (s == "--tolerance") a.runner.tolerance = positive_real(s, next());
     else if (s == "--budget") a.runner.budget_s = positive_real(s, next());

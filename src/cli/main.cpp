@@ -100,7 +100,7 @@ Args parse_args(const std::vector<std::string>& argv) {
       return argv[++i];
     };
     if (s == "--json") a.json = true;
-    else if (s == "--threads") a.threads = int(parse_positive("--threads", next("--threads")));
+    else if (s == "--threads") a.threads = bricklab::resolve_threads(int(std::min<int64_t>(parse_positive("--threads", next("--threads")), INT32_MAX)), "--threads");
     else if (s == "--repeat") a.repeat = int(parse_positive("--repeat", next("--repeat")));
     else if (s == "--warmup") {
       const std::string w = next("--warmup");

@@ -81,3 +81,16 @@ def test_ops_and_info(cli):
     assert r.returncode == 0
     info = json.loads(r.stdout)
     assert {b["name"] for b in info["backends"]} == {"cpu", "cuda"}
+
+
+def test_info_says_plainly_when_there_is_no_gpu(cli):
+    import json as _json
+    import os as _os
+    if _os.path.exists("/dev/nvidiactl"):
+        pytest.skip("this machine has an NVIDIA driver")
+    info = _json.loads(run(cli, "info", "--json").stdout)
+    cuda = [b for b in info["backends"] if b["name"] == "cuda"]
+    if not cuda or not cuda[0]["compiled"]:
+        pytest.skip("the CUDA backend is not compiled in this build")
+    assert not cuda[0]["available"]
+    assert cuda[0]["reason"].startswith("no NVIDIA GPU found"), cuda[0]["reason"]
