@@ -109,6 +109,9 @@ BricksArgs parse_bricks_args(const std::string& command, const std::vector<std::
   if (a.runner.cpu_clock && a.runner.threads != 1) throw InvalidArgument("--clock cpu needs --threads 1");
   a.decompose.compile = bb::compile_options(a.runner);
   a.decompose.backend = a.runner.backend;
+  if (!a.db.empty() && a.db.find("://") == std::string::npos) require_parent_folder(a.db, "--db");  // a file, not a URL
+  if (!a.emit_dir.empty()) require_parent_folder(a.emit_dir, "--emit");
+  if (command == "report") require_parent_folder(a.output, "-o");
   if (a.db.empty()) a.db = bb::default_db_path();
   return a;
 }

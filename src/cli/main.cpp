@@ -242,6 +242,7 @@ int cmd_inspect(const Args& a) {
 
 int cmd_run(const Args& a) {
   if (a.positional.size() != 1) throw UsageError("run expects exactly one MODEL");
+  if (!a.output_dir.empty()) require_parent_folder(a.output_dir, "--output-dir");
   const Graph g = bricklab::load_onnx(a.positional[0], a.load);
   bricklab::CompileOptions options;
   options.threads = bricklab::resolve_threads(a.threads, "--threads");

@@ -94,3 +94,24 @@ def test_info_says_plainly_when_there_is_no_gpu(cli):
         pytest.skip("the CUDA backend is not compiled in this build")
     assert not cuda[0]["available"]
     assert cuda[0]["reason"].startswith("no NVIDIA GPU found"), cuda[0]["reason"]
+
+
+def test_missing_parent_folders_are_errors_naming_them(cli, tmp_path):
+    from conftest import BUNDLED
+    model = BUNDLED / "tiny_cnn.onnx"
+    missing = tmp_path / "no" / "such"
+    cases = [
+        ("run", model, "--repeat", "1", "--output-dir", missing / "out"),
+        ("decompose", model, "--emit", missing / "bricks"),
+        ("predict", model, "--db", missing / "db.sqlite"),
+        ("report", model, "--no-measure", "--no-apply", "-o", missing / "r.html"),
+    ]
+    for args in cases:
+        p = run(cli, *args)
+        assert p.returncode == 2, (args, p.stderr)
+        assert str(missing) in p.stderr and "does not exist" in p.stderr, p.stderr
+    assert not (tmp_path / "no").exists(), "a refused command created folders"
+    # The last component of an output folder is created, with or without a trailing slash.
+    p = run(cli, "run", model, "--repeat", "1", "--output-dir", f"{tmp_path / 'out'}/")
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "out" / "logits.npy").exists()
