@@ -276,7 +276,7 @@ int cmd_run(const Args& a) {
     nlohmann::json j;
     j["model"] = g.path;
     j["batch"] = a.load.batch > 0 ? a.load.batch : 1;
-    j["threads"] = bricklab::resolve_threads(a.threads, "--threads");
+    j["threads"] = options.threads;
     j["fusion"] = a.fusion;
     j["random_weights"] = exe->uses_random_weights();
     j["latency_ms"] = {{"median", stats.median_ms}, {"p10", stats.p10_ms}, {"p90", stats.p90_ms}, {"mean", stats.mean_ms},
@@ -287,7 +287,7 @@ int cmd_run(const Args& a) {
     return 0;
   }
   std::cout << fmt::format("model {}  (batch {}, threads {}, fusion {}{})\n", g.path, a.load.batch > 0 ? a.load.batch : 1,
-                           bricklab::resolve_threads(a.threads, "--threads"), a.fusion ? "on" : "off",
+                           options.threads, a.fusion ? "on" : "off",
                            exe->uses_random_weights() ? ", random weights: the model's weights are stripped" : "");
   for (const auto& [name, t] : outputs)
     std::cout << fmt::format("  output {} {} {}{}\n", name, bricklab::dtype_name(t.dtype()), bricklab::shape_str(t.shape()),

@@ -45,9 +45,13 @@ double cgroup_cpu_quota() {
   return 0;
 }
 
+// Read once: sysconf reads /sys on every call, and the engine resolves its threads per run.
 int online_cpus() {
-  const long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? int(n) : 1;
+  static const int cpus = [] {
+    const long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? int(n) : 1;
+  }();
+  return cpus;
 }
 
 int compute_usable_cpus() {

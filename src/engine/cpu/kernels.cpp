@@ -53,6 +53,7 @@ std::vector<int64_t> const_ints(PlanBuilder& b, const Node& n, int value, const 
 
 struct Window {
   dims kernel, strides, dilation /* oneDNN: onnx - 1 */, pad_l, pad_r;
+  dims pad_r_declared;  // the end pads as declared (pad_r also covers ceil_mode's overhang)
 };
 
 // The table's window geometry (auto_pad resolved; pad_r makes the window produce exactly the
@@ -71,6 +72,7 @@ Window make_window(PlanBuilder& b, const Node& n, const Shape& in, const Shape& 
     w.dilation.push_back(g.dilations[i] - 1);
     w.pad_l.push_back(g.pad_begin[i]);
     w.pad_r.push_back(g.pad_end_exact[i]);
+    w.pad_r_declared.push_back(g.pad_end[i]);
   }
   return w;
 }
@@ -651,7 +653,8 @@ void lower_pool(PlanBuilder& b, int index, bool global, bool is_max) {
     return dims(k.begin(), k.end());
   }();
   if (kernel.size() + 2 != xv.shape.size()) unsupported(b, n, "kernel rank does not match the input");
-  Window w = global ? Window{kernel, dims(kernel.size(), 1), dims(kernel.size(), 0), dims(kernel.size(), 0), dims(kernel.size(), 0)}
+  Window w = global ? Window{kernel, dims(kernel.size(), 1), dims(kernel.size(), 0), dims(kernel.size(), 0), dims(kernel.size(), 0),
+                             dims(kernel.size(), 0)}
                     : make_window(b, n, xv.shape, yv.shape, kernel);
   // make_window derived the end pads from the unpadded input's size, so they already include the
   // Pad's end pads; the begin pads move from the right to the left.
@@ -663,16 +666,14 @@ void lower_pool(PlanBuilder& b, int index, bool global, bool is_max) {
   if (!is_max) {
     const bool include = n.attr_int("count_include_pad", 0) != 0 || !folded.empty();
     // Does ceil_mode add windows that overhang the declared end padding?
-    const auto declared = n.attr_ints("pads", std::vector<int64_t>(2 * kernel.size(), 0));
     bool extra_pad = false;
-    for (size_t i = 0; i < kernel.size() && i + kernel.size() < declared.size() + 1; ++i)
-      extra_pad = extra_pad || w.pad_r[i] > declared[kernel.size() + i];
+    for (size_t i = 0; i < kernel.size(); ++i) extra_pad = extra_pad || w.pad_r[i] > w.pad_r_declared[i];
     extra_pad = extra_pad && n.attr_int("ceil_mode", 0) != 0;
     if (include && extra_pad) {
       // oneDNN would count the ceil_mode overhang as padding; ONNX (and PyTorch) count only the
       // declared pads. A plain kernel with ONNX's divisor.
       if (xv.shape.size() != 4) unsupported(b, n, "AveragePool with ceil_mode and count_include_pad is supported for 2-D pooling only");
-      auto pads = n.attr_ints("pads", std::vector<int64_t>(4, 0));
+      const dims pads = {w.pad_l[0], w.pad_l[1], w.pad_r_declared[0], w.pad_r_declared[1]};  // ONNX's order
       const int src = b.plain(b.slot_of(x));
       const int out = b.new_slot(yv.name, DType::float32, yv.shape, plain_md(DType::float32, yv.shape));
       b.bind(n.outputs[0], out);

@@ -232,28 +232,36 @@ void lower_gather(PlanBuilder& b, const Node& n) {
   };
 }
 
-void lower_expand(PlanBuilder& b, const Node& n) {
+// A copy from input 0 to output 0: the plain source slot, a new output slot, the element size and
+// both shapes.
+struct CopyIo {
+  int src, out;
+  size_t es;
+  Shape in_shape, shape;
+};
+CopyIo copy_io(PlanBuilder& b, const Node& n) {
   const Value& xv = val(b, n.inputs[0]);
-  const Value& yv = val(b, n.outputs[0]);
   const int src = b.plain(b.slot_of(n.inputs[0]));
-  const int out = output_slot(b, n.outputs[0]);
-  const size_t es = size_t(dtype_size(xv.dtype));
-  const Shape shape = yv.shape;
-  const auto st = broadcast_strides(xv.shape, yv.shape);
+  return {src, output_slot(b, n.outputs[0]), size_t(dtype_size(xv.dtype)), xv.shape, val(b, n.outputs[0]).shape};
+}
+
+void lower_expand(PlanBuilder& b, const Node& n) {
+  const CopyIo io = copy_io(b, n);
+  const int src = io.src, out = io.out;
+  const size_t es = io.es;
+  const Shape shape = io.shape;
+  const auto st = broadcast_strides(io.in_shape, shape);
   add_fn(b, n, "expand", {src}, {out})->fn = [=](Runtime& rt) {
     strided_copy(static_cast<const char*>(rt.ptr(src)), static_cast<char*>(rt.ptr(out)), shape, st, 0, es);
   };
 }
 
 void lower_tile(PlanBuilder& b, const Node& n) {
-  const Value& xv = val(b, n.inputs[0]);
-  const Value& yv = val(b, n.outputs[0]);
-  const int src = b.plain(b.slot_of(n.inputs[0]));
-  const int out = output_slot(b, n.outputs[0]);
-  const size_t es = size_t(dtype_size(xv.dtype));
-  const Shape shape = yv.shape;
-  const Shape in_shape = xv.shape;
-  const auto in_st = row_strides(xv.shape);
+  const CopyIo io = copy_io(b, n);
+  const int src = io.src, out = io.out;
+  const size_t es = io.es;
+  const Shape shape = io.shape, in_shape = io.in_shape;
+  const auto in_st = row_strides(in_shape);
   add_fn(b, n, "tile", {src}, {out})->fn = [=](Runtime& rt) {
     const char* x = static_cast<const char*>(rt.ptr(src));
     char* y = static_cast<char*>(rt.ptr(out));
