@@ -1,5 +1,5 @@
 // `bricklab decompose`, `bricklab benchmark` and `bricklab predict`: the DLBricks workflow on
-// the command line. Bad flags throw bricklab::InvalidArgument (exit 2); bad models, databases
+// the command line. Bad flags throw UsageError (exit 2); bad models, databases
 // or servers throw other bricklab::Error types (exit 1); main() prints the one-line message.
 #include <unistd.h>
 
@@ -27,30 +27,9 @@
 
 namespace {
 
-using bricklab::InvalidArgument;
 namespace bb = bricklab::bricks;
 
 
-
-int64_t positive(const std::string& flag, const std::string& text, int64_t min = 1) {
-  try {
-    size_t used = 0;
-    const long long v = std::stoll(text, &used);
-    if (used == text.size() && v >= min) return v;
-  } catch (const std::exception&) {
-  }
-  throw InvalidArgument(flag + " expects an integer >= " + std::to_string(min) + ", got '" + text + "'");
-}
-
-double positive_real(const std::string& flag, const std::string& text) {
-  try {
-    size_t used = 0;
-    const double v = std::stod(text, &used);
-    if (used == text.size() && v > 0 && std::isfinite(v)) return v;
-  } catch (const std::exception&) {
-  }
-  throw InvalidArgument(flag + " expects a positive number, got '" + text + "'");
-}
 
 }  // namespace
 
@@ -60,22 +39,22 @@ BricksArgs parse_bricks_args(const std::string& command, const std::vector<std::
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& s = argv[i];
     auto next = [&]() -> std::string {
-      if (i + 1 >= argv.size()) throw InvalidArgument(s + " needs a value");
+      if (i + 1 >= argv.size()) throw UsageError(s + " needs a value");
       return argv[++i];
     };
     if (s == "--help" || s == "-h") {
       std::cout << command_help(command);
       std::exit(0);
     } else if (s == "--json") a.json = true;
-    else if (s == "--batch") a.decompose.load.batch = positive(s, next());
+    else if (s == "--batch") a.decompose.load.batch = parse_count(s, next());
     else if (s == "--granularity") a.decompose.granularity = bb::Granularity::parse(next());
-    else if (s == "--threads") a.runner.threads = bricklab::resolve_threads(int(std::min<int64_t>(positive(s, next()), INT32_MAX)), s);
+    else if (s == "--threads") a.runner.threads = bricklab::resolve_threads(int(std::min<int64_t>(parse_count(s, next()), INT32_MAX)), s);
     else if (s == "--no-fusion") a.runner.fusion = false;
-    else if (s == "--tolerance") a.runner.tolerance = positive_real(s, next());
-    else if (s == "--budget") a.runner.budget_s = positive_real(s, next());
-    else if (s == "--warmup") a.runner.warmup = int(positive(s, next(), 0));
-    else if (s == "--min-reps") a.runner.min_reps = int(positive(s, next()));
-    else if (s == "--max-reps") a.runner.max_reps = int(positive(s, next()));
+    else if (s == "--tolerance") a.runner.tolerance = parse_real(s, next(), true);
+    else if (s == "--budget") a.runner.budget_s = parse_real(s, next(), true);
+    else if (s == "--warmup") a.runner.warmup = int(parse_integer(s, next(), 0));
+    else if (s == "--min-reps") a.runner.min_reps = int(parse_count(s, next()));
+    else if (s == "--max-reps") a.runner.max_reps = int(parse_count(s, next()));
     else if (s == "--pin") a.runner.pin = true;
     else if (s == "--cold-weights") a.runner.cold_weights = true;
     else if (s == "--hot-weights") a.runner.evict_weights = false;
@@ -83,7 +62,7 @@ BricksArgs parse_bricks_args(const std::string& command, const std::vector<std::
     else if (s == "--per-brick-tolerance") a.runner.per_model_tolerance = false;
     else if (s == "--clock") {
       const std::string c = next();
-      if (c != "wall" && c != "cpu") throw InvalidArgument("--clock expects wall or cpu, got '" + c + "'");
+      if (c != "wall" && c != "cpu") throw UsageError("--clock expects wall or cpu, got '" + c + "'");
       a.runner.cpu_clock = c == "cpu";
     }
     else if (s == "--progress") a.progress = 1;
@@ -93,20 +72,20 @@ BricksArgs parse_bricks_args(const std::string& command, const std::vector<std::
     else if (s == "--queue" && command == "benchmark") a.queue = next();
     else if (s == "--backend") {
       a.runner.backend = next();
-      if (a.runner.backend != "cpu" && a.runner.backend != "cuda") throw InvalidArgument("--backend expects cpu or cuda, got '" + a.runner.backend + "'");
+      if (a.runner.backend != "cpu" && a.runner.backend != "cuda") throw UsageError("--backend expects cpu or cuda, got '" + a.runner.backend + "'");
     }
     else if (s == "--no-measure" && (command == "lowerbound" || command == "report")) a.measure = false;
     else if (s == "--no-apply" && (command == "lowerbound" || command == "report")) a.apply = false;
     else if ((s == "-o" || s == "--output") && command == "report") a.output = next();
-    else if (s.size() > 1 && s[0] == '-') throw InvalidArgument("unknown option '" + s + "' (see `bricklab " + command + " --help`)");
+    else if (s.size() > 1 && s[0] == '-') throw UsageError("unknown option '" + s + "' (see `bricklab " + command + " --help`)");
     else a.models.push_back(s);
   }
-  if (a.models.empty() && command != "roofline") throw InvalidArgument(command + " expects at least one MODEL");
+  if (a.models.empty() && command != "roofline") throw UsageError(command + " expects at least one MODEL");
   if ((command == "predict" || command == "lowerbound" || command == "report") && a.models.size() != 1)
-    throw InvalidArgument(command + " expects exactly one MODEL");
-  if (command == "roofline" && !a.models.empty()) throw InvalidArgument("roofline takes no MODEL");
-  if (a.runner.max_reps < a.runner.min_reps) throw InvalidArgument("--max-reps must be >= --min-reps");
-  if (a.runner.cpu_clock && a.runner.threads != 1) throw InvalidArgument("--clock cpu needs --threads 1");
+    throw UsageError(command + " expects exactly one MODEL");
+  if (command == "roofline" && !a.models.empty()) throw UsageError("roofline takes no MODEL");
+  if (a.runner.max_reps < a.runner.min_reps) throw UsageError("--max-reps must be >= --min-reps");
+  if (a.runner.cpu_clock && a.runner.threads != 1) throw UsageError("--clock cpu needs --threads 1");
   a.decompose.compile = bb::compile_options(a.runner);
   a.decompose.backend = a.runner.backend;
   if (!a.db.empty() && a.db.find("://") == std::string::npos) require_parent_folder(a.db, "--db");  // a file, not a URL

@@ -2,14 +2,48 @@
 // report, roofline): parsed once in bricks_cmds.cpp, used by lowerbound_cmds.cpp too.
 #pragma once
 
+#include <cmath>
 #include <filesystem>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "bricklab/bricks/decompose.hpp"
 #include "bricklab/bricks/runner.hpp"
 #include "bricklab/core/error.hpp"
+
+// One convention for every command (main.cpp prints them): a bad command line is a UsageError
+// ("bricklab CMD: usage error: ...", exit 2); a bad model, data file or database is a
+// bricklab::Error ("bricklab CMD: error: ...", exit 1).
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The option parsers every command uses, so that a bad value reads the same everywhere:
+// "--batch expects an integer >= 1, got 'x'".
+inline int64_t parse_integer(const std::string& flag, const std::string& text, int64_t min = INT64_MIN) {
+  try {
+    size_t used = 0;
+    const long long v = std::stoll(text, &used);
+    if (used == text.size() && v >= min) return v;
+  } catch (const std::exception&) {
+  }
+  throw UsageError(flag + " expects an integer" + (min == INT64_MIN ? std::string() : " >= " + std::to_string(min)) +
+                   ", got '" + text + "'");
+}
+inline int64_t parse_count(const std::string& flag, const std::string& text) { return parse_integer(flag, text, 1); }
+
+// A finite number; `positive` also requires it to be > 0.
+inline double parse_real(const std::string& flag, const std::string& text, bool positive = false) {
+  try {
+    size_t used = 0;
+    const double v = std::stod(text, &used);
+    if (used == text.size() && std::isfinite(v) && (!positive || v > 0)) return v;
+  } catch (const std::exception&) {
+  }
+  throw UsageError(flag + (positive ? " expects a positive number" : " expects a finite number") + ", got '" + text + "'");
+}
 
 struct BricksArgs {
   std::vector<std::string> models;
@@ -22,7 +56,7 @@ struct BricksArgs {
   int progress = -1;  // -1: when stderr is a TTY
 };
 
-// Parses the options of `command`; throws bricklab::InvalidArgument naming a bad flag.
+// Parses the options of `command`; throws UsageError naming a bad flag.
 BricksArgs parse_bricks_args(const std::string& command, const std::vector<std::string>& argv);
 // A progress bar on stderr (counts, elapsed, time remaining) when a.progress asks for one.
 std::function<void(int, int, double, const std::string&)> progress_bar(const BricksArgs& a, const std::string& unit);
@@ -40,6 +74,6 @@ inline void require_parent_folder(std::string path, const std::string& flag) {
   if (parent.empty()) return;
   std::error_code ec;
   if (!std::filesystem::is_directory(parent, ec))
-    throw bricklab::InvalidArgument(flag + " " + path + ": the folder '" + parent.string() +
+    throw UsageError(flag + " " + path + ": the folder '" + parent.string() +
                                     "' does not exist (create it first, e.g. mkdir -p " + parent.string() + ")");
 }

@@ -27,10 +27,6 @@ namespace {
 
 using bricklab::Graph;
 
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 const char* kUsage = R"(usage: bricklab <command> [options]
 
 commands:
@@ -65,17 +61,6 @@ commands:
 Exit status: 0 on success, 1 when the model or data is bad, 2 on a usage error.
 )";
 
-int64_t parse_positive(const std::string& flag, const std::string& text) {
-  try {
-    size_t used = 0;
-    long long v = std::stoll(text, &used);
-    if (used != text.size() || v < 1) throw std::invalid_argument(text);
-    return v;
-  } catch (const std::exception&) {
-    throw UsageError(flag + " expects a positive integer, got '" + text + "'");
-  }
-}
-
 struct Args {
   std::vector<std::string> positional;
   bool json = false;
@@ -100,11 +85,11 @@ Args parse_args(const std::vector<std::string>& argv) {
       return argv[++i];
     };
     if (s == "--json") a.json = true;
-    else if (s == "--threads") a.threads = bricklab::resolve_threads(int(std::min<int64_t>(parse_positive("--threads", next("--threads")), INT32_MAX)), "--threads");
-    else if (s == "--repeat") a.repeat = int(parse_positive("--repeat", next("--repeat")));
+    else if (s == "--threads") a.threads = bricklab::resolve_threads(int(std::min<int64_t>(parse_count("--threads", next("--threads")), INT32_MAX)), "--threads");
+    else if (s == "--repeat") a.repeat = int(parse_count("--repeat", next("--repeat")));
     else if (s == "--warmup") {
       const std::string w = next("--warmup");
-      a.warmup = w == "0" ? 0 : int(parse_positive("--warmup", w));
+      a.warmup = int(parse_integer("--warmup", w, 0));
     } else if (s == "--no-fusion") a.fusion = false;
     else if (s == "--profile") a.profile = true;
     else if (s == "--output-dir") a.output_dir = next("--output-dir");
@@ -114,20 +99,20 @@ Args parse_args(const std::vector<std::string>& argv) {
       if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) throw UsageError("--input expects NAME=FILE.npy, got '" + spec + "'");
       a.input_files[spec.substr(0, eq)] = spec.substr(eq + 1);
     }
-    else if (s == "--branch-workers") a.branch_workers = int(parse_positive("--branch-workers", next("--branch-workers")));
+    else if (s == "--branch-workers") a.branch_workers = int(parse_count("--branch-workers", next("--branch-workers")));
     else if (s == "--variant") {
       const std::string spec = next("--variant");
       const auto eq = spec.rfind('=');
       if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) throw UsageError("--variant expects NODE=VARIANT, got '" + spec + "'");
       a.variants[spec.substr(0, eq)] = spec.substr(eq + 1);
     }
-    else if (s == "--batch") a.load.batch = parse_positive("--batch", next("--batch"));
-    else if (s.rfind("--batch=", 0) == 0) a.load.batch = parse_positive("--batch", s.substr(8));
+    else if (s == "--batch") a.load.batch = parse_count("--batch", next("--batch"));
+    else if (s.rfind("--batch=", 0) == 0) a.load.batch = parse_count("--batch", s.substr(8));
     else if (s == "--dim" || s.rfind("--dim=", 0) == 0) {
       std::string spec = s == "--dim" ? next("--dim") : s.substr(6);
       auto eq = spec.find('=');
       if (eq == std::string::npos || eq == 0) throw UsageError("--dim expects NAME=N, got '" + spec + "'");
-      a.load.dims[spec.substr(0, eq)] = parse_positive("--dim " + spec.substr(0, eq), spec.substr(eq + 1));
+      a.load.dims[spec.substr(0, eq)] = parse_count("--dim " + spec.substr(0, eq), spec.substr(eq + 1));
     } else if (s.size() > 1 && s[0] == '-') throw UsageError("unknown option '" + s + "'");
     else a.positional.push_back(s);
   }
@@ -409,8 +394,8 @@ int main(int argc, char** argv) {
   } catch (const UsageError& e) {
     std::cerr << "bricklab " << command << ": usage error: " << e.what() << "\n";
     return 2;
-  } catch (const bricklab::InvalidArgument& e) {
-    std::cerr << "bricklab " << command << ": error: " << e.what() << "\n";
+  } catch (const bricklab::InvalidArgument& e) {  // an option value the library refused
+    std::cerr << "bricklab " << command << ": usage error: " << e.what() << "\n";
     return 2;
   } catch (const bricklab::Error& e) {
     std::cerr << "bricklab " << command << ": error: " << e.what() << "\n";

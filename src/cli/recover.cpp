@@ -1,6 +1,6 @@
 // `bricklab recover`: tensor recovery from quantized observations read from .npy/.csv files;
 // writes the dense estimate as .npy (and optionally the factors). Bad input throws
-// bricklab::InvalidArgument / FileError, which main() turns into one line and a non-zero exit.
+// UsageError (exit 2) or bricklab::Error (exit 1), which main() turns into one line.
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -16,10 +16,14 @@
 #include "bricklab/core/error.hpp"
 #include "bricklab/core/npy.hpp"
 #include "bricklab/tensor/recovery.hpp"
+#include "cli_args.hpp"
 
 namespace {
 
-using bricklab::InvalidArgument;
+// Malformed observations (a file's contents): bad data (exit 1), not a bad command line.
+struct DataError : bricklab::Error {
+  using bricklab::Error::Error;
+};
 namespace bt = bricklab::tensor;
 
 const char* kRecoverUsage = R"(usage: bricklab recover (--obs FILE | --indices FILE --levels FILE) --rank R --out EST.npy [options]
@@ -60,28 +64,6 @@ std::string trim(const std::string& s) {
   return s.substr(b, e - b + 1);
 }
 
-double parse_double(const std::string& flag, const std::string& text) {
-  try {
-    size_t used = 0;
-    const double v = std::stod(text, &used);
-    if (used != text.size()) throw std::invalid_argument(text);
-    return v;
-  } catch (const std::exception&) {
-    throw InvalidArgument(flag + " expects a number, got '" + text + "'");
-  }
-}
-
-int64_t parse_int(const std::string& flag, const std::string& text) {
-  try {
-    size_t used = 0;
-    const long long v = std::stoll(text, &used);
-    if (used != text.size()) throw std::invalid_argument(text);
-    return v;
-  } catch (const std::exception&) {
-    throw InvalidArgument(flag + " expects an integer, got '" + text + "'");
-  }
-}
-
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
@@ -107,9 +89,9 @@ void read_csv(const std::string& path, std::vector<int64_t>& indices, std::vecto
         const double v = std::stod(t, &used);
         if (used != t.size()) throw std::invalid_argument(t);
         if (!std::isfinite(v) || v != std::floor(v))
-          throw InvalidArgument(path + ":" + std::to_string(line_no) + ": '" + t + "' is not a finite integer");
+          throw DataError(path + ":" + std::to_string(line_no) + ": '" + t + "' is not a finite integer");
         row.push_back(int64_t(v));
-      } catch (const InvalidArgument&) {
+      } catch (const DataError&) {
         throw;
       } catch (const std::exception&) {
         numeric = false;
@@ -118,15 +100,15 @@ void read_csv(const std::string& path, std::vector<int64_t>& indices, std::vecto
     }
     if (!numeric) {
       if (indices.empty() && levels.empty()) continue;  // a header line
-      throw InvalidArgument(path + ":" + std::to_string(line_no) + ": expected integers, got '" + line + "'");
+      throw DataError(path + ":" + std::to_string(line_no) + ": expected integers, got '" + line + "'");
     }
-    if (row.size() < 3) throw InvalidArgument(path + ":" + std::to_string(line_no) + ": need at least 2 indices and a level");
+    if (row.size() < 3) throw DataError(path + ":" + std::to_string(line_no) + ": need at least 2 indices and a level");
     if (order == 0) order = row.size() - 1;
     if (row.size() != order + 1)
-      throw InvalidArgument(path + ":" + std::to_string(line_no) + ": expected " + std::to_string(order + 1) + " columns, got " +
+      throw DataError(path + ":" + std::to_string(line_no) + ": expected " + std::to_string(order + 1) + " columns, got " +
                             std::to_string(row.size()));
     if (row.back() < std::numeric_limits<int32_t>::min() || row.back() > std::numeric_limits<int32_t>::max())
-      throw InvalidArgument(path + ":" + std::to_string(line_no) + ": level out of range");
+      throw DataError(path + ":" + std::to_string(line_no) + ": level out of range");
     indices.insert(indices.end(), row.begin(), row.end() - 1);
     levels.push_back(int32_t(row.back()));
   }
@@ -155,7 +137,7 @@ int cmd_recover(const std::vector<std::string>& args) {
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& a = argv[i];
     auto next = [&]() -> std::string {
-      if (i + 1 >= argv.size()) throw InvalidArgument(a + " needs a value");
+      if (i + 1 >= argv.size()) throw UsageError(a + " needs a value");
       return argv[++i];
     };
     if (a == "--help" || a == "-h") {
@@ -165,85 +147,90 @@ int cmd_recover(const std::vector<std::string>& args) {
     else if (a == "--indices") indices_path = next();
     else if (a == "--levels") levels_path = next();
     else if (a == "--shape") shape_text = next();
-    else if (a == "--rank") o.rank = int(parse_int(a, next()));
+    else if (a == "--rank") o.rank = int(parse_integer(a, next()));
     else if (a == "--noise") {
       const std::string n = next();
       if (n == "probit") o.loss = bt::Loss::probit;
       else if (n == "logistic") o.loss = bt::Loss::logistic;
-      else throw InvalidArgument("--noise must be probit or logistic, got '" + n + "'");
-    } else if (a == "--sigma") o.sigma = parse_double(a, next());
-    else if (a == "--alpha") o.alpha = parse_double(a, next());
+      else throw UsageError("--noise must be probit or logistic, got '" + n + "'");
+    } else if (a == "--sigma") o.sigma = parse_real(a, next());
+    else if (a == "--alpha") o.alpha = parse_real(a, next());
     else if (a == "--boundaries") {
-      for (const std::string& s : split(next(), ',')) o.boundaries.push_back(parse_double(a, trim(s)));
-    } else if (a == "--levels-count") o.num_levels = int(parse_int(a, next()));
+      for (const std::string& s : split(next(), ',')) o.boundaries.push_back(parse_real(a, trim(s)));
+    } else if (a == "--levels-count") o.num_levels = int(parse_integer(a, next()));
     else if (a == "--method") method = next();
-    else if (a == "--max-iter") o.max_iter = int(parse_int(a, next()));
-    else if (a == "--tol") o.tol = parse_double(a, next());
-    else if (a == "--seed") o.seed = uint64_t(std::max<int64_t>(0, parse_int(a, next())));
-    else if (a == "--threads") o.threads = int(parse_int(a, next()));
-    else if (a == "--n-init") o.n_init = int(parse_int(a, next()));
+    else if (a == "--max-iter") o.max_iter = int(parse_integer(a, next()));
+    else if (a == "--tol") o.tol = parse_real(a, next());
+    else if (a == "--seed") o.seed = uint64_t(parse_integer(a, next(), 0));
+    else if (a == "--threads") o.threads = int(parse_integer(a, next()));
+    else if (a == "--n-init") o.n_init = int(parse_integer(a, next()));
     else if (a == "--step") {
       const std::string s = next();
       if (s == "newton") o.step = bt::StepRule::newton;
       else if (s == "curvature") o.step = bt::StepRule::curvature;
       else if (s == "lipschitz") o.step = bt::StepRule::lipschitz;
       else if (s == "backtracking") o.step = bt::StepRule::backtracking;
-      else throw InvalidArgument("--step must be newton, curvature, lipschitz or backtracking, got '" + s + "'");
+      else throw UsageError("--step must be newton, curvature, lipschitz or backtracking, got '" + s + "'");
     } else if (a == "--extrapolate") o.extrapolate = true;
     else if (a == "--no-extrapolate") o.extrapolate = false;
     else if (a == "--out") out_path = next();
     else if (a == "--factors") factors_prefix = next();
     else if (a == "--json") json = true;
-    else throw InvalidArgument("unknown option '" + a + "' (see `bricklab recover --help`)");
+    else throw UsageError("unknown option '" + a + "' (see `bricklab recover --help`)");
   }
-  if (method != "cp" && method != "tsvd") throw InvalidArgument("--method must be cp or tsvd, got '" + method + "'");
-  if (o.rank <= 0) throw InvalidArgument("--rank must be a positive integer (required)");
-  if (out_path.empty()) throw InvalidArgument("--out EST.npy is required");
+  if (method != "cp" && method != "tsvd") throw UsageError("--method must be cp or tsvd, got '" + method + "'");
+  if (o.rank <= 0) throw UsageError("--rank must be a positive integer (required)");
+  if (out_path.empty()) throw UsageError("--out EST.npy is required");
   if (obs_path.empty() == (indices_path.empty() && levels_path.empty()))
-    throw InvalidArgument("give either --obs FILE or --indices FILE --levels FILE");
+    throw UsageError("give either --obs FILE or --indices FILE --levels FILE");
   if (obs_path.empty() && (indices_path.empty() || levels_path.empty()))
-    throw InvalidArgument("--indices and --levels go together");
+    throw UsageError("--indices and --levels go together");
 
   std::vector<int64_t> indices;
   std::vector<int32_t> levels;
   size_t order = 0;
-  if (!obs_path.empty() && ends_with(obs_path, ".csv")) {
-    read_csv(obs_path, indices, levels, order);
-  } else if (!obs_path.empty()) {
-    const bricklab::NpyArray arr = bricklab::read_npy_array(obs_path);
-    if (arr.shape.size() != 2 || arr.shape[1] < 3)
-      throw InvalidArgument(obs_path + ": expected an m x (N+1) integer array (indices then level)");
-    const std::vector<int64_t> all = arr.as_int64(obs_path);
-    order = size_t(arr.shape[1] - 1);
-    for (int64_t r = 0; r < arr.shape[0]; ++r) {
-      const int64_t* row = all.data() + size_t(r) * (order + 1);
-      indices.insert(indices.end(), row, row + order);
-      if (row[order] < std::numeric_limits<int32_t>::min() || row[order] > std::numeric_limits<int32_t>::max())
-        throw InvalidArgument(obs_path + ": level out of range in row " + std::to_string(r));
-      levels.push_back(int32_t(row[order]));
+  // The files' contents: anything wrong in them is bad data (exit 1), not a bad command line.
+  try {
+    if (!obs_path.empty() && ends_with(obs_path, ".csv")) {
+      read_csv(obs_path, indices, levels, order);
+    } else if (!obs_path.empty()) {
+      const bricklab::NpyArray arr = bricklab::read_npy_array(obs_path);
+      if (arr.shape.size() != 2 || arr.shape[1] < 3)
+        throw DataError(obs_path + ": expected an m x (N+1) integer array (indices then level)");
+      const std::vector<int64_t> all = arr.as_int64(obs_path);
+      order = size_t(arr.shape[1] - 1);
+      for (int64_t r = 0; r < arr.shape[0]; ++r) {
+        const int64_t* row = all.data() + size_t(r) * (order + 1);
+        indices.insert(indices.end(), row, row + order);
+        if (row[order] < std::numeric_limits<int32_t>::min() || row[order] > std::numeric_limits<int32_t>::max())
+          throw DataError(obs_path + ": level out of range in row " + std::to_string(r));
+        levels.push_back(int32_t(row[order]));
+      }
+    } else {
+      const bricklab::NpyArray ia = bricklab::read_npy_array(indices_path);
+      const bricklab::NpyArray la = bricklab::read_npy_array(levels_path);
+      if (ia.shape.size() != 2) throw DataError(indices_path + ": expected an m x N integer array");
+      if (la.shape.size() != 1 || la.shape[0] != ia.shape[0])
+        throw DataError(levels_path + ": expected " + std::to_string(ia.shape[0]) + " levels (a 1-D array)");
+      indices = ia.as_int64(indices_path);
+      for (int64_t l : la.as_int64(levels_path)) {
+        if (l < std::numeric_limits<int32_t>::min() || l > std::numeric_limits<int32_t>::max())
+          throw DataError(levels_path + ": level out of range");
+        levels.push_back(int32_t(l));
+      }
+      order = size_t(ia.shape[1]);
     }
-  } else {
-    const bricklab::NpyArray ia = bricklab::read_npy_array(indices_path);
-    const bricklab::NpyArray la = bricklab::read_npy_array(levels_path);
-    if (ia.shape.size() != 2) throw InvalidArgument(indices_path + ": expected an m x N integer array");
-    if (la.shape.size() != 1 || la.shape[0] != ia.shape[0])
-      throw InvalidArgument(levels_path + ": expected " + std::to_string(ia.shape[0]) + " levels (a 1-D array)");
-    indices = ia.as_int64(indices_path);
-    for (int64_t l : la.as_int64(levels_path)) {
-      if (l < std::numeric_limits<int32_t>::min() || l > std::numeric_limits<int32_t>::max())
-        throw InvalidArgument(levels_path + ": level out of range");
-      levels.push_back(int32_t(l));
-    }
-    order = size_t(ia.shape[1]);
+    if (levels.empty()) throw DataError("no observations in the input");
+  } catch (const bricklab::InvalidArgument& e) {  // e.g. a NaN where an index should be
+    throw DataError(e.what());
   }
-  if (levels.empty()) throw InvalidArgument("no observations in the input");
 
   bt::ObservationView view;
   if (!shape_text.empty()) {
     for (const std::string& s : split(shape_text, shape_text.find('x') != std::string::npos ? 'x' : ','))
-      view.shape.push_back(parse_int("--shape", trim(s)));
+      view.shape.push_back(parse_count("--shape", trim(s)));
     if (view.shape.size() != order)
-      throw InvalidArgument("--shape has " + std::to_string(view.shape.size()) + " dimensions but the indices have " +
+      throw UsageError("--shape has " + std::to_string(view.shape.size()) + " dimensions but the indices have " +
                             std::to_string(order));
   } else {
     view.shape.assign(order, 0);

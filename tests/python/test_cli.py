@@ -37,7 +37,7 @@ def test_inspect_json_agrees_with_python(cli):
     "args, code, needle",
     [
         (["inspect", "/no/such/model.onnx"], 1, "no such file"),
-        (["inspect", str(BUNDLED / "resnet18.onnx"), "--batch", "zero"], 2, "--batch expects a positive integer"),
+        (["inspect", str(BUNDLED / "resnet18.onnx"), "--batch", "zero"], 2, "--batch expects an integer >= 1"),
         (["inspect", str(BUNDLED / "resnet18.onnx"), "--frobnicate"], 2, "unknown option"),
         (["inspect", str(BUNDLED / "resnet18.onnx"), "--dim", "seq=4"], 2, "'seq'"),
         (["inspect"], 2, "exactly one MODEL"),
@@ -50,6 +50,18 @@ def test_errors_are_one_line_with_exit_code(cli, args, code, needle):
     assert needle in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert r.stdout == ""
+
+
+@pytest.mark.parametrize("command", ["inspect", "run", "decompose", "benchmark", "predict", "lowerbound", "report"])
+def test_one_wording_for_usage_errors(cli, command):
+    """Every command words a bad option value the same way and exits 2."""
+    r = run(cli, command, BUNDLED / "tiny_cnn.onnx", "--batch", "x")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == f"bricklab {command}: usage error: --batch expects an integer >= 1, got 'x'\n"
+    r = run(cli, command, BUNDLED / "tiny_cnn.onnx", "--threads", "-3")
+    assert r.returncode == 2 and r.stderr.startswith(f"bricklab {command}: usage error: --threads"), r.stderr
+    r = run(cli, command, BUNDLED / "tiny_cnn.onnx", "--frobnicate")
+    assert r.returncode == 2 and r.stderr.startswith(f"bricklab {command}: usage error: unknown option '--frobnicate'")
 
 
 def test_corrupt_and_hostile_files(cli, tmp_path):

@@ -78,14 +78,14 @@ def test_recover_errors(cli, data, tmp_path):
     (tmp_path / "bad.csv").write_text("0,1,2,1\n0,1,x,2\n")
     cases = [
         (["--obs", tmp_path / "missing.npy", "--rank", 2, "--out", tmp_path / "o.npy"], 1, "no such file"),
-        (["--indices", tmp_path / "nan.npy", "--levels", d / "lev.npy", "--rank", 2, "--out", tmp_path / "o.npy"], 2, "NaN"),
+        (["--indices", tmp_path / "nan.npy", "--levels", d / "lev.npy", "--rank", 2, "--out", tmp_path / "o.npy"], 1, "NaN"),
         (["--indices", tmp_path / "dup.npy", "--levels", tmp_path / "dup_lev.npy", "--rank", 2, "--out", tmp_path / "o.npy"], 2,
          "duplicate"),
         (["--obs", d / "obs.npy", "--rank", 0, "--out", tmp_path / "o.npy"], 2, "--rank"),
         (["--obs", d / "obs.npy", "--rank", 2, "--boundaries", "0.5,0.1", "--out", tmp_path / "o.npy"], 2, "increasing"),
         (["--obs", d / "obs.npy", "--rank", 2, "--boundaries", "0.1", "--out", tmp_path / "o.npy"], 2, "level"),
         (["--obs", d / "obs.npy", "--rank", 2, "--shape", "3x3x3", "--out", tmp_path / "o.npy"], 2, "out of range"),
-        (["--obs", tmp_path / "bad.csv", "--rank", 2, "--out", tmp_path / "o.npy"], 2, "expected integers"),
+        (["--obs", tmp_path / "bad.csv", "--rank", 2, "--out", tmp_path / "o.npy"], 1, "expected integers"),
         (["--obs", d / "obs.npy", "--rank", 2, "--frobnicate", "--out", tmp_path / "o.npy"], 2, "unknown option"),
         (["--obs", d / "obs.npy", "--rank", 2], 2, "--out"),
     ]
