@@ -78,10 +78,23 @@ def measure_model(model: ModelLike, batch: Optional[int] = None, **runner) -> di
     return _core.bricks_measure_model(_load(model, batch), _runner(runner))
 
 
-def emit(models, out_dir: str, batch: Optional[int] = None, granularity: str = "fused", weight_seed: int = 0,
-         **runner) -> list:
-    """Write every brick as a standalone ONNX model ``out_dir/<id>.onnx``; returns the paths."""
+EMIT_LIMIT_BYTES = 1 << 30
+
+
+def emit(models, out_dir, batch: Optional[int] = None, granularity: str = "fused", weight_seed: int = 0,
+         force: bool = False, **runner) -> list:
+    """Write every brick as a standalone ONNX model ``out_dir/<id>.onnx``; returns the paths.
+
+    Refuses (``bricklab.InvalidArgument``, a ``ValueError``) when the bricks would take more than
+    ``EMIT_LIMIT_BYTES`` (1 GiB, weights included; ``Decomposition.emit_bytes`` says how much) unless
+    ``force=True``.
+    """
     d = models if isinstance(models, _core.Decomposition) else decompose(models, batch, granularity, **runner)
+    if d.emit_bytes > EMIT_LIMIT_BYTES and not force:
+        raise _core.InvalidArgument(
+            f"emit to {os.fspath(out_dir)}: the {len(d.bricks)} bricks would take about {d.emit_bytes / 1e9:.2f} GB "
+            f"(over the 1 GiB limit); emit fewer models, or pass force=True")
+    out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     return d.emit(os.fspath(out_dir), weight_seed)
 

@@ -173,6 +173,8 @@ void bind_bricks(py::module_& m) {
         }
         return files;
       }, py::arg("dir"), py::arg("weight_seed") = 0, "Writes every brick as DIR/<id>.onnx; returns the paths.")
+      .def_property_readonly("emit_bytes", &bb::emit_size_estimate,
+                             "About how many bytes emit() writes (weights and constants included).")
       .def("benchmark", [](const bb::Decomposition& d, const std::string& db, const py::dict& options, const std::string& queue) {
         auto r = runner_options(options);
         bb::BenchmarkSummary s;

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <functional>
 #include <random>
+#include <set>
 
 #include "bricklab/core/error.hpp"
 #include "bricklab/engine/backend.hpp"
@@ -139,6 +140,21 @@ void write_onnx(const Graph& g, const std::string& path, uint64_t weight_seed) {
   if (!f) throw FileError({path, "", ""}, "cannot open for writing");
   f.write(bytes.data(), std::streamsize(bytes.size()));
   if (!f) throw FileError({path, "", ""}, "write failed");
+}
+
+double emit_size_estimate(const Decomposition& d) {
+  constexpr double kPerFile = 2048;  // the graph, its attributes and value infos
+  double total = 0;
+  for (const Brick& b : d.bricks) {
+    const Graph& g = *d.models[size_t(b.model)].graph;
+    std::set<int> constants;
+    for (int n : b.nodes)
+      for (int v : g.nodes[size_t(n)].inputs)
+        if (v >= 0 && g.values[size_t(v)].is_constant()) constants.insert(v);
+    total += kPerFile;
+    for (int v : constants) total += g.values[size_t(v)].nbytes();
+  }
+  return total;
 }
 
 }  // namespace bricklab::bricks

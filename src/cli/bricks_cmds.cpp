@@ -69,6 +69,7 @@ BricksArgs parse_bricks_args(const std::string& command, const std::vector<std::
     else if (s == "--no-progress") a.progress = 0;
     else if (s == "--db") a.db = next();
     else if (s == "--emit" && command == "decompose") a.emit_dir = next();
+    else if (s == "--force" && command == "decompose") a.force = true;
     else if (s == "--queue" && command == "benchmark") a.queue = next();
     else if (s == "--backend") {
       a.runner.backend = next();
@@ -151,6 +152,17 @@ int cmd_decompose(const BricksArgs& a) {
   const bb::Decomposition d = bb::decompose(a.models, a.decompose);
   nlohmann::json j = decomposition_json(d);
   if (!a.emit_dir.empty()) {
+    const double bytes = bb::emit_size_estimate(d);
+    const std::string size = bytes >= 1e9   ? fmt::format("{:.2f} GB", bytes / 1e9)
+                             : bytes >= 1e6 ? fmt::format("{:.1f} MB", bytes / 1e6)
+                                            : fmt::format("{:.0f} kB", bytes / 1e3);
+    if (bytes > kEmitLimitBytes && !a.force)
+      throw UsageError(fmt::format("--emit {}: the {} bricks would take about {} (over the 1 GiB limit); "
+                                   "emit fewer models, or add --force", a.emit_dir, d.bricks.size(), size));
+    std::cerr << fmt::format("writing {} ONNX bricks (about {}) to {}\n", d.bricks.size(), size, a.emit_dir);
+    std::error_code ec;
+    std::filesystem::create_directories(a.emit_dir, ec);
+    if (ec) throw bricklab::FileError({a.emit_dir, "", ""}, "cannot create the folder: " + ec.message());
     nlohmann::json index = nlohmann::json::array();
     for (const auto& b : d.bricks) {
       const std::string file = (std::filesystem::path(a.emit_dir) / (b.id + ".onnx")).string();

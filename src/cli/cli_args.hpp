@@ -45,6 +45,9 @@ inline double parse_real(const std::string& flag, const std::string& text, bool 
   throw UsageError(flag + (positive ? " expects a positive number" : " expects a finite number") + ", got '" + text + "'");
 }
 
+// decompose --emit refuses to write more than this without --force.
+constexpr double kEmitLimitBytes = 1024.0 * 1024 * 1024;
+
 struct BricksArgs {
   std::vector<std::string> models;
   bricklab::bricks::DecomposeOptions decompose;
@@ -53,6 +56,7 @@ struct BricksArgs {
   std::string output = "report.html";  // report
   bool measure = true, apply = true;   // lowerbound, report
   bool json = false;
+  bool force = false;  // decompose --emit above kEmitLimitBytes
   int progress = -1;  // -1: when stderr is a TTY
 };
 

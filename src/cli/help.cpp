@@ -75,11 +75,13 @@ std::string command_help(const std::string& command) {
                     kJson,
                 "bricklab run models/bundled/resnet18.onnx --threads 2 --repeat 50");
   if (command == "decompose")
-    return text("bricklab decompose MODEL... [--batch N] [--granularity op|fused|seq:K] [--emit DIR] [--json]",
+    return text("bricklab decompose MODEL... [--batch N] [--granularity op|fused|seq:K] [--emit DIR [--force]] [--json]",
                 "Splits models into bricks (their unique layers, keyed by operator, shapes and attributes)\n"
                 "and prints each brick's multiplicity per model.",
                 std::string(kLoad) + kGranularity + kThreadsBricks +
-                    "  --emit DIR           also write each brick as a runnable ONNX model into DIR\n" + kJson,
+                    "  --emit DIR           also write each brick as a runnable ONNX model into DIR; says the\n"
+                    "                       size first and refuses above 1 GiB (weights included)\n"
+                    "  --force              emit even above 1 GiB\n" + kJson,
                 "bricklab decompose models/zoo/resnet18.onnx models/zoo/resnet34.onnx --emit bricks/");
   if (command == "benchmark")
     return text("bricklab benchmark MODEL... [--db PATH|URL] [--queue SUITE] [runner options] [--json]",

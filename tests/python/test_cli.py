@@ -127,3 +127,29 @@ def test_missing_parent_folders_are_errors_naming_them(cli, tmp_path):
     p = run(cli, "run", model, "--repeat", "1", "--output-dir", f"{tmp_path / 'out'}/")
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "out" / "logits.npy").exists()
+
+
+def test_emit_says_its_size_and_refuses_huge_output(cli, tmp_path):
+    """decompose --emit says how much it writes; above 1 GiB it refuses unless --force."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    r = run(cli, "decompose", BUNDLED / "tiny_cnn.onnx", "--emit", tmp_path / "bricks")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith("writing ") and " ONNX bricks (about " in r.stderr
+    assert (tmp_path / "bricks" / "index.json").exists()
+
+    # A stripped model (shapes, no values) whose one weight is 1.3 GB of float32: nothing is written.
+    w = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[16384, 20000])
+    g = helper.make_graph([helper.make_node("MatMul", ["X", "W"], ["Y"])], "big",
+                          [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 16384])],
+                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 20000])], initializer=[w])
+    big = tmp_path / "big.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(big))
+    r = run(cli, "decompose", big, "--emit", tmp_path / "big_bricks")
+    assert r.returncode == 2, r.stderr
+    assert "1.31 GB" in r.stderr and "--force" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "big_bricks").exists()
+    with pytest.raises(ValueError, match="1 GiB"):
+        bricklab.bricks.emit(str(big), tmp_path / "py_bricks")
+    assert not (tmp_path / "py_bricks").exists()

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "bricklab/bricks/decompose.hpp"
 #include "bricklab/graph/graph.hpp"
 
 namespace bricklab::bricks {
@@ -15,5 +16,10 @@ namespace bricklab::bricks {
 std::string to_onnx_bytes(const Graph& graph, uint64_t weight_seed = 0);
 // Writes to_onnx_bytes to `path` (throws FileError when it cannot be written).
 void write_onnx(const Graph& graph, const std::string& path, uint64_t weight_seed = 0);
+
+// About how many bytes emitting every brick of `d` writes: each brick's weights and constants
+// (random values of the right shape where the model is stripped) plus a small per-file overhead.
+// The CLI says this before writing and refuses above a limit unless forced.
+double emit_size_estimate(const Decomposition& d);
 
 }  // namespace bricklab::bricks
