@@ -21,12 +21,26 @@ from __future__ import annotations
 import os
 from typing import Iterable, Optional, Union
 
-from . import _core
+from . import _core, _progress
 
 __all__ = [
     "decompose", "benchmark", "predict", "measure_model", "emit", "fingerprint", "node_key", "group_key",
-    "subgraph", "to_onnx", "default_db", "Decomposition",
+    "subgraph", "to_onnx", "default_db", "Decomposition", "MissingBricksError",
 ]
+
+
+class MissingBricksError(_core.Error, LookupError):
+    """The database lacks some of a model's bricks, so its predicted latency would be a partial sum.
+
+    ``missing``: the ids of the bricks not measured on this machine (with these runner settings);
+    ``prediction``: the partial prediction (what ``predict(..., allow_missing=True)`` returns).
+    Benchmark the model first (``bricklab.bricks.benchmark``), or pass ``allow_missing=True``.
+    """
+
+    def __init__(self, message: str, missing: list, prediction: dict):
+        super().__init__(message)
+        self.missing = missing
+        self.prediction = prediction
 
 Decomposition = _core.Decomposition
 ModelLike = Union[str, os.PathLike, "_core.Model"]
@@ -57,20 +71,41 @@ def decompose(models: Union[ModelLike, Iterable[ModelLike]], batch: Optional[int
     return _core.bricks_decompose(graphs, granularity, _runner(runner))
 
 
-def benchmark(models, db: Optional[str] = None, batch: Optional[int] = None, granularity: str = "fused",
-              queue: str = "", **runner) -> dict:
+def benchmark(models, db: Optional[Union[str, os.PathLike]] = None, batch: Optional[int] = None,
+              granularity: str = "fused", queue: str = "", progress: _progress.ProgressArg = None, **runner) -> dict:
     """Time every brick of the models not yet in ``db`` (a SQLite path or postgresql:// URL) for this
-    machine's fingerprint. ``queue``: claim bricks from a shared PostgreSQL work queue of that name."""
+    machine's fingerprint. ``queue``: claim bricks from a shared PostgreSQL work queue of that name.
+
+    ``progress``: a line with counts and time left on stderr (None: when stderr is a terminal or in
+    a notebook; True/False; or a callable ``f(done, total, elapsed_s, label)``). Returns counts:
+    ``bricks``, ``already_stored``, ``measured``, ``wall_s``, ``fingerprint``.
+    """
     d = models if isinstance(models, _core.Decomposition) else decompose(models, batch, granularity, **runner)
-    return d.benchmark(os.fspath(db) if db else default_db(), _runner(runner), queue)
+    return d.benchmark(_db(db), _runner(runner), queue, _progress.callback(progress, "bricks"))
 
 
-def predict(model: ModelLike, db: Optional[str] = None, batch: Optional[int] = None, granularity: str = "fused",
-            **runner) -> dict:
+def predict(model: ModelLike, db: Optional[Union[str, os.PathLike]] = None, batch: Optional[int] = None,
+            granularity: str = "fused", allow_missing: bool = False, **runner) -> dict:
     """The model's latency from its bricks in ``db``: ``sum_ms`` (sequential), ``critical_path_ms``
-    (parallel branches), the per-brick breakdown, and the bricks ``missing`` from the database."""
+    (parallel branches), ``ci_ms``, the per-brick breakdown (``bricks``) and ``complete``.
+
+    Raises ``MissingBricksError`` (a ``LookupError``) naming the bricks the database lacks, unless
+    ``allow_missing=True``, which returns the partial sums with the ``missing`` list instead.
+    """
     d = decompose([model], batch, granularity, **runner)
-    return d.predict(0, os.fspath(db) if db else default_db(), _runner(runner))
+    p = d.predict(0, _db(db), _runner(runner))
+    if p["missing"] and not allow_missing:
+        ids = p["missing"]
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        raise MissingBricksError(
+            f"{p['model']}: {len(ids)} of its bricks are not in the database {_db(db)} for this machine and these "
+            f"runner settings ({shown}); benchmark them first (bricklab.bricks.benchmark) or pass allow_missing=True",
+            ids, p)
+    return p
+
+
+def _db(db) -> str:
+    return os.fspath(db) if db else default_db()
 
 
 def measure_model(model: ModelLike, batch: Optional[int] = None, **runner) -> dict:
@@ -96,7 +131,7 @@ def emit(models, out_dir, batch: Optional[int] = None, granularity: str = "fused
             f"(over the 1 GiB limit); emit fewer models, or pass force=True")
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    return d.emit(os.fspath(out_dir), weight_seed)
+    return d.emit(out_dir, weight_seed)
 
 
 def fingerprint(**runner) -> dict:

@@ -173,6 +173,7 @@ class Recovery:
 
     @property
     def shape(self):
+        """The recovered tensor's shape, a tuple of ints."""
         return tuple(self._core.shape)
 
     def dense(self, threads: int = 0) -> np.ndarray:

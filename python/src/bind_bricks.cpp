@@ -9,6 +9,7 @@
 #include "bricklab/bricks/database.hpp"
 #include "bricklab/bricks/decompose.hpp"
 #include "bricklab/bricks/emit.hpp"
+#include "bind_util.hpp"
 #include "bricklab/bricks/predict.hpp"
 #include "bricklab/bricks/runner.hpp"
 
@@ -41,7 +42,7 @@ bb::RunnerOptions runner_options(const py::dict& o) {
     else if (k == "min_reps") r.min_reps = v.cast<int>();
     else if (k == "max_reps") r.max_reps = v.cast<int>();
     else if (k == "tolerance") r.tolerance = v.cast<double>();
-    else if (k == "budget_s") r.budget_s = v.cast<double>();
+    else if (k == "budget_s" || k == "budget") r.budget_s = v.cast<double>();  // budget: the CLI's --budget
     else if (k == "fusion") r.fusion = v.cast<bool>();
     else if (k == "backend") r.backend = py::str(v);
     else if (k == "branch_workers") r.branch_workers = v.cast<int>();
@@ -51,7 +52,7 @@ bb::RunnerOptions runner_options(const py::dict& o) {
       r.cpu_clock = c == "cpu";
     }
     else throw InvalidArgument("unknown runner option '" + k +
-                               "' (known: threads, pin, cold_weights, evict_weights, evict_outputs, per_model_tolerance, warmup, min_reps, max_reps, tolerance, budget_s, fusion, clock, backend, branch_workers)");
+                               "' (known: threads, pin, cold_weights, evict_weights, evict_outputs, per_model_tolerance, warmup, min_reps, max_reps, tolerance, budget_s (or budget), fusion, clock, backend, branch_workers)");
   }
   r.threads = resolve_threads(r.threads, "threads");  // the one thread rule (0: the CPUs this process may use)
   if (r.warmup < 0 || r.min_reps < 1 || r.max_reps < r.min_reps) throw InvalidArgument("need warmup >= 0 and 1 <= min_reps <= max_reps");
@@ -111,10 +112,18 @@ using DecompositionPtr = std::shared_ptr<bb::Decomposition>;
 
 void bind_bricks(py::module_& m) {
   py::class_<bb::Decomposition, DecompositionPtr>(m, "Decomposition", "Models split into bricks (see bricklab.bricks.decompose).")
-      .def_property_readonly("granularity", [](const bb::Decomposition& d) { return d.granularity.str(); })
-      .def_property_readonly("batch", [](const bb::Decomposition& d) { return d.batch; })
+      .def("__repr__", [](const bb::Decomposition& d) {
+        return "<bricklab.bricks.Decomposition " + std::to_string(d.models.size()) + (d.models.size() == 1 ? " model, " : " models, ") +
+               std::to_string(d.instances()) + " layer instances, " + std::to_string(d.bricks.size()) + " unique bricks, granularity " +
+               d.granularity.str() + ", batch " + std::to_string(d.batch) + ">";
+      })
+      .def_property_readonly("granularity", [](const bb::Decomposition& d) { return d.granularity.str(); },
+           "'op', 'fused' or 'seq:K': what one brick is.")
+      .def_property_readonly("batch", [](const bb::Decomposition& d) { return d.batch; },
+           "The batch size the models were loaded with.")
       .def_property_readonly("instances", &bb::Decomposition::instances, "Layer instances (brick uses) across all models.")
-      .def_property_readonly("unique", [](const bb::Decomposition& d) { return d.bricks.size(); })
+      .def_property_readonly("unique", [](const bb::Decomposition& d) { return d.bricks.size(); },
+           "Number of unique bricks (what benchmarking times).")
       .def_property_readonly("bricks", [](const bb::Decomposition& d) {
         py::list out;
         for (const auto& b : d.bricks) {
@@ -135,7 +144,8 @@ void bind_bricks(py::module_& m) {
           out.append(x);
         }
         return out;
-      })
+      },
+           "One dict per unique brick: id, key, label (operators), flops, multiplicity, per_model uses, the representative model and nodes, and the context nodes run before it.")
       .def_property_readonly("models", [](const bb::Decomposition& d) {
         py::list out;
         for (const auto& mb : d.models) {
@@ -158,13 +168,15 @@ void bind_bricks(py::module_& m) {
           out.append(x);
         }
         return out;
-      })
+      },
+           "One dict per model: its path, its brick uses in order (id, nodes), the layout reorders between them and its runtime key.")
       .def("brick_model", [](const bb::Decomposition& d, const std::string& id) {
         for (const auto& b : d.bricks)
           if (b.id == id || b.key == id) return std::make_shared<Graph>(bb::brick_graph(d, b));
         throw InvalidArgument("no brick with id '" + id + "'");
       }, py::arg("id"), "The brick's runnable graph (extract_subgraph of its representative nodes).")
-      .def("emit", [](const bb::Decomposition& d, const std::string& dir, uint64_t seed) {
+      .def("emit", [](const bb::Decomposition& d, const py::object& dir_like, uint64_t seed) {
+        const std::string dir = bricklab::pybind::fspath(dir_like, "emit(): dir");
         py::list files;
         for (const auto& b : d.bricks) {
           const std::string path = dir + "/" + b.id + ".onnx";
@@ -175,13 +187,21 @@ void bind_bricks(py::module_& m) {
       }, py::arg("dir"), py::arg("weight_seed") = 0, "Writes every brick as DIR/<id>.onnx; returns the paths.")
       .def_property_readonly("emit_bytes", &bb::emit_size_estimate,
                              "About how many bytes emit() writes (weights and constants included).")
-      .def("benchmark", [](const bb::Decomposition& d, const std::string& db, const py::dict& options, const std::string& queue) {
+      .def("benchmark", [](const bb::Decomposition& d, const std::string& db, const py::dict& options, const std::string& queue,
+                           const py::object& progress) {
         auto r = runner_options(options);
         bb::BenchmarkSummary s;
+        bb::Progress cb;
+        if (!progress.is_none())
+          cb = [progress](int done, int total, double elapsed, const std::string& what) {
+            py::gil_scoped_acquire gil;
+            if (PyErr_CheckSignals() != 0) throw py::error_already_set();  // Ctrl-C between bricks
+            progress(done, total, elapsed, what);
+          };
         {
           py::gil_scoped_release release;
           auto database = bb::open_database(db, true);
-          s = bb::benchmark(d, *database, r, nullptr, queue);
+          s = bb::benchmark(d, *database, r, cb, queue);
         }
         py::dict out;
         out["bricks"] = s.bricks;
@@ -191,13 +211,15 @@ void bind_bricks(py::module_& m) {
         out["wall_s"] = s.wall_s;
         out["fingerprint"] = bb::system_fingerprint(r).id();
         return out;
-      }, py::arg("db"), py::arg("options") = py::dict(), py::arg("queue") = "")
+      }, py::arg("db"), py::arg("options") = py::dict(), py::arg("queue") = "", py::arg("progress") = py::none(),
+         "Times the bricks not yet in db; progress(done, total, elapsed_s, label) is called after each.")
       .def("predict", [](const bb::Decomposition& d, size_t model, const std::string& db, const py::dict& options) {
         if (model >= d.models.size()) throw py::index_error("model index out of range");
         auto r = runner_options(options);
         auto database = bb::open_database(db, false);
         return prediction_dict(bb::predict(d.models[model], *database, bb::system_fingerprint(r).id()));
-      }, py::arg("model"), py::arg("db"), py::arg("options") = py::dict());
+      }, py::arg("model"), py::arg("db"), py::arg("options") = py::dict(),
+           "Model number `model`'s latency from the bricks stored in db (see bricklab.predict, which also raises on missing bricks).");
 
   m.def("bricks_decompose", [](const std::vector<std::shared_ptr<Graph>>& graphs, const std::string& granularity, const py::dict& options) {
     bb::DecomposeOptions o;

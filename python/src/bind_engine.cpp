@@ -2,12 +2,15 @@
 // profile) and bricklab.variants. Inputs are read in place (C-contiguous float32 arrays);
 // outputs are numpy arrays that own the C++ buffers (no copies). The GIL is released while
 // the engine runs.
+#include <algorithm>
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include "bricklab/bricklab.hpp"
 #include "bricklab/core/threads.hpp"
+#include "bind_util.hpp"
 
 namespace py = pybind11;
 using namespace bricklab;
@@ -44,6 +47,7 @@ class Session {
       : graph_(std::move(graph)) {
     CompileOptions o;
     o.threads = resolve_threads(threads, "threads");  // the one thread rule (0: the CPUs this process may use)
+    threads_ = o.threads;
     o.branch_workers = branch_workers;
     if (py::isinstance<py::bool_>(fusion)) {
       o.fusion = fusion.cast<bool>();
@@ -121,8 +125,17 @@ class Session {
 
   const Executable& exe() const { return *exe_; }
 
+  std::string repr() const {
+    const std::string plan = exe_->describe();
+    const auto steps = std::count(plan.begin(), plan.end(), '\n');
+    return "<bricklab.Session '" + graph_->path + "' on the CPU: " + std::to_string(steps) + " steps, " +
+           std::to_string(threads_) + (threads_ == 1 ? " thread" : " threads") +
+           (exe_->uses_random_weights() ? ", random weights" : "") + ">";
+  }
+
  private:
   std::shared_ptr<Graph> graph_;
+  int threads_ = 1;
   std::unique_ptr<Executable> exe_;
 
   std::map<std::string, Tensor> convert(const py::dict& inputs, std::vector<py::array>& keep) {
@@ -152,7 +165,7 @@ std::shared_ptr<Graph> model_from(const py::object& model, const py::object& bat
   }
   LoadOptions opts;
   if (!batch.is_none()) opts.batch = batch.cast<int64_t>();
-  const std::string path = py::str(model);
+  const std::string path = bricklab::pybind::fspath(model, "model (a bricklab.Model or a path)");
   py::gil_scoped_release release;
   return std::make_shared<Graph>(load_onnx(path, opts));
 }
@@ -174,13 +187,23 @@ void bind_engine(py::module_& m) {
            py::arg("model"), py::arg("threads") = 0, py::arg("fusion") = true, py::arg("batch") = py::none(), py::arg("variants") = py::none(),
            py::arg("branch_workers") = 1)
       .def("run", &Session::run, py::arg("inputs"), "Run once: {input name: array} -> {output name: array}.")
-      .def("time", &Session::time, py::arg("inputs") = py::none(), py::arg("warmup") = 3, py::arg("repeats") = 20,
-           "Wall-clock latency over repeats after warm-up (random inputs when none are given): median_ms, p10_ms, p90_ms, ...")
+      .def("time", [](Session& s, const py::object& inputs, int warmup, int repeat, const py::object& repeats) {
+             if (!repeats.is_none()) {  // the old name; `repeat` is the CLI's (--repeat)
+               if (PyErr_WarnEx(PyExc_DeprecationWarning, "Session.time(repeats=) is now repeat=, as the CLI's --repeat", 1) < 0)
+                 throw py::error_already_set();
+               repeat = repeats.cast<int>();
+             }
+             return s.time(inputs, warmup, repeat);
+           }, py::arg("inputs") = py::none(), py::arg("warmup") = 3, py::arg("repeat") = 20, py::arg("repeats") = py::none(),
+           "Wall-clock latency over `repeat` runs after `warmup` runs (random inputs when none are given), as "
+           "`bricklab run --repeat N --warmup N`: median_ms, p10_ms, p90_ms, mean_ms, min_ms, repeats, samples_ms.")
+      .def("__repr__", &Session::repr)
       .def("profile", &Session::profile, py::arg("inputs") = py::none(), "Time of every plan step (a node or a fused group).")
       .def("describe", [](const Session& s) { return s.exe().describe(); }, "The execution plan, one step per line.")
-      .def_property_readonly("input_names", [](const Session& s) { return s.exe().input_names(); })
-      .def_property_readonly("output_names", [](const Session& s) { return s.exe().output_names(); })
-      .def_property_readonly("uses_random_weights", [](const Session& s) { return s.exe().uses_random_weights(); });
+      .def_property_readonly("input_names", [](const Session& s) { return s.exe().input_names(); }, "The model's runtime inputs, in order.")
+      .def_property_readonly("output_names", [](const Session& s) { return s.exe().output_names(); }, "The model's outputs, in order.")
+      .def_property_readonly("uses_random_weights", [](const Session& s) { return s.exe().uses_random_weights(); },
+                             "True when the model's weights were stripped and random values of the right shape stand in.");
 
   m.def("variants", [](const std::shared_ptr<Graph>& graph, const std::string& node) {
     const int index = graph->find_node(node);

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 
@@ -181,8 +182,10 @@ std::vector<int64_t> NpyArray::as_int64(const std::string& what) const {
 }
 
 NpyArray read_npy_array(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw MissingFileError(ErrorContext{path, "", ""}, "no such file");
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw FileError(ErrorContext{path, "", ""}, "no such file or not readable");
+  if (!in) throw FileError(ErrorContext{path, "", ""}, "not readable");
   unsigned char magic[8];
   if (!in.read(reinterpret_cast<char*>(magic), 8)) bad(path, "too short");
   if (magic[0] != 0x93 || std::memcmp(magic + 1, "NUMPY", 5) != 0) bad(path, "missing the \\x93NUMPY magic");

@@ -745,7 +745,7 @@ Graph load_onnx_bytes(const std::string& bytes, const LoadOptions& options, cons
 Graph load_onnx(const std::string& path, const LoadOptions& options) {
   std::error_code ec;
   const fs::path p(path);
-  if (!fs::exists(p, ec)) throw FileError({path, "", ""}, "no such file");
+  if (!fs::exists(p, ec)) throw MissingFileError({path, "", ""}, "no such file");
   if (fs::is_directory(p, ec)) throw FileError({path, "", ""}, "is a directory, not an ONNX file");
   const auto size = fs::file_size(p, ec);
   if (ec) throw FileError({path, "", ""}, "cannot read file: " + ec.message());

@@ -208,6 +208,14 @@ def test_benchmark_then_predict_workflow(cli, tmp_path):
     j = json.loads(r.stdout)
     assert r.returncode == 1 and not j["complete"] and j["missing"]
     assert {b["id"] for b in j["bricks"] if b["missing"]}
+    # Python: the same gap is a typed error listing the missing bricks, not a silent partial sum.
+    with pytest.raises(bricklab.bricks.MissingBricksError) as err:
+        bricklab.predict(BUNDLED / "mobilenet_v2.onnx", db=db)
+    assert isinstance(err.value, LookupError) and isinstance(err.value, bricklab.Error)
+    assert set(err.value.missing) == set(j["missing"]) and err.value.missing[0] in str(err.value)
+    assert "allow_missing=True" in str(err.value)
+    partial = bricklab.predict(BUNDLED / "mobilenet_v2.onnx", db=db, allow_missing=True)
+    assert not partial["complete"] and partial["sum_ms"] == pytest.approx(j["sum_ms"])
 
 
 def rows(db):

@@ -32,7 +32,7 @@ def test_fusion_changes_the_plan_not_the_result():
 def test_time_and_profile():
     session = bricklab.Session(str(BUNDLED / "squeezenet1_1.onnx"), threads=2)
     assert session.uses_random_weights  # stripped model: random weights stand in
-    stats = session.time(warmup=1, repeats=5)
+    stats = session.time(warmup=1, repeat=5)
     assert stats["repeats"] == 5 and len(stats["samples_ms"]) == 5
     assert 0 < stats["p10_ms"] <= stats["median_ms"] <= stats["p90_ms"]
     steps = session.profile()

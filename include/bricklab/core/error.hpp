@@ -42,6 +42,8 @@ class Error : public std::runtime_error {
 
 // The file is missing or unreadable (Python: bricklab.FileError, also an OSError).
 class FileError : public Error { using Error::Error; };
+// The file does not exist (Python: bricklab.MissingFileError, also a FileNotFoundError).
+class MissingFileError : public FileError { using FileError::FileError; };
 // The bytes are not a valid ONNX model: not protobuf, truncated, corrupt, structurally invalid.
 class ModelFormatError : public Error { using Error::Error; };
 // Valid ONNX that bricklab does not support: operator, domain, opset, data type.

@@ -53,6 +53,10 @@ class MaskScheduler:
         self.graph, self.policy, self.seed = graph, policy, int(seed)
 
     def masks(self, round: int, ratios: Union[float, Mapping[int, float]], client="0") -> Dict[int, torch.Tensor]:
+        """The channels ``client`` keeps in ``round``: space id -> sorted index tensor of kept channels.
+
+        ``ratios`` is a keep ratio per maskable space (or one ratio for all); the policy decides which
+        channels."""
         if round < 0:
             raise ValueError(f"round must be >= 0, got {round}")
         if not isinstance(ratios, Mapping):

@@ -18,6 +18,8 @@ __all__ = ["Plan", "plan"]
 
 @dataclasses.dataclass
 class Plan:
+    """A straggler's masking plan: keep ratios per channel space and what they are predicted to cost."""
+
     ratios: Dict[int, float]         # space id -> keep ratio (maskable spaces only)
     predicted_seconds: float         # predicted round time of the client (steps * step * slowdown)
     predicted_bytes: float           # predicted training memory
@@ -26,9 +28,11 @@ class Plan:
 
     @property
     def speedup(self) -> float:
+        """Predicted round time of the whole model over that of the plan."""
         return self.full_seconds / self.predicted_seconds if self.predicted_seconds > 0 else 1.0
 
     def mean_ratio(self) -> float:
+        """The keep ratios' mean over the maskable spaces (1.0 when nothing is masked)."""
         return sum(self.ratios.values()) / len(self.ratios) if self.ratios else 1.0
 
 

@@ -45,6 +45,7 @@ class LayerCost:
     samples: List[Tuple[float, float, float, float]]  # (r_in, r_out, seconds, bytes)
 
     def time(self, r_in: float, r_out: float) -> float:
+        """Predicted seconds of the layer (forward + backward) with input/output keep ratios r_in, r_out."""
         a, b, c = self.time_coef
         return a + b * r_in * r_out + c * r_out
 
@@ -55,6 +56,7 @@ class LayerCost:
         return b * r_in * r_out + c * r_out
 
     def memory(self, r_in: float, r_out: float) -> float:
+        """Predicted training memory of the layer in bytes with keep ratios r_in, r_out."""
         a, b, c = self.memory_coef
         return a + b * r_in * r_out + c * r_out
 

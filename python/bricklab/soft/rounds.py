@@ -72,6 +72,7 @@ class Client:
 
     @property
     def num_samples(self) -> int:
+        """Number of local training samples (the weight of this client's update in aggregation)."""
         return int(self.x.shape[0])
 
     def fit(self, module: nn.Module) -> Dict[str, float]:
@@ -83,6 +84,8 @@ class Client:
 
 @dataclasses.dataclass
 class RoundReport:
+    """What one round did: who took part, the fraction of parameters each trained, their metrics."""
+
     round: int
     participants: List[str]
     kept_fraction: Dict[str, float]   # client -> fraction of parameters trained
@@ -109,6 +112,7 @@ class Server:
         return extract(self.graph, keep, scale=self.scale)
 
     def load_into(self, module: nn.Module) -> nn.Module:
+        """Copies the global model's current weights into ``module``; returns it."""
         module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.state.items()})
         return module
 
