@@ -8,6 +8,7 @@ cd "$root"
 jobs="$(nproc)"
 ./scripts/setup.sh
 ./scripts/build.sh
+echo "[test] set-up and build took $((SECONDS / 60)) min $((SECONDS % 60)) s"
 
 echo "[test] PostgreSQL server on loopback for the bricks work-queue tests"
 eval "$(./scripts/pg_test_server.sh start)"
@@ -27,6 +28,7 @@ set +e
 .venv/bin/python -m pytest tests/python -q -p no:cacheprovider
 rc=$?
 set -e
+echo "[test] all done in $((SECONDS / 60)) min $((SECONDS % 60)) s"
 if [ "$rc" -eq 5 ]; then
   echo "[test] error: pytest collected no tests: the Python test set-up is broken" >&2
   exit 1

@@ -208,8 +208,13 @@ int cmd_benchmark(const BricksArgs& a) {
     if (!a.queue.empty()) j["queue"] = {{"suite", a.queue}, {"pending", db->pending(a.queue, fp.id())}};
     std::cout << j.dump(1) << "\n";
   } else {
-    std::cout << fmt::format("{} bricks: {} already in {}, {} measured now ({} boundary reorders stored) in {:.1f} s; fingerprint {}\n",
-                             s.bricks, s.already, db->location(), s.measured, s.reorders_stored, s.wall_s, fp.id());
+    // The count includes each model's per-run overhead brick beside its unique layer bricks.
+    const int overhead = s.bricks - int(d.bricks.size());
+    const std::string what = overhead > 0 ? fmt::format("{} bricks ({} unique layers + {} per-run overhead)", s.bricks,
+                                                        d.bricks.size(), overhead)
+                                          : fmt::format("{} bricks", s.bricks);
+    std::cout << fmt::format("{}: {} already in {}, {} measured now ({} boundary reorders stored) in {:.1f} s; fingerprint {}\n",
+                             what, s.already, db->location(), s.measured, s.reorders_stored, s.wall_s, fp.id());
   }
   return 0;
 }
