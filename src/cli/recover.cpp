@@ -116,6 +116,8 @@ void read_csv(const std::string& path, std::vector<int64_t>& indices, std::vecto
 
 }  // namespace
 
+std::string recover_help() { return kRecoverUsage; }
+
 int cmd_recover(const std::vector<std::string>& args);
 
 int cmd_recover(const std::vector<std::string>& args) {

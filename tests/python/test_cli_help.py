@@ -69,3 +69,35 @@ def test_every_listed_option_is_accepted(cli, helps, command, tmp_path):
             args.append(VALUES[kind].format(db=tmp_path / "x.sqlite", tmp=tmp_path))
         p = run(cli, command, *args, tmp_path / "missing.onnx")
         assert "unknown option" not in p.stderr, f"bricklab {command} lists {flag} but refuses it: {p.stderr}"
+
+
+def _completion_options(cli):
+    r = run(cli, "completion", "bash")
+    assert r.returncode == 0, r.stderr
+    return r.stdout, {m.group(1): m.group(2).split() for m in re.finditer(r"^    ([a-z]+)\) opts=\"([^\"]*)\"", r.stdout, re.M)}
+
+
+def test_bash_completion_completes_commands_and_options(cli):
+    script, _ = _completion_options(cli)
+
+    def complete(*words):
+        line = " ".join(words)
+        code = (f"source /dev/stdin; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; _bricklab; "
+                "printf '%s\\n' \"${COMPREPLY[@]}\"")
+        r = subprocess.run(["bash", "-c", code], input=script, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()
+
+    assert complete("bricklab", "low") == ["lowerbound"]
+    assert complete("bricklab", "run", "--thr") == ["--threads"]
+    assert "--granularity" in complete("bricklab", "decompose", "--")
+    assert complete("bricklab", "help", "rep") == ["report"]
+
+
+def test_completion_offers_every_option_the_help_lists(cli, helps):
+    """The completion's options come from each command's --help (whose options the parser accepts:
+    test_every_listed_option_is_accepted), so the two cannot drift apart."""
+    _, per_command = _completion_options(cli)
+    for command in COMMANDS:
+        listed = {flag for flag, _ in listed_options(helps[command].stdout)}
+        assert listed and listed <= set(per_command[command]), (command, listed - set(per_command[command]))
