@@ -195,11 +195,15 @@ std::vector<int> match_self_gate(PlanBuilder& b, int x, int& out_value, EltOp& o
   return {act, mul};
 }
 
-// Absorbs the chain of activations that alone consume `value` into post-ops. Returns the value
-// the fused step finally produces.
+// oneDNN's limit on post-ops per primitive (post_ops_t::post_ops_limit); a longer chain of
+// activations continues in a new step.
+constexpr int kMaxPostOps = 32;
+
+// Absorbs the chain of activations that alone consume `value` into post-ops (at most
+// kMaxPostOps in all). Returns the value the fused step finally produces.
 int absorb_activations(PlanBuilder& b, int value, dnnl::post_ops& po, std::vector<std::string>& names, std::string& kind) {
   if (!b.options.fusion || !b.options.fuse_activation) return value;
-  while (true) {
+  while (po.len() < kMaxPostOps) {
     int gelu_out = -1;
     auto gelu = match_gelu(b, value, gelu_out);
     if (!gelu.empty()) {
@@ -230,13 +234,14 @@ int absorb_activations(PlanBuilder& b, int value, dnnl::post_ops& po, std::vecto
     const Node& n = node_at(b, c);
     if (n.inputs.empty() || n.inputs[0] != value) return value;
     auto ops = eltwise_of(b, n);
-    if (ops.empty()) return value;
+    if (ops.empty() || po.len() + int(ops.size()) > kMaxPostOps) return value;
     for (const auto& e : ops) po.append_eltwise(1.f, e.algorithm, e.alpha, e.beta);
     b.mark_done(c);
     names.push_back(n.name);
     kind += "+" + n.op;
     value = n.outputs.at(0);
   }
+  return value;
 }
 
 std::unique_ptr<PrimitiveStep> primitive_step(const std::vector<std::string>& names, const std::string& kind) {
