@@ -52,9 +52,9 @@ BricksArgs parse_bricks_args(const std::string& command, const std::vector<std::
     else if (s == "--no-fusion") a.runner.fusion = false;
     else if (s == "--tolerance") a.runner.tolerance = parse_real(s, next(), true);
     else if (s == "--budget") a.runner.budget_s = parse_real(s, next(), true);
-    else if (s == "--warmup") a.runner.warmup = int(parse_integer(s, next(), 0));
-    else if (s == "--min-reps") a.runner.min_reps = int(parse_count(s, next()));
-    else if (s == "--max-reps") a.runner.max_reps = int(parse_count(s, next()));
+    else if (s == "--warmup") a.runner.warmup = parse_int32(s, next(), 0);
+    else if (s == "--min-reps") a.runner.min_reps = parse_int32(s, next(), 1);
+    else if (s == "--max-reps") a.runner.max_reps = parse_int32(s, next(), 1);
     else if (s == "--pin") a.runner.pin = true;
     else if (s == "--cold-weights") a.runner.cold_weights = true;
     else if (s == "--hot-weights") a.runner.evict_weights = false;

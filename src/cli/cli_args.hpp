@@ -33,6 +33,14 @@ inline int64_t parse_integer(const std::string& flag, const std::string& text, i
                    ", got '" + text + "'");
 }
 inline int64_t parse_count(const std::string& flag, const std::string& text) { return parse_integer(flag, text, 1); }
+// An int option: out-of-range values are errors, never truncated (--repeat 4294967298 is not 2).
+inline int parse_int32(const std::string& flag, const std::string& text, int min = INT32_MIN) {
+  const int64_t v = parse_integer(flag, text, min);
+  if (v > INT32_MAX)
+    throw UsageError(flag + " expects an integer from " + std::to_string(min) + " to " + std::to_string(INT32_MAX) + ", got '" +
+                     text + "'");
+  return int(v);
+}
 
 // A finite number; `positive` also requires it to be > 0.
 inline double parse_real(const std::string& flag, const std::string& text, bool positive = false) {

@@ -90,10 +90,10 @@ Args parse_args(const std::vector<std::string>& argv) {
     };
     if (s == "--json") a.json = true;
     else if (s == "--threads") a.threads = bricklab::resolve_threads(int(std::min<int64_t>(parse_count("--threads", next("--threads")), INT32_MAX)), "--threads");
-    else if (s == "--repeat") a.repeat = int(parse_count("--repeat", next("--repeat")));
+    else if (s == "--repeat") a.repeat = parse_int32("--repeat", next("--repeat"), 1);
     else if (s == "--warmup") {
       const std::string w = next("--warmup");
-      a.warmup = int(parse_integer("--warmup", w, 0));
+      a.warmup = parse_int32("--warmup", w, 0);
     } else if (s == "--no-fusion") a.fusion = false;
     else if (s == "--profile") a.profile = true;
     else if (s == "--output-dir") a.output_dir = next("--output-dir");
@@ -103,7 +103,7 @@ Args parse_args(const std::vector<std::string>& argv) {
       if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) throw UsageError("--input expects NAME=FILE.npy, got '" + spec + "'");
       a.input_files[spec.substr(0, eq)] = spec.substr(eq + 1);
     }
-    else if (s == "--branch-workers") a.branch_workers = int(parse_count("--branch-workers", next("--branch-workers")));
+    else if (s == "--branch-workers") a.branch_workers = parse_int32("--branch-workers", next("--branch-workers"), 1);
     else if (s == "--variant") {
       const std::string spec = next("--variant");
       const auto eq = spec.rfind('=');

@@ -149,7 +149,7 @@ int cmd_recover(const std::vector<std::string>& args) {
     else if (a == "--indices") indices_path = next();
     else if (a == "--levels") levels_path = next();
     else if (a == "--shape") shape_text = next();
-    else if (a == "--rank") o.rank = int(parse_integer(a, next()));
+    else if (a == "--rank") o.rank = parse_int32(a, next());
     else if (a == "--noise") {
       const std::string n = next();
       if (n == "probit") o.loss = bt::Loss::probit;
@@ -159,13 +159,13 @@ int cmd_recover(const std::vector<std::string>& args) {
     else if (a == "--alpha") o.alpha = parse_real(a, next());
     else if (a == "--boundaries") {
       for (const std::string& s : split(next(), ',')) o.boundaries.push_back(parse_real(a, trim(s)));
-    } else if (a == "--levels-count") o.num_levels = int(parse_integer(a, next()));
+    } else if (a == "--levels-count") o.num_levels = parse_int32(a, next());
     else if (a == "--method") method = next();
-    else if (a == "--max-iter") o.max_iter = int(parse_integer(a, next()));
+    else if (a == "--max-iter") o.max_iter = parse_int32(a, next());
     else if (a == "--tol") o.tol = parse_real(a, next());
     else if (a == "--seed") o.seed = uint64_t(parse_integer(a, next(), 0));
-    else if (a == "--threads") o.threads = int(parse_integer(a, next()));
-    else if (a == "--n-init") o.n_init = int(parse_integer(a, next()));
+    else if (a == "--threads") o.threads = parse_int32(a, next());
+    else if (a == "--n-init") o.n_init = parse_int32(a, next());
     else if (a == "--step") {
       const std::string s = next();
       if (s == "newton") o.step = bt::StepRule::newton;

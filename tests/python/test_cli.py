@@ -64,6 +64,18 @@ def test_one_wording_for_usage_errors(cli, command):
     assert r.returncode == 2 and r.stderr.startswith(f"bricklab {command}: usage error: unknown option '--frobnicate'")
 
 
+@pytest.mark.parametrize("args", [
+    ["run", str(BUNDLED / "tiny_cnn.onnx"), "--repeat", "4294967298"],
+    ["benchmark", str(BUNDLED / "tiny_cnn.onnx"), "--max-reps", "4294967297"],
+    ["recover", "--obs", "x.npy", "--rank", "4294967297", "--out", "o.npy"],
+    ["run", str(BUNDLED / "tiny_cnn.onnx"), "--batch", "99999999999999999999"],
+])
+def test_out_of_range_integers_are_refused_not_truncated(cli, args):
+    r = run(cli, *args)
+    assert r.returncode == 2, r.stderr
+    assert "usage error" in r.stderr and "expects an integer" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
 def test_corrupt_and_hostile_files(cli, tmp_path):
     data = (BUNDLED / "tiny_cnn.onnx").read_bytes()
     truncated = tmp_path / "truncated.onnx"
