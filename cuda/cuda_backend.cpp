@@ -141,13 +141,16 @@ class CudaExecutable : public Executable {
   const std::vector<std::string>& output_names() const override { return output_names_; }
   bool uses_random_weights() const override { return random_weights_; }
 
+  // Calls from several threads take turns: the device buffers and the stream are the executable's.
   std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& inputs) override {
+    std::lock_guard<std::mutex> turn(run_mutex_);
     upload_inputs(inputs);
     launch_all(false);
     return download_outputs();
   }
 
   std::vector<StepTime> run_profiled(const std::map<std::string, Tensor>& inputs) override {
+    std::lock_guard<std::mutex> turn(run_mutex_);
     upload_inputs(inputs);
     launch_all(true);
     download_outputs();  // synchronises the stream: every event has completed
@@ -202,6 +205,7 @@ class CudaExecutable : public Executable {
   std::vector<int> input_values_, output_values_;
   std::vector<Shape> input_shapes_, output_shapes_;
   bool random_weights_ = false;
+  std::mutex run_mutex_;  // one run at a time
   std::string path_;
 
   void upload_inputs(const std::map<std::string, Tensor>& inputs) {

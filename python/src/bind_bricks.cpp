@@ -240,12 +240,12 @@ void bind_bricks(py::module_& m) {
     return d;
   }, py::arg("models"), py::arg("granularity") = "fused", py::arg("options") = py::dict());
 
-  m.def("bricks_node_key", [](const std::shared_ptr<Graph>& g, const std::string& node) {
+  m.def("bricks_node_key", [](const std::shared_ptr<Graph>& g, const std::string& node) { bricklab::pybind::require_model(g, "bricklab.bricks.node_key");
     const int i = g->find_node(node);
     if (i < 0) throw InvalidArgument("no node named '" + node + "'");
     return bb::node_key(*g, i);
   });
-  m.def("bricks_group_key", [](const std::shared_ptr<Graph>& g, const std::vector<std::string>& nodes) {
+  m.def("bricks_group_key", [](const std::shared_ptr<Graph>& g, const std::vector<std::string>& nodes) { bricklab::pybind::require_model(g, "bricklab.bricks.group_key");
     std::vector<int> idx;
     for (const auto& n : nodes) {
       const int i = g->find_node(n);
@@ -254,7 +254,7 @@ void bind_bricks(py::module_& m) {
     }
     return bb::group_key(*g, idx);
   });
-  m.def("bricks_subgraph", [](const std::shared_ptr<Graph>& g, const std::vector<std::string>& nodes) {
+  m.def("bricks_subgraph", [](const std::shared_ptr<Graph>& g, const std::vector<std::string>& nodes) { bricklab::pybind::require_model(g, "bricklab.bricks.subgraph");
     std::vector<int> idx;
     for (const auto& n : nodes) {
       const int i = g->find_node(n);
@@ -263,9 +263,9 @@ void bind_bricks(py::module_& m) {
     }
     return std::make_shared<Graph>(extract_subgraph(*g, idx));
   });
-  m.def("bricks_to_onnx", [](const std::shared_ptr<Graph>& g, uint64_t seed) { return py::bytes(bb::to_onnx_bytes(*g, seed)); },
+  m.def("bricks_to_onnx", [](const std::shared_ptr<Graph>& g, uint64_t seed) { bricklab::pybind::require_model(g, "bricklab.bricks.to_onnx"); return py::bytes(bb::to_onnx_bytes(*g, seed)); },
         py::arg("model"), py::arg("weight_seed") = 0);
-  m.def("bricks_measure_model", [](const std::shared_ptr<Graph>& g, const py::dict& options) {
+  m.def("bricks_measure_model", [](const std::shared_ptr<Graph>& g, const py::dict& options) { bricklab::pybind::require_model(g, "bricklab.bricks.measure_model");
     auto r = runner_options(options);
     bb::Measurement meas;
     {

@@ -205,7 +205,7 @@ void bind_engine(py::module_& m) {
       .def_property_readonly("uses_random_weights", [](const Session& s) { return s.exe().uses_random_weights(); },
                              "True when the model's weights were stripped and random values of the right shape stand in.");
 
-  m.def("variants", [](const std::shared_ptr<Graph>& graph, const std::string& node) {
+  m.def("variants", [](const std::shared_ptr<Graph>& graph, const std::string& node) { bricklab::pybind::require_model(graph, "bricklab.variants");
     const int index = graph->find_node(node);
     if (index < 0) throw InvalidArgument("no node named '" + node + "'");
     py::list out;

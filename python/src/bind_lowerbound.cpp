@@ -13,6 +13,8 @@
 #include "bricklab/lowerbound/lowerbound.hpp"
 #include "bricklab/lowerbound/report.hpp"
 
+#include "bind_util.hpp"
+
 namespace py = pybind11;
 using namespace bricklab;
 namespace bb = bricklab::bricks;
@@ -36,7 +38,7 @@ lb::Progress python_progress(const py::object& callback) {
 void bind_lowerbound(py::module_& m) {
   m.def("lowerbound_analyze",
         [](const std::shared_ptr<Graph>& g, const std::string& db, const py::dict& runner, bool measure, bool apply,
-           const py::object& progress) {
+           const py::object& progress) { bricklab::pybind::require_model(g, "bricklab.lowerbound.analyze");
           lb::Options o;
           o.runner = runner_options(runner);
           o.measure_model = measure;
@@ -62,12 +64,12 @@ void bind_lowerbound(py::module_& m) {
           return d;
         },
         py::arg("db"), py::arg("runner"), py::arg("measure") = true);
-  m.def("lowerbound_peer_key", [](const std::shared_ptr<Graph>& g, const std::string& runtime) { return lb::peer_key(*g, runtime); });
-  m.def("lowerbound_model_id", [](const std::shared_ptr<Graph>& g) { return lb::model_id(*g); });
+  m.def("lowerbound_peer_key", [](const std::shared_ptr<Graph>& g, const std::string& runtime) { bricklab::pybind::require_model(g, "bricklab.lowerbound.peer_key"); return lb::peer_key(*g, runtime); });
+  m.def("lowerbound_model_id", [](const std::shared_ptr<Graph>& g) { bricklab::pybind::require_model(g, "bricklab.lowerbound.model_id"); return lb::model_id(*g); });
   // Stores a peer runtime's whole-model latency (ms samples) under the runner's fingerprint.
   m.def("lowerbound_store_peer",
         [](const std::shared_ptr<Graph>& g, const std::string& runtime, const std::string& db, const py::dict& runner,
-           std::vector<double> samples_ms) {
+           std::vector<double> samples_ms) { bricklab::pybind::require_model(g, "bricklab.lowerbound.store_peer");
           if (samples_ms.empty()) throw InvalidArgument("store_peer: no samples for " + runtime);
           for (double x : samples_ms)
             if (!(x > 0) || !std::isfinite(x)) throw InvalidArgument("store_peer: samples of " + runtime + " must be finite and > 0");
@@ -87,7 +89,7 @@ void bind_lowerbound(py::module_& m) {
         py::arg("model"), py::arg("runtime"), py::arg("db"), py::arg("runner"), py::arg("samples_ms"));
   // The stored median of a peer runtime for this model and fingerprint, or None.
   m.def("lowerbound_peer_ms",
-        [](const std::shared_ptr<Graph>& g, const std::string& runtime, const std::string& db, const py::dict& runner) -> py::object {
+        [](const std::shared_ptr<Graph>& g, const std::string& runtime, const std::string& db, const py::dict& runner) -> py::object { bricklab::pybind::require_model(g, "bricklab.lowerbound.peer_ms");
           bb::RunnerOptions r = runner_options(runner);
           r.fusion = true;
           auto database = bb::open_database(db, true);

@@ -3,7 +3,10 @@
 
 #include <pybind11/pybind11.h>
 
+#include <memory>
 #include <string>
+
+#include "bricklab/graph/graph.hpp"
 
 namespace bricklab::pybind {
 
@@ -21,6 +24,12 @@ inline std::string fspath(const pybind11::handle& obj, const char* what) {
   py::object path = py::reinterpret_steal<py::object>(p);
   if (py::isinstance<py::bytes>(path)) return path.cast<std::string>();
   return path.cast<std::string>();
+}
+
+// pybind11 turns None into an empty shared_ptr: every function taking a model checks it first.
+inline const Graph& require_model(const std::shared_ptr<Graph>& g, const char* function) {
+  if (!g) throw pybind11::type_error(std::string(function) + "(): model must be a bricklab.Model, got None");
+  return *g;
 }
 
 }  // namespace bricklab::pybind

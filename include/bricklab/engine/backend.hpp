@@ -95,6 +95,9 @@ struct PlanStep {
   std::vector<std::string> skip_ids() const { return kind == Kind::reorder ? std::vector<std::string>{value + "@" + why} : nodes; }
 };
 
+// A compiled model. It may be shared between threads: run and run_profiled calls take turns (the
+// plan's buffers are the executable's own), so results match sequential calls; for parallel
+// throughput compile one executable per thread.
 class Executable {
  public:
   virtual ~Executable() = default;

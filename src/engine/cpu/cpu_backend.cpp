@@ -267,6 +267,7 @@ class CpuExecutable : public Executable {
   bool uses_random_weights() const override { return random_weights_; }
 
   bool skip_steps(const std::set<std::string>& nodes) override {
+    std::lock_guard<std::mutex> turn(run_mutex_);
     skipped_.clear();
     if (nodes.empty()) return true;
     if (workers() > 1) return false;
@@ -294,6 +295,7 @@ class CpuExecutable : public Executable {
   }
 
   bool fill_skipped_outputs(uint64_t seed) override {
+    std::lock_guard<std::mutex> turn(run_mutex_);
     if (skipped_.empty()) return true;
     std::set<int> written, read;
     for (size_t i = 0; i < steps_.size(); ++i) {
@@ -364,7 +366,9 @@ class CpuExecutable : public Executable {
     return out;
   }
 
+  // Calls from several threads take turns: the plan's buffers and streams are the executable's.
   std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& inputs) override {
+    std::lock_guard<std::mutex> turn(run_mutex_);
     bind_inputs(inputs);
     if (workers() > 1) {
       run_concurrently(nullptr);
@@ -379,6 +383,7 @@ class CpuExecutable : public Executable {
   // No output copy: a profiled run hands out times only (the copy is not part of any step, and
   // it cost the brick runner a memcpy of every brick's outputs per repetition).
   std::vector<StepTime> run_profiled(const std::map<std::string, Tensor>& inputs) override {
+    std::lock_guard<std::mutex> turn(run_mutex_);
     bind_inputs(inputs);
     std::vector<StepTime> times;
     if (workers() > 1) {
@@ -485,6 +490,7 @@ class CpuExecutable : public Executable {
   Runtime rt_;
   std::vector<std::string> input_names_, output_names_;
   std::vector<int> input_slots_, output_slots_;
+  std::mutex run_mutex_;           // one run at a time (run, run_profiled, skip_steps, fill_skipped_outputs)
   std::vector<Tensor> out_cache_;  // outputs of the last run, reused when no longer held (collect_outputs)
   std::vector<Shape> input_shapes_;
   std::vector<DType> input_types_;
