@@ -4,8 +4,13 @@
 
 #include <sqlite3.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <vector>
 
 #include "bricklab/core/error.hpp"
 
@@ -25,6 +30,21 @@ StoredResult to_stored(const std::string& key, const std::string& fingerprint, c
   r.wall_s = m.wall_s;
   r.bytes = bytes;
   return r;
+}
+
+void check_stored(const StoredResult& r, const std::string& location) {
+  auto bad = [&](const char* column, double v, const char* rule) {
+    throw Error({location, "", ""}, "the stored result of brick '" + r.key + "' (fingerprint " + r.fingerprint + ") has " +
+                                        column + " = " + std::to_string(v) + ", " + rule +
+                                        "; the row is corrupt or was edited: delete it, or benchmark into a fresh database");
+  };
+  constexpr double kMaxMs = 1e9;
+  for (auto [column, v] : {std::pair<const char*, double>{"median_ms", r.median_ms}, {"p10_ms", r.p10_ms}, {"p90_ms", r.p90_ms}})
+    if (!std::isfinite(v) || v < 0 || v > kMaxMs) bad(column, v, "not a time (it must be finite, >= 0 and <= 1e9 ms)");
+  if (r.p10_ms > r.p90_ms * (1 + 1e-9) + 1e-12) bad("p10_ms", r.p10_ms, "above p90_ms");
+  if (!std::isfinite(r.ci_rel) || r.ci_rel < 0) bad("ci_rel", r.ci_rel, "not a relative interval (finite, >= 0)");
+  if (!std::isfinite(r.cv) || r.cv < 0) bad("cv", r.cv, "not a coefficient of variation (finite, >= 0)");
+  if (r.reps < 1) bad("reps", r.reps, "not a repetition count (>= 1)");
 }
 
 std::string default_db_path() {
@@ -82,14 +102,19 @@ const char* kResultColumns = "brick_key, fingerprint, median_ms, p10_ms, p90_ms,
 class SqliteDatabase : public Database {
  public:
   SqliteDatabase(const std::string& path, bool create) : path_(path) {
-    if (!create && !std::filesystem::exists(path))
+    std::error_code ec;
+    const bool exists = std::filesystem::exists(path, ec);
+    if (!create && !exists)
       throw FileError({path, "", ""}, "no results database here (run `bricklab benchmark ... --db " + path + "` first)");
-    if (create) {
-      std::error_code ec;
+    if (exists && std::filesystem::is_directory(path, ec))
+      throw FileError({path, "", ""}, "is a directory, not a results database");
+    // Read-only when nothing is stored, or when the file cannot be written (results are still read).
+    read_only_ = !create || (exists && ::access(path.c_str(), W_OK) != 0);
+    if (create && !exists) {
       const auto parent = std::filesystem::path(path).parent_path();
       if (!parent.empty()) std::filesystem::create_directories(parent, ec);
     }
-    const int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_FULLMUTEX;
+    const int flags = (read_only_ ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_FULLMUTEX;
     if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
       const std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
       sqlite3_close(db_);
@@ -98,19 +123,44 @@ class SqliteDatabase : public Database {
     }
     try {
       sqlite3_busy_timeout(db_, 60000);
-      exec("PRAGMA journal_mode=WAL");
-      exec("PRAGMA synchronous=NORMAL");
-      exec("BEGIN IMMEDIATE");
-      exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
-      exec("CREATE TABLE IF NOT EXISTS fingerprints (id TEXT PRIMARY KEY, json TEXT NOT NULL)");
-      exec("CREATE TABLE IF NOT EXISTS results (brick_key TEXT NOT NULL, fingerprint TEXT NOT NULL, median_ms REAL NOT NULL,"
-           " p10_ms REAL, p90_ms REAL, cv REAL, ci_rel REAL, reps INTEGER, converged INTEGER, wall_s REAL, bytes REAL,"
-           " created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, UNIQUE (brick_key, fingerprint))");
+      // What is in the file, before anything is written to it.
+      std::vector<std::string> tables;
       {
-        Statement s(db_, "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", where());
-        s.bind(1, std::to_string(kSchemaVersion)).step(where());
+        Statement s(db_, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name", where());
+        while (s.step(where()) == SQLITE_ROW) tables.push_back(s.text(0));
       }
-      exec("COMMIT");
+      const bool ours = std::find(tables.begin(), tables.end(), "meta") != tables.end() &&
+                        std::find(tables.begin(), tables.end(), "results") != tables.end();
+      if (!tables.empty() && !ours) {
+        std::string list;
+        for (size_t i = 0; i < tables.size() && i < 5; ++i) list += (i ? ", " : "") + tables[i];
+        if (tables.size() > 5) list += ", ...";
+        throw UnsupportedError({path, "", ""}, "not a bricklab results database (it holds other tables: " + list +
+                                                   "); it was left unchanged. Use another file for --db");
+      }
+      if (tables.empty() && read_only_)
+        throw UnsupportedError({path, "", ""}, exists && std::filesystem::file_size(path, ec) > 0
+                                                   ? "not a bricklab results database (an SQLite file without its tables)"
+                                                   : "an empty file, not a results database");
+      if (!read_only_) {
+        exec("PRAGMA journal_mode=WAL");
+        exec("PRAGMA synchronous=NORMAL");
+        exec("BEGIN IMMEDIATE");
+        exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+        exec("CREATE TABLE IF NOT EXISTS fingerprints (id TEXT PRIMARY KEY, json TEXT NOT NULL)");
+        exec("CREATE TABLE IF NOT EXISTS results (brick_key TEXT NOT NULL, fingerprint TEXT NOT NULL, median_ms REAL NOT NULL,"
+             " p10_ms REAL, p90_ms REAL, cv REAL, ci_rel REAL, reps INTEGER, converged INTEGER, wall_s REAL, bytes REAL,"
+             " created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, UNIQUE (brick_key, fingerprint))");
+        {
+          Statement s(db_, "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", where());
+          s.bind(1, std::to_string(kSchemaVersion)).step(where());
+        }
+        exec("COMMIT");
+      }
+    } catch (const UnsupportedError&) {
+      sqlite3_close(db_);
+      db_ = nullptr;
+      throw;
     } catch (const Error& e) {
       sqlite3_close(db_);
       db_ = nullptr;
@@ -125,7 +175,15 @@ class SqliteDatabase : public Database {
     }
   }
   ~SqliteDatabase() override {
-    if (db_) sqlite3_close(db_);
+    if (!db_) return;
+    // The last writer to close leaves the file in rollback-journal mode, so that a later reader
+    // (predict, report) on a read-only copy or folder needs no -wal/-shm files and writes
+    // nothing. With other connections open this fails at once (no wait), and WAL stays.
+    if (!read_only_) {
+      sqlite3_busy_timeout(db_, 0);
+      sqlite3_exec(db_, "PRAGMA journal_mode=DELETE", nullptr, nullptr, nullptr);
+    }
+    sqlite3_close(db_);
   }
 
   std::string location() const override { return path_; }
@@ -137,6 +195,12 @@ class SqliteDatabase : public Database {
   }
 
   void register_fingerprint(const Fingerprint& fp) override {
+    if (read_only_) {  // fine when it is there already: nothing new would be stored
+      Statement q(db_, "SELECT 1 FROM fingerprints WHERE id = ?", where());
+      q.bind(1, fp.id());
+      if (q.step(where()) == SQLITE_ROW) return;
+      refuse_write();
+    }
     Statement s(db_, "INSERT OR IGNORE INTO fingerprints (id, json) VALUES (?, ?)", where());
     s.bind(1, fp.id()).bind(2, fp.json()).step(where());
   }
@@ -145,7 +209,7 @@ class SqliteDatabase : public Database {
     Statement s(db_, std::string("SELECT ") + kResultColumns + " FROM results WHERE brick_key = ? AND fingerprint = ?", where());
     s.bind(1, key).bind(2, fingerprint);
     if (s.step(where()) != SQLITE_ROW) return std::nullopt;
-    return row(s);
+    return checked(row(s));
   }
 
   std::map<std::string, StoredResult> all(const std::string& fingerprint) override {
@@ -153,13 +217,14 @@ class SqliteDatabase : public Database {
     s.bind(1, fingerprint);
     std::map<std::string, StoredResult> out;
     while (s.step(where()) == SQLITE_ROW) {
-      StoredResult r = row(s);
+      StoredResult r = checked(row(s));
       out[r.key] = r;
     }
     return out;
   }
 
   bool insert(const StoredResult& r) override {
+    if (read_only_) refuse_write();
     Statement s(db_, std::string("INSERT OR IGNORE INTO results (") + kResultColumns + ") VALUES (?,?,?,?,?,?,?,?,?,?,?)", where());
     s.bind(1, r.key).bind(2, r.fingerprint).bind(3, r.median_ms).bind(4, r.p10_ms).bind(5, r.p90_ms).bind(6, r.cv);
     s.bind(7, r.ci_rel).bind(8, r.reps).bind(9, r.converged ? 1 : 0).bind(10, r.wall_s).bind(11, r.bytes);
@@ -170,8 +235,17 @@ class SqliteDatabase : public Database {
  private:
   std::string path_;
   sqlite3* db_ = nullptr;
+  bool read_only_ = false;
 
   std::string where() const { return path_; }
+  StoredResult checked(StoredResult r) const {
+    check_stored(r, path_);
+    return r;
+  }
+  [[noreturn]] void refuse_write() const {
+    throw FileError({path_, "", ""}, "the results database is read-only here, and new results would have to be stored "
+                                     "(benchmark into a writable copy, or give another --db)");
+  }
   void exec(const std::string& sql) {
     char* err = nullptr;
     if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {

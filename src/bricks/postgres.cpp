@@ -124,7 +124,9 @@ class PostgresDatabase : public Database {
     Result r = exec("find", std::string("SELECT ") + kColumns + " FROM bricklab_results WHERE brick_key = $1 AND fingerprint = $2",
                     {key, fingerprint});
     if (!r.rows()) return std::nullopt;
-    return row(r, 0);
+    StoredResult s = row(r, 0);
+    check_stored(s, location());
+    return s;
   }
 
   std::map<std::string, StoredResult> all(const std::string& fingerprint) override {
@@ -132,6 +134,7 @@ class PostgresDatabase : public Database {
     std::map<std::string, StoredResult> out;
     for (int i = 0; i < r.rows(); ++i) {
       StoredResult s = row(r, i);
+      check_stored(s, location());
       out[s.key] = s;
     }
     return out;

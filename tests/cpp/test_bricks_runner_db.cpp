@@ -114,6 +114,20 @@ TEST_CASE("fingerprint names the machine and the settings", "[bricks]") {
   CHECK(bb::system_fingerprint(o).json().find("evict_outputs") == std::string::npos);
 }
 
+namespace {
+std::string journal_mode(const std::string& path) {
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(raw, "PRAGMA journal_mode", -1, &st, nullptr);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  const std::string mode = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  sqlite3_close(raw);
+  return mode;
+}
+}  // namespace
+
 TEST_CASE("SQLite results database: schema, WAL, no duplicates, reopen", "[bricks]") {
   const auto dir = testutil::temp_dir("bricks_db");
   const std::string path = (dir / "sub" / "r.sqlite").string();
@@ -126,17 +140,13 @@ TEST_CASE("SQLite results database: schema, WAL, no duplicates, reopen", "[brick
     CHECK(db->find("k1", "fp")->median_ms == 1.5);
     CHECK_FALSE(db->find("k2", "fp"));
     CHECK(db->all("fp").size() == 1);
+    CHECK(journal_mode(path) == "wal");  // while a writer is open
   }
+  // The last writer closed: back to rollback mode, so a read-only reader needs no side files.
+  CHECK(journal_mode(path) == "delete");
   auto db = bb::open_database(path, false);
   CHECK(db->all("other").at("k1").median_ms == 2.0);
-  sqlite3* raw = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &raw) == SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(raw, "PRAGMA journal_mode", -1, &st, nullptr);
-  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-  CHECK(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))) == "wal");
-  sqlite3_finalize(st);
-  sqlite3_close(raw);
+  CHECK_THROWS_WITH(db->insert(result("k2", "fp", 1.0)), Catch::Contains("read-only"));
 }
 
 TEST_CASE("SQLite results database: several processes inserting at once lose and duplicate nothing", "[bricks]") {

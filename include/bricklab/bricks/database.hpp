@@ -1,5 +1,7 @@
 // The results database: SQLite (default, a file in the user's cache directory) with a
-// versioned schema, WAL and a busy timeout so several processes can benchmark at once; each
+// versioned schema, WAL while writers are open (the last one to close returns the file to
+// rollback mode, so readers need no side files) and a busy timeout so several processes can
+// benchmark at once; each
 // result is committed in its own transaction (a killed run keeps everything it committed) and
 // (brick key, fingerprint) is unique, so nothing is stored twice.
 #pragma once
@@ -66,9 +68,17 @@ constexpr int kSchemaVersion = 1;
 // The default database path: $BRICKLAB_DB, else $XDG_CACHE_HOME/bricklab/bricks.sqlite,
 // else ~/.cache/bricklab/bricks.sqlite.
 std::string default_db_path();
-// Opens (creating when `create`) a database: a file path for SQLite, or a postgresql:// URL.
-// Errors name the location.
+// Opens a database: a file path for SQLite, or a postgresql:// URL. Errors name the location.
+// `create` (the commands that store results): the file is created when missing and results may
+// be written; a file that is read-only is opened read-only (reading works, storing a new result
+// is an error saying so). Otherwise (predict) it is opened read-only and must exist. Either way
+// nothing is written before the file is known to be a bricklab database: a foreign SQLite file
+// (other tables) or a file that is not SQLite is refused with its bytes unchanged.
 std::unique_ptr<Database> open_database(const std::string& location, bool create = true);
+// Checks a row read back from a database (finite, non-negative, at most 1e9 ms, p10 <= p90,
+// reps >= 1): a tampered or corrupt row is an Error naming the brick, its fingerprint, the
+// column and the value, never a number in a prediction.
+void check_stored(const StoredResult& r, const std::string& location);
 // PostgreSQL (libpq, prepared statements only); defined in postgres.cpp.
 std::unique_ptr<Database> open_postgres(const std::string& url);
 
