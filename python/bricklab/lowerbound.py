@@ -4,7 +4,7 @@ optimisation worth?
     >>> import bricklab.lowerbound as lb
     >>> a = lb.analyze("models/zoo/resnet50.onnx", db="lb.sqlite", threads=2, peers=True)
     >>> a["bounds"]            # sequential, parallel (critical path) and roofline bounds, in ms
-    >>> a["measured"]          # bricklab, ONNX Runtime and PyTorch, same threads
+    >>> a["measured"]          # bricklab, ONNX Runtime, OpenVINO and PyTorch, same threads
     >>> a["advice"]            # algorithm, fusion, precision, parallel, runtime: predicted and realised ms
     >>> lb.report("models/zoo/resnet50.onnx", "resnet50.html", db="lb.sqlite", threads=2)
 
@@ -20,34 +20,20 @@ import json
 import os
 import pathlib
 import statistics
-import sys
 import tempfile
 import time
 from typing import Dict, Iterable, Optional
 
-from . import _core
+from . import _core, _progress
 from .bricks import ModelLike, _load, _runner, default_db
+
+PEERS = ("onnxruntime", "openvino", "pytorch")
 
 __all__ = ["analyze", "report", "render_report", "roofline", "measure_peers", "peer_module"]
 
 
 def _db(db) -> str:
     return os.fspath(db) if db else default_db()
-
-
-def _progress_printer():
-    state = {"t0": time.time()}
-
-    def show(done: int, total: int, elapsed: float, what: str) -> None:
-        if total == 0:
-            sys.stderr.write(f"\r{what:<80.80}\n")
-        else:
-            sys.stderr.write(f"\r{done}/{total} variant benchmarks, {elapsed:.0f}s  {what:<40.40}")
-            if done == total:
-                sys.stderr.write("\n")
-        sys.stderr.flush()
-
-    return show
 
 
 def roofline(db=None, measure: bool = True, **runner) -> dict:
@@ -57,19 +43,21 @@ def roofline(db=None, measure: bool = True, **runner) -> dict:
 
 
 def analyze(model: ModelLike, db=None, batch: Optional[int] = None, peers: bool = False, measure: bool = True,
-            apply: bool = True, progress: bool = False, **runner) -> dict:
+            apply: bool = True, progress: _progress.ProgressArg = None, **runner) -> dict:
     """The model's bounds, per-layer variants, critical path and advice (schema
     "bricklab.lowerbound/1", the input of :func:`render_report`).
 
-    ``peers``: measure ONNX Runtime and (for zoo models) PyTorch first, with the same threads, so
-    the analysis reports their runtime inefficiency too. ``measure``: time the whole model in
-    bricklab's engine; ``apply``: also time it with each advice applied (realised savings).
+    ``peers``: measure ONNX Runtime, OpenVINO (when installed) and (for zoo models) PyTorch first,
+    with the same threads, so the analysis shows them beside bricklab. ``measure``: time the whole
+    model in bricklab's engine; ``apply``: also time it with each advice applied (realised
+    savings). ``progress``: counts and time left on stderr (None: when stderr is a terminal or in
+    a notebook; True/False; or a callable ``f(done, total, elapsed_s, label)``).
     """
     graph = _load(model, batch)
     opts = _runner(runner)
     if peers:
-        measure_peers(model, db=db, batch=batch, **runner)
-    text = _core.lowerbound_analyze(graph, _db(db), opts, measure, apply, _progress_printer() if progress else None)
+        measure_peers(model, db=db, batch=batch, progress=progress, **runner)
+    text = _core.lowerbound_analyze(graph, _db(db), opts, measure, apply, _progress.callback(progress, "variant benchmarks"))
     return json.loads(text)
 
 
@@ -124,12 +112,13 @@ def _time(fn, warmup: int, repeats: int, warmup_s: float = 0.5):
     return samples
 
 
-def measure_peers(model, db=None, batch: Optional[int] = None, runtimes: Iterable[str] = ("onnxruntime", "pytorch"),
-                  repeats: int = 20, warmup: int = 3, **runner) -> Dict[str, object]:
-    """Time the model end to end in ONNX Runtime and PyTorch with the runner's thread count and
-    store the results in ``db`` under the same fingerprint as the variant benchmarks. A runtime
-    already stored for this fingerprint is not measured again (like every result). Returns
-    runtime -> median ms, or the reason it was skipped."""
+def measure_peers(model, db=None, batch: Optional[int] = None, runtimes: Iterable[str] = PEERS,
+                  repeats: int = 20, warmup: int = 3, progress: _progress.ProgressArg = None, **runner) -> Dict[str, object]:
+    """Time the model end to end in ONNX Runtime, OpenVINO and PyTorch with the runner's thread
+    count and store the results in ``db`` under the same fingerprint as the variant benchmarks.
+    A runtime already stored for this fingerprint is not measured again (like every result).
+    OpenVINO is skipped (with the reason) when its package is not installed, PyTorch for models
+    that are not from the zoo. Returns runtime -> median ms, or the reason it was skipped."""
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError("measure_peers needs the model's file path (the peers load the file themselves)")
     path = os.fspath(model)
@@ -145,14 +134,33 @@ def measure_peers(model, db=None, batch: Optional[int] = None, runtimes: Iterabl
         return {r: "skipped: peers are measured for single-input models" for r in runtimes}
     shape = list(inputs[0].shape)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    runtimes = list(runtimes)
     for runtime in runtimes:
-        if runtime not in ("onnxruntime", "pytorch"):
-            raise ValueError(f"unknown runtime '{runtime}' (known: onnxruntime, pytorch)")
+        if runtime not in PEERS:
+            raise ValueError(f"unknown runtime '{runtime}' (known: {', '.join(PEERS)})")
+    show = _progress.callback(progress, "peers")
+    t0 = time.perf_counter()
+    for k, runtime in enumerate(runtimes):
+        if show:
+            show(k, len(runtimes), time.perf_counter() - t0, runtime)
         stored = _core.lowerbound_peer_ms(graph, runtime, _db(db), opts)
         if stored is not None:  # measured before for this fingerprint: never again
             out[runtime] = stored
             continue
-        if runtime == "onnxruntime":
+        if runtime == "openvino":
+            try:
+                import openvino as ov
+            except ImportError:
+                out[runtime] = "skipped: the openvino package is not installed"
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                full = os.path.join(tmp, "model.onnx")
+                zoo.materialize_file(path, full, seed=0)
+                compiled = ov.Core().compile_model(full, "CPU", {"INFERENCE_NUM_THREADS": int(threads),
+                                                                 "PERFORMANCE_HINT": "LATENCY"})
+                request = compiled.create_infer_request()
+                samples = _time(lambda: request.infer({0: x}), warmup, repeats)
+        elif runtime == "onnxruntime":
             import onnxruntime as ort
 
             with tempfile.TemporaryDirectory() as tmp:
@@ -183,4 +191,6 @@ def measure_peers(model, db=None, batch: Optional[int] = None, runtimes: Iterabl
                 torch.set_num_threads(previous)
         _core.lowerbound_store_peer(graph, runtime, _db(db), opts, samples)
         out[runtime] = statistics.median(samples)
+    if show:
+        show(len(runtimes), len(runtimes), time.perf_counter() - t0, "done")
     return out

@@ -78,6 +78,9 @@ BricksArgs parse_bricks_args(const std::string& command, const std::vector<std::
     else if (s == "--no-measure" && (command == "lowerbound" || command == "report")) a.measure = false;
     else if (s == "--no-apply" && (command == "lowerbound" || command == "report")) a.apply = false;
     else if ((s == "-o" || s == "--output") && command == "report") a.output = next();
+    else if (s == "--peers" && (command == "lowerbound" || command == "report"))
+      throw UsageError("--peers: ONNX Runtime, OpenVINO and PyTorch are measured from Python, so use the bricklab "
+                       "command installed with the Python package (e.g. .venv/bin/bricklab " + command + " ... --peers)");
     else if (s.size() > 1 && s[0] == '-') throw UsageError("unknown option '" + s + "' (see `bricklab " + command + " --help`)");
     else a.models.push_back(s);
   }

@@ -101,13 +101,16 @@ std::string command_help(const std::string& command) {
     const bool report = command == "report";
     std::string options = std::string(kLoad) + kThreadsBricks + db_option() +
                           "  --no-measure         do not time the whole model (bounds and advice from the database)\n"
-                          "  --no-apply           do not apply the advice in the engine to measure realised savings\n";
+                          "  --no-apply           do not apply the advice in the engine to measure realised savings\n"
+                          "  --peers              first measure ONNX Runtime, OpenVINO (when installed) and PyTorch\n"
+                          "                       (zoo models) with the same threads, to show them beside bricklab\n"
+                          "                       (the `bricklab` installed with the Python package does this)\n";
     if (report) options += "  -o, --output FILE    the HTML page to write                                      [report.html]\n";
     options += std::string(kJson) + "\n" + kRunner;
     return report ? text("bricklab report MODEL [-o report.html] [--db PATH|URL] [lower-bound options] [--json]",
                          "Runs the lower-bound analysis (see `bricklab lowerbound --help`) and writes it as one\n"
                          "self-contained HTML page: bounds, time by operator, top layers, timeline, advice.",
-                         options, "bricklab report models/zoo/resnet50.onnx --db lb.sqlite --threads 2 -o r50.html")
+                         options, "bricklab report models/zoo/resnet50.onnx --db lb.sqlite --threads 2 --peers -o r50.html")
                   : text("bricklab lowerbound MODEL [--db PATH|URL] [--backend cpu|cuda] [--no-measure] [--no-apply]\n"
                          "                           [runner options] [--json]",
                          "Benanza lower bounds: benchmarks every variant of every unique layer, computes the\n"

@@ -52,11 +52,25 @@ void print_analysis(const lb::Analysis& an) {
   std::cout << fmt::format("{:<40} {:>10.3f}\n", "default variants (sum of steps)", b.default_sequential_ms);
   for (const auto& m : an.measured)
     std::cout << fmt::format("{:<40} {:>10.3f}   (p10 {:.3f}, p90 {:.3f})\n", "measured: " + m.runtime, m.ms, m.p10_ms, m.p90_ms);
-  std::cout << fmt::format("\n{:<10} {:<12} {:>16} {:>18}  {}\n", "advice", "runtime", "predicted ms (%)", "realised ms (%)", "note");
+  std::cout << fmt::format("\nadvice: each row alone, % of the {} latency ({:.3f} ms); the fusion row is the saving over an\n"
+                           "unfused plan (already in the default plan), the other runtimes' rows are comparisons\n",
+                           an.gap_baseline, an.gap_baseline_ms);
+  std::cout << fmt::format("{:<10} {:<12} {:>16} {:>18}  {}\n", "advice", "runtime", "predicted ms (%)", "realised ms (%)", "note");
   for (const auto& ad : an.advice) {
     const std::string realised = ad.realised_ms ? fmt::format("{:.3f} ({:.1f}%)", *ad.realised_ms, *ad.realised_pct) : "not applied";
     std::cout << fmt::format("{:<10} {:<12} {:>16} {:>18}  {}\n", ad.kind, ad.runtime,
                              fmt::format("{:.3f} ({:.1f}%)", ad.predicted_ms, ad.predicted_pct), realised, ad.note);
+  }
+  if (!an.gap.empty()) {
+    std::cout << fmt::format("\nwhere the {:.3f} ms above the parallel bound go (parts that add up, % of the {} latency)\n",
+                             an.gap_baseline_ms - an.bounds.parallel_ms, an.gap_baseline);
+    double total = 0, total_pct = 0;
+    for (const auto& part : an.gap) {
+      std::cout << fmt::format("  {:<10} {:>10.3f} ms {:>6.1f}%  {}\n", part.kind, part.ms, part.pct, part.what);
+      total += part.ms;
+      total_pct += part.pct;
+    }
+    std::cout << fmt::format("  {:<10} {:>10.3f} ms {:>6.1f}%  {}\n", "total", total, total_pct, "down to the parallel bound");
   }
   std::vector<const lb::Layer*> top;
   for (const auto& l : an.layers)

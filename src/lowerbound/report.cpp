@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdarg>
+#include <cstring>
 #include <cstdint>
 #include <cstdio>
 #include <map>
@@ -62,8 +63,16 @@ struct Advice {
   bool applied = false;
 };
 
+struct GapPart {
+  std::string kind, what;
+  opt ms, pct;
+};
+
 struct Analysis {
   std::string model, path, backend, fingerprint;
+  std::string gap_baseline;  // "" when the analysis has no gap accounting (older JSON)
+  opt gap_baseline_ms, gap_bound_ms;
+  std::vector<GapPart> gap;
   opt batch, threads;
   bool has_machine = false;
   std::string cpu, device;
@@ -266,6 +275,21 @@ Analysis parse(const std::string& text) {
     ad.realised_pct = get_num(advice[i], "realised_pct", p);
     ad.applied = get_bool(advice[i], "applied", p);
     a.advice.push_back(std::move(ad));
+  }
+
+  // The accounting of the time above the parallel bound (optional: older analyses lack it).
+  if (const json* gap = member(root, "gap"); gap && !gap->is_null()) {
+    require_object(*gap, "gap");
+    a.gap_baseline = get_str(*gap, "baseline", "gap");
+    a.gap_baseline_ms = get_num(*gap, "baseline_ms", "gap");
+    a.gap_bound_ms = get_num(*gap, "bound_ms", "gap");
+    const json& parts = get_array(*gap, "parts", "gap.parts");
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const std::string q = "gap.parts[" + std::to_string(i) + "]";
+      require_object(parts[i], q);
+      a.gap.push_back({get_str(parts[i], "kind", q), get_str(parts[i], "what", q), get_num(parts[i], "ms", q),
+                       get_num(parts[i], "pct", q)});
+    }
   }
 
   // The critical path and the missing list may come from either place: merge them.
@@ -819,6 +843,36 @@ void layer_chart(Page& p, const Analysis& a) {
 
 // -- the parallel schedule
 
+// What a schedule box runs: a fused group by its whole label ("Conv+BatchNormalization+Relu"),
+// not by the one layer that carries the group's time; a layer alone by its operator.
+const Group* group_of(const Analysis& a, const Layer& l) {
+  if (l.group < 0) return nullptr;
+  for (const Group& g : a.groups)
+    if (g.id == l.group) return &g;
+  return nullptr;
+}
+std::string step_label(const Analysis& a, const Layer& l) {
+  const Group* g = group_of(a, l);
+  return g && !g->label.empty() ? g->label : l.op;
+}
+// Short forms for box labels only (titles and tables keep the ONNX names).
+std::string short_ops(std::string label) {
+  static const std::pair<const char*, const char*> kShort[] = {
+      {"BatchNormalization", "BN"}, {"LayerNormalization", "LayerNorm"}, {"InstanceNormalization", "InstanceNorm"},
+      {"GlobalAveragePool", "GlobalAvgPool"}};
+  for (const auto& [from, to] : kShort)
+    for (size_t at = label.find(from); at != std::string::npos; at = label.find(from, at + std::strlen(to)))
+      label.replace(at, std::strlen(from), to);
+  return label;
+}
+std::string step_members(const Analysis& a, const Layer& l) {
+  const Group* g = group_of(a, l);
+  if (!g) return l.name;
+  std::string out;
+  for (const std::string& n : g->layers) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
 void timeline(Page& p, const Analysis& a) {
   struct Item {
     const Layer* l;
@@ -876,9 +930,9 @@ void timeline(Page& p, const Analysis& a) {
     // Outlines only where a box is wide enough for them not to swamp the fill.
     std::string outline = w > 6 ? std::string(" stroke=\"") + (c ? "#8a2f0a" : "#fff") + "\" stroke-width=\"0.8\"" : "";
     p << rect(x, y, w, lh - 6, c ? kCriticalColour : "#7f93a8", outline + " rx=\"1.5\"")
-      << "<title>" << esc(it.l->name) << " (" << esc(it.l->op) << "): " << num3(it.s) << "&ndash;" << num3(it.f)
-      << " ms" << (c ? ", critical path" : "") << "</title></rect>";
-    std::string label = shorten(it.l->op, 14);
+      << "<title>" << esc(step_label(a, *it.l)) << ": " << esc(step_members(a, *it.l)) << ", " << num3(it.s) << "&ndash;"
+      << num3(it.f) << " ms" << (c ? ", critical path" : "") << "</title></rect>";
+    std::string label = shorten(short_ops(step_label(a, *it.l)), 18);
     if (w > 6.5 * label.size() + 6)
       p << "<text class=\"in\" x=\"" << coord(x + w / 2) << "\" y=\"" << coord(y + (lh - 6) / 2 + 4)
         << "\" text-anchor=\"middle\"" << ">" << esc(label) << "</text>";
@@ -898,10 +952,39 @@ void timeline(Page& p, const Analysis& a) {
 
 // -- advice
 
+// The time above the parallel bound in parts that add up (differences of consecutive bounds).
+void gap_table(Page& p, const Analysis& a) {
+  if (a.gap.empty()) return;
+  double total = 0, total_pct = 0;
+  for (const GapPart& part : a.gap) {  // negative parts count too: they are part of the sum
+    total += part.ms.value_or(0);
+    total_pct += part.pct.value_or(0);
+  }
+  p << "<h3 id=\"gap\">Where the time above the parallel bound goes</h3><div class=\"sub\">From the "
+    << esc(a.gap_baseline) << " latency" << (a.gap_baseline_ms ? " (" + ms(a.gap_baseline_ms) + ")" : std::string())
+    << " down to the parallel bound" << (a.gap_bound_ms ? " (" + ms(a.gap_bound_ms) + ")" : std::string())
+    << ", step by step: each part is the difference of two bounds, so the parts add up to the total and their "
+       "percentages (of the same latency) to its percentage. A negative part means the later bound is above "
+       "the earlier one: e.g. layers benchmarked alone can be slower than inside the warm model.</div>"
+       "<table><thead><tr><th>part</th><th>what</th><th class=\"n\">ms</th><th class=\"n\">%</th></tr></thead><tbody>";
+  for (const GapPart& part : a.gap)
+    p << "<tr><td>" << esc(part.kind) << "</td><td>" << esc(part.what) << "</td><td class=\"n\">" << ms(part.ms)
+      << "</td><td class=\"n\">" << (part.pct ? pct(*part.pct) : std::string("n/a")) << "</td></tr>";
+  p << "<tr><td><b>total</b></td><td>down to the parallel bound</td><td class=\"n\"><b>" << ms(opt(total))
+    << "</b></td><td class=\"n\"><b>" << pct(total_pct) << "</b></td></tr></tbody></table>";
+}
+
 void advice_table(Page& p, const Analysis& a) {
   p << "<section id=\"advice\"><h2>Advice</h2><div class=\"sub\">What each optimisation should save (predicted "
        "from the benchmarks) and what it saved when applied (realised). Bars: light = predicted, dark = "
-       "realised.</div>";
+       "realised. Each row is one action taken alone; its percentage is of "
+    << (a.gap_baseline.empty() ? std::string("bricklab's measured latency")
+                               : "the " + esc(a.gap_baseline) + " latency" +
+                                     (a.gap_baseline_ms ? " (" + ms(a.gap_baseline_ms) + ")" : std::string()))
+    << ", the same for every row. The fusion row is the saving over an unfused plan (the default plan is fused "
+       "already, so it is not part of the measured time), and other runtimes' rows are comparisons, not savings: "
+       "those rows do not add to the others. The accounting below splits the time above the bound into parts "
+       "that do add up.</div>";
   if (a.advice.empty()) {
     p << "<p class=\"na\">No advice in the analysis.</p></section>";
     return;
@@ -940,7 +1023,9 @@ void advice_table(Page& p, const Analysis& a) {
       p << "<line x1=\"0\" y1=\"18.5\" x2=\"" << coord(w) << "\" y2=\"18.5\" stroke=\"#cbd2d9\" stroke-dasharray=\"3 3\"/>";
     p << "</svg></td><td class=\"note\">" << esc(ad.note) << "</td></tr>";
   }
-  p << "</tbody></table></section>";
+  p << "</tbody></table>";
+  gap_table(p, a);
+  p << "</section>";
 }
 
 // -- fused groups

@@ -96,6 +96,17 @@ struct Advice {
   std::string note;
 };
 
+// The time above the parallel bound, split into parts that add up (each is the difference of
+// two consecutive bounds): runtime overhead (measured minus the sum of the default steps),
+// variant choice (default steps minus the float32 sequential bound), reduced precision (float32
+// minus the sequential bound) and parallel branches (sequential minus parallel bound). The
+// advice rows are actions and may overlap; this is the accounting.
+struct GapPart {
+  std::string kind;  // runtime, algorithm, precision, parallel
+  std::string what;
+  double ms = 0, pct = 0;  // pct: of the baseline
+};
+
 struct Bounds {
   double sequential_ms = 0, parallel_ms = 0;
   double roofline_sequential_ms = 0, roofline_parallel_ms = 0;
@@ -114,6 +125,10 @@ struct Analysis {
   std::vector<Group> groups;
   std::vector<std::string> critical_path;  // layer names
   std::vector<Advice> advice;
+  // Baseline: bricklab's measured latency (the default steps' sum with --no-measure).
+  std::string gap_baseline;
+  double gap_baseline_ms = 0;
+  std::vector<GapPart> gap;
   std::vector<std::string> missing;        // layers without a measurement
   bool complete() const { return missing.empty(); }
   // Schema "bricklab.lowerbound/1" (the input of render_report_html).
