@@ -65,6 +65,8 @@ def decompose(models: Union[ModelLike, Iterable[ModelLike]], batch: Optional[int
     """Split models into bricks. ``granularity``: "op", "fused" (the engine's fused groups) or "seq:K"."""
     if isinstance(models, (str, os.PathLike, _core.Model)):
         models = [models]
+    elif models is None or not hasattr(models, "__iter__"):
+        raise TypeError(f"decompose(): models must be a path, a bricklab.Model or a list of them, got {type(models).__name__}")
     graphs = [_load(m, batch) for m in models]
     if not graphs:
         raise ValueError("decompose: no models given")

@@ -50,6 +50,27 @@ def test_paths_may_be_pathlike(tmp_path):
         bricklab.Session(3.5)
 
 
+@pytest.mark.parametrize("call", [
+    lambda: bricklab.variants(None, "x"), lambda: bricklab.bricks.node_key(None, "x"),
+    lambda: bricklab.bricks.subgraph(None, ["x"]), lambda: bricklab.bricks.to_onnx(None),
+    lambda: bricklab.bricks.decompose(None), lambda: bricklab.bricks.measure_model(None), lambda: bricklab.Session(None),
+    lambda: bricklab.lowerbound.analyze(None),
+])
+def test_none_where_a_model_belongs_is_a_type_error(call):
+    # These dereferenced a null model (a segmentation fault) before.
+    with pytest.raises(TypeError):
+        call()
+
+
+def test_the_readme_outputs_are_ignored_by_git():
+    root = pathlib.Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = ["bricks/x.onnx", "bricks.sqlite", "lb.sqlite", "lb.sqlite-wal", "report.html", "r50.html"]
+    r = subprocess.run(["git", "check-ignore", *paths], cwd=root, capture_output=True, text=True)
+    assert sorted(r.stdout.split()) == sorted(paths)
+
+
 def test_errors_subclass_the_matching_builtins(tmp_path):
     with pytest.raises(FileNotFoundError) as e:
         bricklab.load(tmp_path / "missing.onnx")
