@@ -251,11 +251,19 @@ int cmd_run(const Args& a) {
     std::error_code ec;
     std::filesystem::create_directories(a.output_dir, ec);
     if (ec) throw bricklab::FileError({a.output_dir, "", ""}, "cannot create output directory: " + ec.message());
+    // One file per output, never two outputs in one file: names that sanitise alike ("a/b",
+    // "a_b") get a numbered suffix, and every name that changed is said.
+    std::set<std::string> used;
     for (const auto& [name, t] : outputs) {
       std::string file = name;
       for (char& c : file)
-        if (c == '/' || c == '\\' || c == ':') c = '_';
-      bricklab::write_npy((std::filesystem::path(a.output_dir) / (file + ".npy")).string(), t);
+        if (c == '/' || c == '\\' || c == ':' || c == '\0') c = '_';
+      if (file.empty() || file[0] == '.') file = "output_" + file;
+      std::string unique = file;
+      for (int k = 2; used.count(unique); ++k) unique = file + "_" + std::to_string(k);
+      used.insert(unique);
+      if (unique != name) std::cerr << "output '" << name << "' -> " << unique << ".npy\n";
+      bricklab::write_npy((std::filesystem::path(a.output_dir) / (unique + ".npy")).string(), t);
     }
   }
   const auto stats = bricklab::time_runs(*exe, inputs, a.warmup, a.repeat);

@@ -241,11 +241,18 @@ AggregateStats aggregate(const std::vector<TensorSlot>& tensors, const std::vect
   validate(tensors, clients, options);
 
   // Normalised weights keep the float accumulators in a safe range whatever the sample counts.
+  // Sample counts and factors are first scaled by their largest values, so that neither their
+  // products nor their sum can overflow (two finite counts of 1e308 would sum to inf).
   std::vector<float> weight(clients.size());
+  double max_samples = 0, max_factor = 1.0;
+  for (const ClientUpdate& c : clients) max_samples = std::max(max_samples, c.samples);
+  if (options.soft_factor > max_factor) max_factor = options.soft_factor;
+  auto share = [&](const ClientUpdate& c) {
+    return (c.samples / max_samples) * ((c.soft ? options.soft_factor : 1.0) / max_factor);
+  };
   double total = 0;
-  for (const ClientUpdate& c : clients) total += c.samples * (c.soft ? options.soft_factor : 1.0);
-  for (size_t i = 0; i < clients.size(); ++i)
-    weight[i] = float(clients[i].samples * (clients[i].soft ? options.soft_factor : 1.0) / total);
+  for (const ClientUpdate& c : clients) total += share(c);
+  for (size_t i = 0; i < clients.size(); ++i) weight[i] = float(share(clients[i]) / total);
 
   std::vector<WorkItem> work;
   AggregateStats stats;

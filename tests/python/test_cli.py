@@ -165,3 +165,25 @@ def test_emit_says_its_size_and_refuses_huge_output(cli, tmp_path):
     with pytest.raises(ValueError, match="1 GiB"):
         bricklab.bricks.emit(str(big), tmp_path / "py_bricks")
     assert not (tmp_path / "py_bricks").exists()
+
+
+def test_outputs_whose_names_sanitise_alike_do_not_overwrite_each_other(cli, tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["a/b"]), helper.make_node("Neg", ["x"], ["a_b"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("a/b", TensorProto.FLOAT, [1, 4]),
+                           helper.make_tensor_value_info("a_b", TensorProto.FLOAT, [1, 4])])
+    path = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    x = np.array([[-1.0, 2.0, -3.0, 4.0]], np.float32)
+    np.save(tmp_path / "x.npy", x)
+    r = run(cli, "run", path, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", tmp_path / "out", "--repeat", "1")
+    assert r.returncode == 0, r.stderr
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(files) == 2, files
+    got = sorted(np.load(tmp_path / "out" / f).tolist() for f in files)
+    assert got == sorted([np.maximum(x, 0).tolist(), (-x).tolist()])
+    assert "'a/b' ->" in r.stderr

@@ -179,3 +179,17 @@ def test_benchmark_script_prints_its_table(extra):
     assert [r[1] for r in rows] == ["1", "all"]
     assert all(float(r[2]) > 0 and float(r[4]) > 0 for r in rows)
     assert ("4 soft" if extra else "2 soft") in out
+
+
+def test_huge_finite_sample_counts_do_not_overflow_the_weights():
+    """Two finite counts of 1e308 sum to inf: the weights are scaled first (this wrote NaN everywhere)."""
+    rng = np.random.default_rng(7)
+    glob = {"w": rng.standard_normal((6, 5)).astype(np.float32)}
+    a = rng.standard_normal((6, 5)).astype(np.float32)
+    b = rng.standard_normal((6, 5)).astype(np.float32)
+    updates = [ClientUpdate("a", 1e308, {"w": a}), ClientUpdate("b", 1e308, {"w": b}, soft=True)]
+    out = aggregate(glob, updates, soft_factor=3.0)
+    np.testing.assert_allclose(out["w"], (a + 3 * b) / 4, rtol=1e-6, atol=1e-6)
+    # Scale does not matter: 3 and 1e300 x 3 give the same average.
+    small = aggregate(glob, [ClientUpdate("a", 1.0, {"w": a}), ClientUpdate("b", 1.0, {"w": b}, soft=True)], soft_factor=3.0)
+    np.testing.assert_allclose(out["w"], small["w"], rtol=1e-6)
