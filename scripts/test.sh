@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quick start, step 2: set up, build, and run every test: the C++ suite (Catch2 via ctest) in a
-# release build and again under AddressSanitizer (including the mutation fuzzer), then pytest.
+# release build and again under AddressSanitizer + UBSan (including the byte-mutation fuzzer),
+# the structure-aware fuzzer against ONNX Runtime (20,000 cases, under both sanitizers), then pytest.
 # Exits non-zero if anything fails, including pytest collecting no tests.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,11 +18,19 @@ trap './scripts/pg_test_server.sh stop "$BRICKLAB_TEST_PG_DIR"' EXIT
 echo "[test] C++ tests (release)"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
-echo "[test] C++ tests under AddressSanitizer (build-asan/)"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBRICKLAB_SANITIZE=address \
+echo "[test] C++ tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBRICKLAB_SANITIZE=address,undefined \
   -DBRICKLAB_WITH_CUDA=OFF -DBRICKLAB_BUILD_BENCHMARKS=OFF -DBRICKLAB_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build build-asan -j "$jobs"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 ctest --test-dir build-asan --output-on-failure -j "$jobs"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+# Valid protobuf with bad contents (dims, attributes, parameter shapes, element types, names,
+# wiring, opsets), each case with ONNX Runtime's verdict, replayed under both sanitizers.
+fuzz_cases="${BRICKLAB_FUZZ_CASES:-20000}" fuzz_seed="${BRICKLAB_FUZZ_SEED:-1}"
+echo "[test] structure-aware fuzzer: $fuzz_cases cases (seed $fuzz_seed) against ONNX Runtime, replayed under ASan + UBSan"
+.venv/bin/python tests/python/structural_fuzz.py --cases "$fuzz_cases" --seed "$fuzz_seed" --out build-asan/structural-fuzz-cases.bin
+build-asan/tests/bricklab_structural_fuzz build-asan/structural-fuzz-cases.bin
 
 echo "[test] Python tests (pytest)"
 set +e

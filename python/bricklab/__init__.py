@@ -32,6 +32,8 @@ from ._core import (  # noqa: F401
     __version__,
     backends,
     load,
+    memory_limit,
+    set_memory_limit,
     supported_ops,
     usable_cpus,
     variants,
@@ -39,6 +41,7 @@ from ._core import (  # noqa: F401
 
 __all__ = [
     "load", "Model", "Node", "Value", "Session", "variants", "supported_ops", "backends", "usable_cpus",
+    "memory_limit", "set_memory_limit",
     "Error", "FileError", "MissingFileError", "ModelFormatError", "UnsupportedError", "ShapeError", "ExternalDataError",
     "InvalidArgument", "__version__", "tensor", "bricks", "predict", "lowerbound", "soft",
 ]

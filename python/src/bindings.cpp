@@ -111,6 +111,14 @@ PYBIND11_MODULE(_core, m) {
   m.attr("__version__") = bricklab::version();
   m.def("usable_cpus", &bricklab::usable_cpus,
         "The CPUs this process may use (affinity mask, capped by its cgroup's CPU quota): the default thread count.");
+  m.def("memory_limit", &bricklab::memory_limit,
+        "The memory budget in bytes: the most bricklab allocates for one tensor or one compiled plan. Larger models, inputs "
+        "or intermediate values are refused with an error naming the value, its shape and bytes. Set with "
+        "set_memory_limit() or the BRICKLAB_MEMORY_LIMIT environment variable (e.g. '8G'); default: the memory this "
+        "process may use (physical memory, capped by its cgroup).");
+  m.def("set_memory_limit", &bricklab::set_memory_limit, py::arg("bytes"),
+        "Sets the memory budget for this process in bytes (0: back to BRICKLAB_MEMORY_LIMIT or the machine's memory). "
+        "A negative value raises bricklab.InvalidArgument.");
 
   auto& E = errors();
   E.error = make_exception(m, "Error", py::make_tuple(py::handle(PyExc_RuntimeError)), "Base class of bricklab errors.");

@@ -11,16 +11,19 @@
 #include <google/protobuf/io/coded_stream.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "bricklab/core/error.hpp"
+#include "bricklab/core/memory.hpp"
 #include "bricklab/ops/registry.hpp"
 #include "shape_folding.hpp"
 
@@ -47,6 +50,7 @@ class Importer {
     load_initializers();
     bind_input_dims();
     check_nodes_against_schemas();
+    check_known_ranks();
     infer_shapes();
     return build_graph();
   }
@@ -86,6 +90,9 @@ class Importer {
     if (model_.ir_version() < 3)
       throw UnsupportedError(at(), "IR version " + std::to_string(model_.ir_version()) +
                                        " is too old (opset " + std::to_string(kMinOpset) + "+ needs IR >= 3)");
+    if (model_.ir_version() > kMaxIrVersion)
+      throw UnsupportedError(at(), "IR version " + std::to_string(model_.ir_version()) + " is newer than any ONNX release (" +
+                                       std::to_string(kMaxIrVersion) + " is the newest bricklab knows)");
     for (const auto& imp : model_.opset_import()) {
       const std::string domain = imp.domain() == "ai.onnx" ? "" : imp.domain();
       if (opset_imports_.count(domain)) throw ModelFormatError(at(), "opset for domain '" + domain + "' imported twice");
@@ -108,10 +115,20 @@ class Importer {
       if (!defined.insert(init.name()).second)
         throw ModelFormatError(at(), "initializer '" + init.name() + "' is defined twice");
     }
+    std::unordered_set<std::string> input_names;
     for (const auto& in : g->input()) {
       if (in.name().empty()) throw ModelFormatError(at(), "a graph input has no name");
+      if (!input_names.insert(in.name()).second) throw ModelFormatError(at(), "graph input '" + in.name() + "' is declared twice");
       defined.insert(in.name());
     }
+    // Declared element types must be ONNX's (0 is "undefined", which no tensor has).
+    auto check_declared = [&](const onnx::ValueInfoProto& v, const char* what) {
+      if (v.type().has_tensor_type() && !dtype_known(v.type().tensor_type().elem_type()))
+        throw ModelFormatError(at(), std::string(what) + " '" + v.name() + "' declares element type " +
+                                         std::to_string(v.type().tensor_type().elem_type()) + ", which ONNX does not define");
+    };
+    for (const auto& v : g->input()) check_declared(v, "graph input");
+    for (const auto& v : g->output()) check_declared(v, "graph output");
     // Name nodes that have none, and make names unique (the name is how users find a node).
     std::unordered_set<std::string> node_names;
     for (int i = 0; i < g->node_size(); ++i) {
@@ -128,6 +145,23 @@ class Importer {
       const OpDef* def = OpRegistry::instance().find(n.op_type());
       if (def == nullptr)
         throw UnsupportedError(at(n), "operator '" + n.op_type() + "' is not supported (see `bricklab ops` for the list)");
+      // ONNX's inference reads many integer attributes as 32-bit ints (an axis of 2^40 becomes 0,
+      // 2^40 - 1 becomes -1, a blocksize of 2^40 divides by zero): none may leave that range, except
+      // the values that legitimately hold int64 sentinels (Slice-1's INT64_MAX ends, Constant's values).
+      // Float attributes are finite (an infinite LRN alpha or bias makes ONNX Runtime and oneDNN
+      // disagree on NaN), except Clip-6's bounds, where infinity means "no bound".
+      for (const auto& a : n.attribute())
+        if (a.type() == onnx::AttributeProto::FLOAT && !std::isfinite(a.f()) && a.name() != "min" && a.name() != "max")
+          throw ShapeError(at(n), "attribute '" + a.name() + "' is " + std::to_string(a.f()) + "; must be finite");
+      for (const auto& a : n.attribute()) {
+        if (a.name() == "starts" || a.name() == "ends" || a.name() == "value_int" || a.name() == "value_ints") continue;
+        if (a.type() != onnx::AttributeProto::INT && a.type() != onnx::AttributeProto::INTS) continue;
+        std::vector<int64_t> vs(a.ints().begin(), a.ints().end());
+        if (a.type() == onnx::AttributeProto::INT) vs.push_back(a.i());
+        for (int64_t v : vs)
+          if (v > INT32_MAX || v < INT32_MIN)
+            throw ShapeError(at(n), "attribute '" + a.name() + "' has " + std::to_string(v) + ", out of range for any tensor rank");
+      }
       if (def->check_attributes) {  // before ONNX's shape inference, which trusts them (a zero stride divides)
         Node node;
         node.name = n.name();
@@ -205,6 +239,8 @@ class Importer {
     }
     if (shape_numel(s) > kMaxTensorElements)
       throw ModelFormatError(at(), what + " has an implausible shape " + shape_str(s));
+    if (dtype_known(t.data_type()))
+      if (auto e = over_budget(what, DType(t.data_type()), s); !e.empty()) throw ShapeError(at(), e);
     return s;
   }
 
@@ -404,6 +440,16 @@ class Importer {
         d->clear_dim_param();
         d->set_dim_value(value);
       }
+      // The memory budget, before inference sees the dims (ONNX's Conv inference with a
+      // 2^40-wide input and auto_pad loops for minutes).
+      Shape shape;
+      bool complete = true;
+      for (const auto& d : tt->shape().dim()) {
+        complete = complete && d.has_dim_value();
+        shape.push_back(d.has_dim_value() ? d.dim_value() : 0);
+      }
+      if (complete)
+        if (auto e = over_budget("graph input '" + in.name() + "'", DType(tt->elem_type()), shape); !e.empty()) throw ShapeError(at(), e);
     }
     for (const auto& [name, value] : opts_.dims)
       if (!used_dims.count(name)) {
@@ -434,13 +480,95 @@ class Importer {
       } catch (const std::exception& e) {
         throw ModelFormatError(at(n), std::string("invalid node: ") + e.what());
       }
+      // An empty name stands for a left-out optional input only (the checker lets it through
+      // anywhere; ONNX Runtime then crashes on Min(x, "")).
+      if (const onnx::OpSchema* schema = onnx::OpSchemaRegistry::Schema(n.op_type(), opset_, ""); schema && !schema->inputs().empty())
+        for (int i = 0; i < n.input_size(); ++i) {
+          const auto& formal = schema->inputs()[size_t(std::min<int>(i, int(schema->inputs().size()) - 1))];
+          if (n.input(i).empty() && formal.GetOption() != onnx::OpSchema::Optional)
+            throw ModelFormatError(at(n), "input " + std::to_string(i) + " ('" + formal.GetName() + "') is empty, but " + n.op_type() +
+                                              " requires it");
+        }
       for (const auto& out : n.output()) scope.add(out);
+    }
+  }
+
+  // The operator table's rank rules on the inputs whose rank is known before inference: ONNX's
+  // inference functions index into input shapes without checking (see OpDef::check_input_ranks).
+  void check_known_ranks() {
+    const auto& g = model_.graph();
+    std::unordered_map<std::string, int> rank;
+    for (const auto& t : g.initializer()) rank[t.name()] = t.dims_size();
+    for (const auto& in : g.input())
+      if (in.type().has_tensor_type() && in.type().tensor_type().has_shape() && !rank.count(in.name()))
+        rank[in.name()] = in.type().tensor_type().shape().dim_size();
+    for (const auto& n : g.node()) {
+      if (n.op_type() == "Constant" && n.output_size() == 1)
+        for (const auto& a : n.attribute())
+          if (a.name() == "value" && a.has_t()) rank[n.output(0)] = a.t().dims_size();
+      const OpDef* def = OpRegistry::instance().find(n.op_type());
+      if (!def || !def->check_input_ranks) continue;
+      std::vector<int> ranks;
+      for (const auto& in : n.input()) {
+        auto it = rank.find(in);
+        ranks.push_back(in.empty() || it == rank.end() ? -1 : it->second);
+      }
+      Node node;
+      node.name = n.name();
+      node.op = n.op_type();
+      node.def = def;
+      for (const auto& a : n.attribute())
+        if (a.type() == onnx::AttributeProto::INT || a.type() == onnx::AttributeProto::INTS) node.attrs[a.name()] = convert_attribute(n, a);
+      try {
+        def->check_input_ranks(node, ranks);
+      } catch (const Error& e) {
+        throw ShapeError(at(n), e.problem());
+      }
     }
   }
 
   // ONNX shape inference, alternating with folding of shape computations (Shape -> Gather ->
   // Concat -> Reshape and the like) that ONNX 1.12's data propagation leaves unresolved.
+  // The graph outputs' declared shapes are the exporter's claim, not a rule: inference runs
+  // without them, and a declared dimension that differs from the computed one is an error (it
+  // would otherwise become the output's shape). Nor do declared dims fill what inference leaves
+  // open: a Slice-1 or an Expand to an empty shape would then run with the exporter's shape.
   void infer_shapes() {
+    auto* g = model_.mutable_graph();
+    std::vector<std::optional<onnx::TensorShapeProto>> declared;
+    for (auto& out : *g->mutable_output()) {
+      declared.emplace_back();
+      if (out.type().has_tensor_type() && out.type().tensor_type().has_shape()) {
+        declared.back() = out.type().tensor_type().shape();
+        out.mutable_type()->mutable_tensor_type()->clear_shape();
+      }
+    }
+    infer_shapes_passes();
+    for (int i = 0; i < g->output_size(); ++i) {
+      if (!declared[size_t(i)]) continue;
+      const auto& want = *declared[size_t(i)];
+      auto* tt = g->mutable_output(i)->mutable_type()->mutable_tensor_type();
+      if (!tt->has_shape()) continue;  // left to the "could not infer" error: a declared shape is not evidence
+      auto* got = tt->mutable_shape();
+      auto dims = [](const onnx::TensorShapeProto& s) {
+        std::string out = "[";
+        for (int k = 0; k < s.dim_size(); ++k)
+          out += (k ? "x" : "") + (s.dim(k).has_dim_value() ? std::to_string(s.dim(k).dim_value()) : s.dim(k).has_dim_param() ? s.dim(k).dim_param() : "?");
+        return out + "]";
+      };
+      const std::string name = g->output(i).name();
+      if (got->dim_size() != want.dim_size())
+        throw ShapeError(at(), "graph output '" + name + "' is declared as " + dims(want) + " but computes " + dims(*got));
+      for (int k = 0; k < want.dim_size(); ++k) {
+        const auto& w = want.dim(k);
+        auto* d = got->mutable_dim(k);
+        if (d->has_dim_value() && w.has_dim_value() && d->dim_value() != w.dim_value())
+          throw ShapeError(at(), "graph output '" + name + "' is declared as " + dims(want) + " but computes " + dims(*got));
+      }
+    }
+  }
+
+  void infer_shapes_passes() {
     auto* g = model_.mutable_graph();
     g->clear_value_info();  // stale or symbolic annotations from the exporter; inference recomputes them
     onnx::ShapeInferenceOptions options(/*check_type=*/true, /*strict=*/1, /*data_propagation=*/true);
@@ -647,6 +775,7 @@ class Importer {
         }
         if (shape_numel(v.shape) > kMaxTensorElements)
           throw ShapeError(at(n), "output '" + out + "' has an implausible shape " + shape_str(v.shape));
+        if (auto e = over_budget("output '" + out + "'", v.dtype, v.shape); !e.empty()) throw ShapeError(at(n), e);
         node.outputs.push_back(add_value(std::move(v)));
       }
       graph.nodes.push_back(std::move(node));
@@ -711,6 +840,7 @@ class Importer {
     }
     if (shape_numel(shape) > kMaxTensorElements)
       throw ShapeError(at(n), "ConstantOfShape with an implausible shape " + shape_str(shape));
+    if (auto e = over_budget("ConstantOfShape output '" + n.output(0) + "'", DType::float64, shape); !e.empty()) throw ShapeError(at(n), e);
     DType dt = DType::float32;
     double fill = 0.0;
     for (auto& a : *n.mutable_attribute())

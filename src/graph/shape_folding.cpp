@@ -381,6 +381,8 @@ class Folder {
   }
 
   std::optional<Small> fold_concat(const onnx::NodeProto& n) {
+    for (const auto& a : n.attribute())  // 1-D parts: axis 0 or -1; anything else is left to validation
+      if (a.name() == "axis" && (a.type() != onnx::AttributeProto::INT || (a.i() != 0 && a.i() != -1))) return std::nullopt;
     const Small& x = *constant(n, 0);
     Small out = x;
     out.ints.clear();

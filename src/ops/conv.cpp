@@ -63,7 +63,25 @@ void validate_window_weights(const Graph& g, const Node& n, bool transpose) {
   require_input_shape(g, n, 2, {out_channels}, "bias");
 }
 void validate_conv(const Graph& g, const Node& n) { validate_window_weights(g, n, false); }
-void validate_conv_transpose(const Graph& g, const Node& n) { validate_window_weights(g, n, true); }
+void validate_conv_transpose(const Graph& g, const Node& n) {
+  validate_window_weights(g, n, true);
+  // output_padding and output_shape: one entry per spatial dim; output_padding below the stride.
+  const size_t spatial = required_input(g, n, 0).shape.size() - 2;
+  const auto strides = n.attr_ints("strides");
+  for (const char* key : {"output_padding", "output_shape"}) {
+    if (!n.has_attr(key)) continue;
+    const auto v = n.attr_ints(key);
+    if (v.size() != spatial)
+      invalid(n, std::string("attribute '") + key + "' has " + std::to_string(v.size()) + " entries; the input has " + std::to_string(spatial) +
+                     " spatial dims");
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (v[i] < 0) invalid(n, std::string("attribute '") + key + "' has " + std::to_string(v[i]) + "; entries must be >= 0");
+      const int64_t stride = i < strides.size() ? strides[i] : 1;
+      if (std::string(key) == "output_padding" && v[i] >= stride)
+        invalid(n, "output_padding " + std::to_string(v[i]) + " is not smaller than the stride " + std::to_string(stride));
+    }
+  }
+}
 
 }  // namespace
 
@@ -88,6 +106,21 @@ void register_conv_ops(OpRegistry& r) {
     def.check_attributes = [](const Node& n) {
       check_window(n, false);
       if (n.attr_int("group", 1) < 1) invalid(n, "attribute 'group' is " + std::to_string(n.attr_int("group", 1)) + "; must be >= 1");
+    };
+    def.check_input_ranks = [](const Node& n, const std::vector<int>& ranks) {
+      const int x = ranks.size() > 0 ? ranks[0] : -1, w = ranks.size() > 1 ? ranks[1] : -1;
+      if (x >= 0 && x < 3) invalid(n, "input 'X' has rank " + std::to_string(x) + "; " + n.op + " needs (N, C, D1, ...), rank >= 3");
+      if (w >= 0 && w < 3) invalid(n, "weight 'W' has rank " + std::to_string(w) + "; " + n.op + " needs rank >= 3 (filters, channels, kernel dims)");
+      if (x >= 0 && w >= 0 && x != w)
+        invalid(n, "input 'X' has rank " + std::to_string(x) + " and weight 'W' rank " + std::to_string(w) + "; they must be equal");
+      if (ranks.size() > 2 && ranks[2] >= 0 && ranks[2] != 1)
+        invalid(n, "bias 'B' has rank " + std::to_string(ranks[2]) + "; it must be 1-D");
+      const int spatial = (x >= 0 ? x : w) - 2;
+      if (spatial > 0)
+        for (const char* key : {"output_padding", "output_shape", "strides", "dilations", "kernel_shape"})
+          if (n.has_attr(key) && n.attr_ints(key).size() != size_t(spatial))
+            invalid(n, std::string("attribute '") + key + "' has " + std::to_string(n.attr_ints(key).size()) + " entries; the input has " +
+                           std::to_string(spatial) + " spatial dims");
     };
     def.validate = e.validate;
     def.sets_layout = true;

@@ -107,6 +107,13 @@ void register_elementwise_ops(OpRegistry& r) {
         if (!broadcasts_to(slope.shape, x.shape))
           invalid(n, "slope '" + slope.name + "' of shape " + shape_str(slope.shape) + " does not broadcast to the input's " + shape_str(x.shape));
       };
+    if (e.fn == F::mod) def.check_attributes = [](const Node& n) { require_flag(n, "fmod"); };
+    // alpha = 0 divides by zero (x / alpha): ONNX Runtime computes NaN, bricklab refuses.
+    if (e.fn == F::celu)
+      def.check_attributes = [](const Node& n) {
+        const double alpha = n.attr_float("alpha", 1.0);
+        if (!(std::isfinite(alpha) && alpha != 0.0)) invalid(n, "attribute 'alpha' is " + std::to_string(alpha) + "; Celu divides by it (must be finite and non-zero)");
+      };
     // Clip-11's min and max (optional inputs) are scalars.
     if (e.fn == F::clip)
       def.validate = [](const Graph& g, const Node& n) {
@@ -127,6 +134,15 @@ void register_elementwise_ops(OpRegistry& r) {
     OpDef def{e.name, OpClass::elementwise, e.cost, e.summary};
     def.elementwise = e.fn;
     def.variadic = true;
+    // Broadcasting among the inputs exists from opset 8; before, they all have one shape.
+    def.validate = [](const Graph& g, const Node& n) {
+      if (n.opset <= 0 || n.opset >= 8) return;
+      const Value& first = required_input(g, n, 0);
+      for (size_t i = 1; i < n.inputs.size(); ++i)
+        if (const Value* v = input(g, n, i); v && v->shape != first.shape)
+          invalid(n, "inputs have shapes " + shape_str(first.shape) + " and " + shape_str(v->shape) + "; " + n.op +
+                         " broadcasts from opset 8 (this model is opset " + std::to_string(n.opset) + ")");
+    };
     r.add(std::move(def));
   }
 }

@@ -33,13 +33,52 @@ Cost resize_cost(const Graph& g, const Node& n) {
 
 void register_movement_ops(OpRegistry& r) {
   const NormaliseFn axis0 = [](const Graph&, const Node&, Attrs& a) { set_default(a, "axis", int64_t(0)); };
-  for (const char* name : {"Concat", "Split"}) r.add({name, OpClass::movement, copy_cost, "data movement", nullptr, axis0});
-  for (const char* name : {"Transpose", "Expand", "Tile", "SpaceToDepth"}) r.add({name, OpClass::movement, copy_cost, "data movement"});
+  r.add({"Concat", OpClass::movement, copy_cost, "data movement", nullptr, axis0});
+  OpDef split{"Split", OpClass::movement, copy_cost, "data movement", nullptr, axis0};
+  split.validate = [](const Graph& g, const Node& n) { require_index_lists(g, n, 1); };
+  r.add(std::move(split));
+  OpDef transpose{"Transpose", OpClass::movement, copy_cost, "data movement"};
+  transpose.validate = [](const Graph& g, const Node& n) {
+    const size_t rank = required_input(g, n, 0).shape.size();
+    if (!n.has_attr("perm")) return;
+    const auto perm = n.attr_ints("perm");
+    std::vector<bool> seen(rank, false);
+    if (perm.size() != rank) invalid(n, "attribute 'perm' has " + std::to_string(perm.size()) + " entries; the input has rank " + std::to_string(rank));
+    for (int64_t p : perm) {
+      if (p < 0 || p >= int64_t(rank) || seen[size_t(p)])
+        invalid(n, "attribute 'perm' is not a permutation of 0.." + std::to_string(rank - 1));
+      seen[size_t(p)] = true;
+    }
+  };
+  r.add(std::move(transpose));
+  OpDef expand{"Expand", OpClass::movement, copy_cost, "data movement"};
+  expand.validate = [](const Graph& g, const Node& n) { require_index_lists(g, n, 1); };
+  r.add(std::move(expand));
+  OpDef tile{"Tile", OpClass::movement, copy_cost, "data movement"};
+  tile.validate = [](const Graph& g, const Node& n) { require_index_lists(g, n, 1); };
+  r.add(std::move(tile));
+  r.add({"SpaceToDepth", OpClass::movement, copy_cost, "data movement"});
   OpDef pad{"Pad", OpClass::movement, copy_cost, "pads with a constant, or by reflection or edge values"};
   pad.pads_constant = true;
   r.add(std::move(pad));
-  r.add({"ScatterND", OpClass::movement, copy_cost, "writes slices at index tuples (reduction none/add/mul/max/min)", nullptr,
-         [](const Graph&, const Node&, Attrs& a) { set_default(a, "reduction", std::string("none")); }});
+  OpDef scatter_nd{"ScatterND", OpClass::movement, copy_cost, "writes slices at index tuples (reduction none/add/mul/max/min)", nullptr,
+                   [](const Graph&, const Node&, Attrs& a) { set_default(a, "reduction", std::string("none")); }};
+  // updates: indices.shape[:-1] + data.shape[indices.shape[-1]:]
+  scatter_nd.validate = [](const Graph& g, const Node& n) {
+    const Value& data = required_input(g, n, 0);
+    const Value& idx = required_input(g, n, 1);
+    const Value& upd = required_input(g, n, 2);
+    if (idx.shape.empty()) invalid(n, "indices '" + idx.name + "' is a scalar; needs rank >= 1");
+    const int64_t k = idx.shape.back();
+    if (k < 1 || k > int64_t(data.shape.size()))
+      invalid(n, "indices '" + idx.name + "' " + shape_str(idx.shape) + " index " + std::to_string(k) + " dims of data " + shape_str(data.shape));
+    Shape want(idx.shape.begin(), idx.shape.end() - 1);
+    want.insert(want.end(), data.shape.begin() + k, data.shape.end());
+    if (upd.shape != want)
+      invalid(n, "updates '" + upd.name + "' has shape " + shape_str(upd.shape) + "; data " + shape_str(data.shape) + " and indices " +
+                     shape_str(idx.shape) + " need " + shape_str(want));
+  };
+  r.add(std::move(scatter_nd));
   r.add({"DepthToSpace", OpClass::movement, copy_cost, "data movement", nullptr,
          [](const Graph&, const Node&, Attrs& a) { set_default(a, "mode", std::string("DCR")); }});
   r.add({"ScatterElements", OpClass::movement, copy_cost, "data movement", nullptr, [](const Graph&, const Node&, Attrs& a) {
@@ -52,9 +91,25 @@ void register_movement_ops(OpRegistry& r) {
   r.add({"GatherElements", OpClass::movement, select_cost, "selects elements by index along an axis", nullptr, axis0});
   r.add({"GatherND", OpClass::movement, select_cost, "selects slices by index tuples", nullptr,
          [](const Graph&, const Node&, Attrs& a) { set_default(a, "batch_dims", int64_t(0)); }});
-  r.add({"Slice", OpClass::movement, select_cost, "selects part of its input"});
+  OpDef slice{"Slice", OpClass::movement, select_cost, "selects part of its input"};
+  slice.validate = [](const Graph& g, const Node& n) { require_index_lists(g, n, 1); };
+  r.add(std::move(slice));
   OpDef resize{"Resize", OpClass::movement, resize_cost, "nearest / linear / cubic resize"};
+  resize.check_attributes = [](const Node& n) {
+    require_one_of(n, "mode", {"nearest", "linear", "cubic"});
+    require_one_of(n, "coordinate_transformation_mode",
+                   {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn", "tf_crop_and_resize"});
+    require_one_of(n, "nearest_mode", {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"});
+    require_flag(n, "exclude_outside");
+  };
   resize.validate = [](const Graph& g, const Node& n) {
+    if (n.opset >= 11) {  // exactly one of scales (input 2) and sizes (input 3)
+      const Value* scales = input(g, n, 2);
+      const Value* sizes = input(g, n, 3);
+      const bool has_scales = scales && scales->numel() > 0, has_sizes = sizes && sizes->numel() > 0;
+      if (has_scales == has_sizes)
+        invalid(n, has_scales ? "both 'scales' and 'sizes' are given; ONNX takes exactly one" : "neither 'scales' nor 'sizes' is given; ONNX takes exactly one");
+    }
     // roi, scales, sizes from opset 11 (scales alone at 10): one entry per input dim (two for roi).
     const Value& x = required_input(g, n, 0);
     const size_t rank = x.shape.size();

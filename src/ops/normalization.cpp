@@ -38,6 +38,7 @@ void register_normalization_ops(OpRegistry& r) {
   };
   bn.per_channel_affine = true;
   bn.positive_inputs = (1u << 1) | (1u << 4);  // scale, variance
+  bn.check_attributes = [](const Node& n) { require_finite_non_negative(n, "epsilon"); };
   r.add(std::move(bn));
   OpDef layer{"LayerNormalization", OpClass::reduction, per_output_element<8>, "layer normalisation over trailing axes", nullptr,
               [](const Graph&, const Node&, Attrs& a) {
@@ -59,6 +60,7 @@ void register_normalization_ops(OpRegistry& r) {
                        ", which does not broadcast to the normalised dims " + shape_str(normalised));
   };
   layer.positive_inputs = 1u << 1;  // scale
+  layer.check_attributes = [](const Node& n) { require_finite_non_negative(n, "epsilon"); };
   r.add(std::move(layer));
   OpDef instance{"InstanceNormalization", OpClass::reduction, per_output_element<8>, "instance normalisation", nullptr,
                   [](const Graph&, const Node&, Attrs& a) { set_default(a, "epsilon", 1e-5); }};
@@ -69,6 +71,7 @@ void register_normalization_ops(OpRegistry& r) {
     require_input_shape(g, n, 2, {x.shape[1]}, "bias");
   };
   instance.positive_inputs = 1u << 1;  // scale
+  instance.check_attributes = [](const Node& n) { require_finite_non_negative(n, "epsilon"); };
   r.add(std::move(instance));
   // Softmax's default axis moved from 1 to -1 in opset 13 (with a different meaning before: the
   // input flattened to 2-D at that axis).
@@ -82,18 +85,30 @@ void register_normalization_ops(OpRegistry& r) {
     set_default(a, "noop_with_empty_axes", int64_t(0));
   };
   for (const char* name : {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
-                           "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp"})
-    r.add({name, OpClass::reduction, reduce_cost, "reduction over axes", nullptr, reduce_defaults});
+                           "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp"}) {
+    OpDef def{name, OpClass::reduction, reduce_cost, "reduction over axes", nullptr, reduce_defaults};
+    def.check_attributes = [](const Node& n) {
+      require_flag(n, "keepdims");
+      require_flag(n, "noop_with_empty_axes");
+    };
+    def.validate = [](const Graph& g, const Node& n) { require_index_lists(g, n, 1); };  // ReduceSum-13's axes
+    r.add(std::move(def));
+  }
   const NormaliseFn arg_defaults = [](const Graph&, const Node&, Attrs& a) {
     set_default(a, "axis", int64_t(0));
     set_default(a, "keepdims", int64_t(1));
     set_default(a, "select_last_index", int64_t(0));
   };
   for (const char* name : {"ArgMax", "ArgMin"}) r.add({name, OpClass::reduction, reduce_cost, "index of the max / min along an axis", nullptr, arg_defaults});
-  r.add({"CumSum", OpClass::reduction, reduce_cost, "cumulative sum along an axis", nullptr, [](const Graph&, const Node&, Attrs& a) {
-           set_default(a, "exclusive", int64_t(0));
-           set_default(a, "reverse", int64_t(0));
-         }});
+  OpDef cumsum{"CumSum", OpClass::reduction, reduce_cost, "cumulative sum along an axis", nullptr, [](const Graph&, const Node&, Attrs& a) {
+                 set_default(a, "exclusive", int64_t(0));
+                 set_default(a, "reverse", int64_t(0));
+               }};
+  cumsum.check_attributes = [](const Node& n) {
+    require_flag(n, "exclusive");
+    require_flag(n, "reverse");
+  };
+  r.add(std::move(cumsum));
 }
 
 }  // namespace bricklab::ops

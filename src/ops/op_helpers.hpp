@@ -2,6 +2,8 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <string>
@@ -112,6 +114,42 @@ inline void require_ints_at_least(const Node& n, const char* key, int64_t min) {
   if (!n.has_attr(key)) return;
   for (int64_t v : n.attr_ints(key))
     if (v < min) invalid(n, std::string("attribute '") + key + "' has " + std::to_string(v) + "; every entry must be >= " + std::to_string(min));
+}
+
+// An integer attribute that ONNX defines as a flag: 0 or 1 (when present).
+inline void require_flag(const Node& n, const char* key) {
+  if (!n.has_attr(key)) return;
+  const int64_t v = n.attr_int(key, 0);
+  if (v != 0 && v != 1) invalid(n, std::string("attribute '") + key + "' is " + std::to_string(v) + "; must be 0 or 1");
+}
+
+// A string attribute (when present) is one of `accepted`.
+inline void require_one_of(const Node& n, const char* key, std::initializer_list<const char*> accepted) {
+  if (!n.has_attr(key)) return;
+  const std::string v = n.attr_string(key, "");
+  std::string list;
+  for (const char* a : accepted) {
+    if (v == a) return;
+    list += (list.empty() ? "" : ", ") + std::string(a);
+  }
+  invalid(n, std::string("attribute '") + key + "' is '" + v + "'; accepted: " + list);
+}
+
+// A finite, non-negative float attribute (when present): epsilons.
+inline void require_finite_non_negative(const Node& n, const char* key) {
+  if (!n.has_attr(key)) return;
+  const double v = n.attr_float(key, 0.0);
+  if (!(v >= 0.0) || v == HUGE_VAL)
+    invalid(n, std::string("attribute '") + key + "' is " + std::to_string(v) + "; must be finite and >= 0");
+}
+
+// Inputs from `first` on are index lists (axes, starts, ends, steps, split sizes, shapes): 1-D,
+// as ONNX defines them and ONNX Runtime requires (a scalar is refused too).
+inline void require_index_lists(const Graph& g, const Node& n, size_t first) {
+  for (size_t i = first; i < n.inputs.size(); ++i)
+    if (n.inputs[i] >= 0 && g.values[size_t(n.inputs[i])].shape.size() != 1)
+      invalid(n, "input " + std::to_string(i) + " ('" + g.values[size_t(n.inputs[i])].name + "') has shape " +
+                     shape_str(g.values[size_t(n.inputs[i])].shape) + "; it lists indices and must be 1-D");
 }
 
 // Windowed operators: kernel_shape, strides, dilations positive; pads non-negative, of 2 x the

@@ -53,6 +53,12 @@ void register_pooling_ops(OpRegistry& r) {
   lrn.check_attributes = [](const Node& n) {
     if (!n.has_attr("size")) invalid(n, "attribute 'size' is required");
     if (n.attr_int("size", 0) < 1) invalid(n, "attribute 'size' is " + std::to_string(n.attr_int("size", 0)) + "; must be >= 1");
+    for (const char* key : {"alpha", "beta"})  // ONNX Runtime requires both positive; beta = 0 makes the division a no-op
+      if (n.has_attr(key) && !(n.attr_float(key, 1.0) > 0.0))
+        invalid(n, std::string("attribute '") + key + "' is " + std::to_string(n.attr_float(key, 1.0)) + "; must be > 0");
+    // An even window has no centre channel; ONNX Runtime refuses it too.
+    if (n.attr_int("size", 0) % 2 == 0 || n.attr_int("size", 0) > INT32_MAX)
+      invalid(n, "attribute 'size' is " + std::to_string(n.attr_int("size", 0)) + "; must be odd (a window centred on each channel)");
   };
   r.add(std::move(lrn));
 }

@@ -55,6 +55,7 @@ OpSchemaInfo::Parameter parameter(const onnx::OpSchema::FormalParameter& p) {
   out.name = p.GetName();
   out.optional = p.GetOption() == onnx::OpSchema::Optional;
   out.variadic = p.GetOption() == onnx::OpSchema::Variadic;
+  out.type_str = p.GetTypeStr();
   for (const auto* t : p.GetTypes())
     if (auto d = tensor_type(*t)) out.allowed.push_back(*d);
   return out;
@@ -84,13 +85,28 @@ void check_input_types(const Graph& g, const Node& n) {
   if (!n.domain.empty() || n.opset <= 0) return;
   const auto schema = op_schema(n.op, n.opset);
   if (!schema) return;
+  if (schema->inputs.empty()) return;
+  std::map<std::string, size_t> bound;  // type parameter -> the first input that bound it
   for (size_t i = 0; i < n.inputs.size(); ++i) {
-    if (n.inputs[i] < 0) continue;
     // Variadic inputs share the last formal parameter's constraint.
     const size_t k = std::min(i, schema->inputs.size() - 1);
-    if (schema->inputs.empty()) return;
+    if (n.inputs[i] < 0) {
+      if (!schema->inputs[k].optional)
+        throw ShapeError({g.path, n.name, n.op}, "input " + std::to_string(i) + " ('" + schema->inputs[k].name +
+                                                     "') is empty, but " + n.op + " requires it");
+      continue;
+    }
     const auto& allowed = schema->inputs[k].allowed;
     const Value& v = g.values[size_t(n.inputs[i])];
+    const std::string& ts = schema->inputs[k].type_str;
+    if (!ts.empty() && !tensor_type(ts)) {
+      auto [it, fresh] = bound.emplace(ts, i);
+      const Value& first = g.values[size_t(n.inputs[it->second])];
+      if (!fresh && first.dtype != v.dtype)
+        throw UnsupportedError({g.path, n.name, n.op}, "inputs " + std::to_string(it->second) + " ('" + first.name + "') and " +
+                                                           std::to_string(i) + " ('" + v.name + "') are " + dtype_name(first.dtype) +
+                                                           " and " + dtype_name(v.dtype) + "; " + n.op + " takes one element type for both (" + ts + ")");
+    }
     if (allowed.empty() || std::find(allowed.begin(), allowed.end(), v.dtype) != allowed.end()) continue;
     std::string names;
     for (DType t : allowed) names += (names.empty() ? "" : ", ") + dtype_name(t);

@@ -21,7 +21,15 @@ Cost generate_cost(const Graph& g, const Node& n) { return Cost{0, 0, output_byt
 
 void register_shape_ops(OpRegistry& r) {
   const char* view = "view: no data moves (Dropout: identity at inference)";
-  for (const char* name : {"Reshape", "Squeeze", "Unsqueeze", "Identity"}) r.add({name, OpClass::view, view_cost, view});
+  OpDef reshape{"Reshape", OpClass::view, view_cost, view};
+  reshape.validate = [](const Graph& g, const Node& n) { require_index_lists(g, n, 1); };
+  r.add(std::move(reshape));
+  r.add({"Identity", OpClass::view, view_cost, view});
+  for (const char* name : {"Squeeze", "Unsqueeze"}) {
+    OpDef def{name, OpClass::view, view_cost, view};
+    def.validate = [](const Graph& g, const Node& n) { require_index_lists(g, n, 1); };
+    r.add(std::move(def));
+  }
   r.add({"Flatten", OpClass::view, view_cost, view, nullptr,
          [](const Graph&, const Node&, Attrs& a) { set_default(a, "axis", int64_t(1)); }});
   // Dropout's optional mask has the input's shape (ONNX's inference leaves it unset in old opsets):

@@ -154,4 +154,13 @@ inline std::filesystem::path temp_dir(const std::string& tag) {
 
 inline std::string repo_path(const std::string& rel) { return std::string(BRICKLAB_SOURCE_DIR) + "/" + rel; }
 
+// True when /proc/cpuinfo lists `flag` (e.g. "avx512f"): kernels oneDNN has only on some CPUs.
+inline bool cpu_has(const std::string& flag) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string word;
+  while (in >> word)
+    if (word == flag) return true;
+  return false;
+}
+
 }  // namespace testutil

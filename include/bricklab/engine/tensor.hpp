@@ -10,6 +10,7 @@
 
 #include "bricklab/core/dtype.hpp"
 #include "bricklab/core/error.hpp"
+#include "bricklab/core/memory.hpp"
 #include "bricklab/graph/tensor.hpp"
 
 namespace bricklab {
@@ -22,6 +23,7 @@ class Tensor {
     if (dtype_size(dtype_) == 0) throw InvalidArgument("Tensor: unsupported element type " + dtype_name(dtype_));
     const int64_t n = shape_numel(shape_);
     if (n < 0) throw InvalidArgument("Tensor: negative dimension in " + shape_str(shape_));
+    if (auto e = over_budget("Tensor", dtype_, shape_); !e.empty()) throw InvalidArgument(e);
     const size_t bytes = size_t(n) * size_t(dtype_size(dtype_));
     const size_t rounded = (bytes + 63) / 64 * 64 + 64;
     void* p = std::aligned_alloc(64, rounded);

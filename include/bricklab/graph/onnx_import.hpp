@@ -33,5 +33,7 @@ Graph load_onnx_bytes(const std::string& bytes, const LoadOptions& options = {},
 // Supported default-domain opset range.
 constexpr int kMinOpset = 7;
 constexpr int kMaxOpset = 17;
+// Newest IR version of any ONNX release (ONNX 1.16-1.17 write 10; 1.18 writes 11).
+constexpr int kMaxIrVersion = 11;
 
 }  // namespace bricklab

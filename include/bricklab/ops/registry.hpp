@@ -68,6 +68,11 @@ struct OpDef {
   // Attribute values checked before ONNX's shape inference sees the node (which divides by a
   // zero stride, for one): ShapeError naming the attribute and what is accepted.
   void (*check_attributes)(const Node& node) = nullptr;
+  // Input ranks checked before ONNX's shape inference, which indexes into them unchecked (a
+  // ConvTranspose weight of rank 1 makes it read past the dims): ranks[i] is input i's rank where
+  // it is known before inference (graph inputs, initializers, Constant nodes), -1 otherwise.
+  // ShapeError naming the input and the rank required.
+  void (*check_input_ranks)(const Node& node, const std::vector<int>& ranks) = nullptr;
   // Inputs checked against the operator's rules once shapes are known (parameter tensors such as
   // biases, slopes, batch-norm statistics): ShapeError where ONNX does not define the result.
   void (*validate)(const Graph& graph, const Node& node) = nullptr;
@@ -125,6 +130,7 @@ struct OpSchemaInfo {
     std::string name;
     bool optional = false, variadic = false;
     std::vector<DType> allowed;  // element types the input or output may have
+    std::string type_str;        // the type parameter ("T"): inputs sharing one share an element type
   };
   struct AttributeInfo {
     std::string name;
@@ -139,8 +145,9 @@ struct OpSchemaInfo {
 // The schema of `op` in force at `opset` of the default domain; nullopt when ONNX has none.
 std::optional<OpSchemaInfo> op_schema(const std::string& op, int opset);
 
-// Checks a node's input element types against its ONNX schema (the type constraints); throws
-// UnsupportedError naming the node, the input, its type and the accepted ones.
+// Checks a node's inputs against its ONNX schema: element types in each constraint's set, one type
+// per type parameter (Concat's inputs all "T"), no empty name where the input is not optional.
+// Throws UnsupportedError (types) or ShapeError (missing inputs) naming the node and the input.
 void check_input_types(const Graph& graph, const Node& node);
 
 // A node's attributes with its operator entry's defaults filled in (normalised_attributes): the

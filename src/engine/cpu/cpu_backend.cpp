@@ -19,6 +19,7 @@
 #include <ctime>
 #include <sys/mman.h>
 
+#include "bricklab/core/memory.hpp"
 #include "bricklab/core/threads.hpp"
 #include "cpu_internal.hpp"
 
@@ -73,6 +74,8 @@ int PlanBuilder::new_slot(const std::string& name, DType dtype, const Shape& sha
 }
 
 std::shared_ptr<void> zeroed_buffer(size_t bytes) {
+  if (auto e = over_budget_bytes("a " + std::to_string(bytes) + "-byte buffer", bytes > size_t(INT64_MAX) ? -1 : int64_t(bytes)); !e.empty())
+    throw ShapeError({"", "", ""}, e);
   constexpr size_t huge = size_t(2) << 20;
   if (bytes >= huge && !std::getenv("BRICKLAB_NO_HUGEPAGES")) {
     // Large buffers on 2 MiB pages where the kernel allows it (transparent huge pages, asked for
@@ -651,6 +654,13 @@ class CpuExecutable : public Executable {
       for (size_t s = 0; s < n; ++s)
         std::fprintf(stderr, "slot %zu %-40s root %d first %d last %d buffer %d bytes %zu blocked %d\n", s, slots_[s].name.c_str(),
                      root(int(s)), first[s], last[s], buffer_of[s], slots_[s].md.get_size(), int(slots_[s].blocked));
+    }
+    {  // The plan's activation buffers together, against the memory budget, before any is allocated.
+      double total = 0;
+      for (size_t b = 0; b < sizes.size(); ++b) total += double((sizes[b] + 63) / 64 * 64);
+      const int64_t t = total > 9.0e18 ? -1 : int64_t(total);
+      if (auto e = over_budget_bytes("the plan's " + std::to_string(sizes.size()) + " activation buffers", t); !e.empty())
+        throw ShapeError({"", "", ""}, e);
     }
     for (size_t b = 0; b < sizes.size(); ++b) {
       const size_t bytes = (sizes[b] + 63) / 64 * 64;
