@@ -8,6 +8,7 @@ import torch
 import torchvision
 
 import bricklab
+from cpuinfo import cpu_has
 
 MODELS = [
     ("resnet18", {}, (3, 224, 224)),
@@ -117,14 +118,6 @@ class GroupedSE(torch.nn.Module):
         return self.out(y)
 
 
-def _cpu_has(flag):
-    try:
-        with open("/proc/cpuinfo") as f:
-            return flag in f.read().split()
-    except OSError:
-        return False
-
-
 def test_channel_broadcast_on_blocked_layouts(tmp_path):
     torch.manual_seed(0)
     model = GroupedSE().eval()
@@ -139,7 +132,7 @@ def test_channel_broadcast_on_blocked_layouts(tmp_path):
         kinds = session.describe()
         # The path under test is taken where oneDNN leaves 16-channel blocks (AVX-512); with AVX2
         # the whole model runs 8-channel blocked and the operand is fused instead (still checked below).
-        if _cpu_has("avx512f"):
+        if cpu_has("avx512f"):
             assert "(channel-broadcast)" in kinds, kinds
         got = session.run({"input": x.numpy()})["output"]
         err = np.abs(got - want).max() / np.abs(want).max()

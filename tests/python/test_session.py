@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import bricklab
+from cpuinfo import cpu_has
 from conftest import BUNDLED
 
 
@@ -71,14 +72,6 @@ def test_variants_run_and_agree():
         assert err <= tol, f"variant {v}: {err}"
 
 
-def _cpu_has(flag):
-    try:
-        with open("/proc/cpuinfo") as f:
-            return flag in f.read().split()
-    except OSError:
-        return False
-
-
 def test_every_conv_variant_matches_pytorch():
     # Each variant (algorithm, memory format, precision) on every Conv of tiny_cnn, with and
     # without fusion, against the exporting PyTorch module's output.
@@ -88,7 +81,7 @@ def test_every_conv_variant_matches_pytorch():
     convs = [n.name for n in model.nodes if n.op == "Conv"]
     offered = {v["name"] for c in convs for v in bricklab.variants(model, c)}
     assert {"auto", "direct", "nhwc", "nchw"} <= offered
-    if _cpu_has("avx512f"):  # oneDNN has bfloat16 convolutions with AVX-512 only
+    if cpu_has("avx512f"):  # oneDNN has bfloat16 convolutions with AVX-512 only
         assert "bf16" in offered
     for v in sorted(offered):
         chosen = {c: v for c in convs if v in {x["name"] for x in bricklab.variants(model, c)}}
@@ -108,7 +101,7 @@ def test_matmul_bf16_variant_matches_pytorch():
     ref = np.load(BUNDLED / "tiny_cnn_ref.npz")
     gemms = [n.name for n in model.nodes if n.op in ("Gemm", "MatMul")]
     assert gemms
-    if not _cpu_has("avx512f"):
+    if not cpu_has("avx512f"):
         assert all([v["name"] for v in bricklab.variants(model, g)] == ["fp32"] for g in gemms)
         pytest.skip("oneDNN has bfloat16 matmuls with AVX-512 only; this CPU offers fp32 alone (checked)")
     for g in gemms:
