@@ -19,22 +19,6 @@ namespace {
   throw InvalidArgument(ErrorContext{path, "", ""}, "not a valid .npy file: " + why);
 }
 
-// IEEE half to float (normals, subnormals, infinities, NaN).
-float half_to_float(uint16_t h) {
-  const uint32_t sign = uint32_t(h >> 15) << 31;
-  const int exp = (h >> 10) & 0x1f;
-  const uint32_t mant = h & 0x3ff;
-  float mag;
-  if (exp == 0) mag = std::ldexp(float(mant), -24);
-  else if (exp == 31) mag = mant ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
-  else mag = std::ldexp(float(mant | 0x400), exp - 25);
-  uint32_t bits;
-  std::memcpy(&bits, &mag, 4);
-  bits |= sign;
-  std::memcpy(&mag, &bits, 4);
-  return mag;
-}
-
 std::string header_value(const std::string& header, const std::string& key, const std::string& path) {
   const std::string k1 = "'" + key + "'";
   size_t at = header.find(k1);

@@ -59,6 +59,7 @@ std::vector<Out> convert_numeric(const TensorData& t) {
     case DType::uint64: return convert_all<Out>(t, [](const char* p) { return Out(read_le<uint64_t>(p)); });
     case DType::float32: return convert_all<Out>(t, [](const char* p) { return Out(read_le<float>(p)); });
     case DType::float64: return convert_all<Out>(t, [](const char* p) { return Out(read_le<double>(p)); });
+    case DType::float16: return convert_all<Out>(t, [](const char* p) { return Out(half_to_float(read_le<uint16_t>(p))); });
     default: throw Error("cannot convert a " + dtype_name(t.dtype()) + " tensor to numbers");
   }
 }

@@ -122,14 +122,7 @@ double as_double(const Tensor& t, size_t i) {
   switch (t.dtype()) {
     case DType::float32: return t.data_as<float>()[i];
     case DType::float64: return t.data_as<double>()[i];
-    case DType::float16: {
-      const uint16_t h = t.data_as<uint16_t>()[i];
-      const int e = (h >> 10) & 31, m = h & 1023;
-      const double s = (h & 0x8000) ? -1.0 : 1.0;
-      if (e == 0) return s * std::ldexp(double(m), -24);
-      if (e == 31) return m ? NAN : s * INFINITY;
-      return s * std::ldexp(double(m + 1024), e - 25);
-    }
+    case DType::float16: return bricklab::half_to_float(t.data_as<uint16_t>()[i]);
     case DType::int8: return t.data_as<int8_t>()[i];
     case DType::uint8: return t.data_as<uint8_t>()[i];
     case DType::int16: return t.data_as<int16_t>()[i];

@@ -432,6 +432,28 @@ def mut_op_type(m, r):
     return f"op {old} -> {n.op_type}"
 
 
+def convert_float_type(model, feeds, to):
+    """The whole model in another float type: every float32 input, output, initializer and
+    Constant value, and Cast-to-float32, becomes `to` (float16 or float64). The element-type
+    paths of every operator, compared with ORT where it computes them."""
+    m = copy.deepcopy(model)
+    dt = NP_OF[to]
+    for vi in _tensor_types(m):
+        if vi.type.tensor_type.elem_type == TensorProto.FLOAT:
+            vi.type.tensor_type.elem_type = to
+    for t in m.graph.initializer:
+        if t.data_type == TensorProto.FLOAT:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(dt), t.name))
+    for n in m.graph.node:
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.TENSOR and a.t.data_type == TensorProto.FLOAT:
+                a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(dt), a.t.name))
+            if n.op_type in ("Cast", "EyeLike", "RandomNormalLike") and a.name in ("to", "dtype") and a.i == TensorProto.FLOAT:
+                a.i = to
+    new_feeds = {k: (v.astype(dt) if v.dtype == np.float32 else v) for k, v in feeds.items()}
+    return m, new_feeds, [f"all float32 -> {TensorProto.DataType.Name(to).lower()}"]
+
+
 MUTATIONS = [(mut_dim, 3), (mut_attr_value, 4), (mut_attr_struct, 2), (mut_param_shape, 3), (mut_dtype, 3),
              (mut_names, 2), (mut_wiring, 2), (mut_opset, 1), (mut_op_type, 1)]
 
@@ -632,12 +654,22 @@ def generate(n_cases, seed, out_path, ort_limit, progress=True):
     try:
         with open(out_path, "wb") as f:
             f.write(MAGIC)
+            # The seeds as they are, then each in float16 and in float64, then random mutants.
+            n_fixed = 3 * len(seeds)
             for i in range(n_cases):
-                label, model, orig_feeds, op = seeds[i] if i < len(seeds) else seeds[r.integers(len(seeds))]
-                mutant, mutations = mutate(model, r) if i >= len(seeds) else (model, [])
+                label, model, orig_feeds, op = seeds[i % len(seeds)] if i < n_fixed else seeds[r.integers(len(seeds))]
+                rtol, atol = TOLERANCES.get(op, DEFAULT_TOL)
+                if i < len(seeds):
+                    mutant, mutations = model, []
+                elif i < n_fixed:
+                    to = TensorProto.FLOAT16 if i < 2 * len(seeds) else TensorProto.DOUBLE
+                    mutant, orig_feeds, mutations = convert_float_type(model, orig_feeds, to)
+                    if to == TensorProto.FLOAT16:  # 11 bits of mantissa; ORT and bricklab round at other steps
+                        rtol, atol = max(rtol, 1e-2), max(atol, 1e-2)
+                else:
+                    mutant, mutations = mutate(model, r)
                 feeds, dims = make_feeds(mutant, orig_feeds, r)
                 model_bytes = mutant.SerializeToString()
-                rtol, atol = TOLERANCES.get(op, DEFAULT_TOL)
                 meta = {"id": i, "seed": label, "mutations": mutations, "dims": dims, "rtol": rtol, "atol": atol}
                 if feeds is None:
                     verdict, err, outputs, feeds = "unfeedable", "", {}, {}
@@ -656,7 +688,7 @@ def generate(n_cases, seed, out_path, ort_limit, progress=True):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", type=int, default=20000, help="number of cases (default 20000; the first are the "
-                   "unmutated seeds)")
+                   "seeds as they are, then in float16, then in float64)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--out", required=True, help="case file to write")
     p.add_argument("--ort-limit", type=int, default=64 << 20,

@@ -25,12 +25,12 @@ def test_a_sample_of_structural_mutants_agrees_with_onnx_runtime(tmp_path):
     if not os.path.exists(REPLAY):
         pytest.skip("build/tests/bricklab_structural_fuzz is not built: run scripts/build.sh")
     cases = tmp_path / "cases.bin"
-    subprocess.run([sys.executable, os.path.join(HERE, "structural_fuzz.py"), "--cases", "1500", "--seed", "11",
+    subprocess.run([sys.executable, os.path.join(HERE, "structural_fuzz.py"), "--cases", "2500", "--seed", "11",
                     "--out", str(cases)], check=True, timeout=600)
     r = subprocess.run([REPLAY, str(cases)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
     assert "0 crashes, 0 hangs, 0 disagreements" in r.stdout
-    assert "1500 cases" in r.stdout
+    assert "2500 cases" in r.stdout
 
 
 def test_the_replay_fails_on_a_disagreement(tmp_path):
@@ -191,3 +191,28 @@ def test_memory_limit_is_configurable_and_named_in_the_error(tmp_path):
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.onnx")], capture_output=True, text=True,
                        env={**os.environ, "BRICKLAB_MEMORY_LIMIT": "lots"}, timeout=120)
     assert "BRICKLAB_MEMORY_LIMIT is 'lots'" in r.stdout + r.stderr
+
+
+def test_float16_convolution_is_refused_not_computed_in_float32(tmp_path):
+    # Once float16 constants could be read, a float16 Conv ran and returned float32 outputs.
+    w = numpy_helper.from_array(np.zeros((2, 4, 3, 3), np.float16), "w")
+    m = _model([helper.make_node("Conv", ["x", "w"], ["y"])], [("x", TensorProto.FLOAT16, [1, 4, 5, 5])],
+               [("y", TensorProto.FLOAT16, None)], [w])
+    _refused(tmp_path, m, "only float32 convolutions")
+
+
+def test_every_operator_in_float16_and_float64_matches_onnx_runtime_or_is_refused(tmp_path):
+    """The seeds converted whole to float16 and to float64 (the generator's fixed cases after the
+    seeds): each computes ORT's result in ORT's element type, or is refused with a reason."""
+    if not os.path.exists(REPLAY):
+        pytest.skip("build/tests/bricklab_structural_fuzz is not built: run scripts/build.sh")
+    sys.path.insert(0, HERE)
+    import structural_fuzz as sf
+    n = 3 * len(sf.seed_models())
+    cases = tmp_path / "types.bin"
+    subprocess.run([sys.executable, os.path.join(HERE, "structural_fuzz.py"), "--cases", str(n), "--out", str(cases)],
+                   check=True, timeout=600)
+    r = subprocess.run([REPLAY, str(cases)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "0 crashes, 0 hangs, 0 disagreements" in r.stdout, r.stdout[-6000:]
+    computed = int(r.stdout.split("ORT computed / computed: ")[1].split()[0])
+    assert computed > n // 2, r.stdout  # most of them really ran and were compared

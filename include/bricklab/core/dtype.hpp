@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 namespace bricklab {
@@ -66,5 +67,32 @@ inline std::string dtype_name(DType t) {
 
 // True for the ONNX element-type numbers this enum knows (1..16).
 constexpr bool dtype_known(int onnx_elem_type) noexcept { return onnx_elem_type >= 1 && onnx_elem_type <= 16; }
+
+// IEEE half (bits) to float, exactly: normals, subnormals, infinities, NaN.
+inline float half_to_float(uint16_t h) noexcept {
+  const uint32_t sign = uint32_t(h & 0x8000) << 16;
+  const uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0) {
+    if (man == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      int e = -1;
+      uint32_t m = man;
+      do {
+        ++e;
+        m <<= 1;
+      } while ((m & 0x400) == 0);
+      bits = sign | uint32_t(127 - 15 - e) << 23 | (m & 0x3ff) << 13;
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | man << 13;
+  } else {
+    bits = sign | (exp + 127 - 15) << 23 | man << 13;
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
 
 }  // namespace bricklab

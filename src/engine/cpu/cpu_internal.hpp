@@ -201,8 +201,8 @@ inline void dispatch_type(PlanBuilder& b, const Node& n, DType t, Fn&& fn) {
   no();
 }
 
-// IEEE half <-> float, rounding to nearest even (elementwise_kernels.cpp).
-float half_to_float(uint16_t h);
+// float -> IEEE half, rounding to nearest even (elementwise_kernels.cpp); half_to_float is in
+// bricklab/core/dtype.hpp.
 uint16_t float_to_half(float f);
 
 // Lowers node `index` (and whatever the fusion rules absorb) into steps, through the CPU's

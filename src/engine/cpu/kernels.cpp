@@ -276,6 +276,8 @@ void lower_conv(PlanBuilder& b, int index) {
   if (bias_v >= 0 && !b.is_constant(bias_v)) unsupported(b, n, "Conv with a bias computed at run time is not supported");
   const Value& xv = val(b, x);
   const Value& wv = val(b, w);
+  if (xv.dtype != DType::float32 || val(b, n.outputs.at(0)).dtype != DType::float32)
+    unsupported(b, n, "only float32 convolutions are supported (this one is " + dtype_name(xv.dtype) + ")");
   const int64_t group = n.attr_int("group", 1);
   const int64_t M = wv.shape[0];
   const size_t sp = wv.shape.size() - 2;
@@ -412,6 +414,8 @@ void lower_conv_transpose(PlanBuilder& b, int index) {
   const int x = n.inputs.at(0), w = n.inputs.at(1), bias_v = input_or_none(n, 2);
   if (!b.is_constant(w) || (bias_v >= 0 && !b.is_constant(bias_v))) unsupported(b, n, "ConvTranspose needs constant weights and bias");
   const Value& xv = val(b, x);
+  if (xv.dtype != DType::float32 || val(b, n.outputs.at(0)).dtype != DType::float32)
+    unsupported(b, n, "only float32 transposed convolutions are supported (this one is " + dtype_name(xv.dtype) + ")");
   const Value& wv = val(b, w);
   const Value& yv = val(b, n.outputs.at(0));
   const int64_t group = n.attr_int("group", 1);
