@@ -657,6 +657,9 @@ void lower_pool(PlanBuilder& b, int index, bool global, bool is_max) {
   const Value& xv = val(b, x);
   const Value& yv = val(b, n.outputs.at(0));
   if (n.outputs.size() > 1 && n.outputs[1] >= 0) unsupported(b, n, "MaxPool's Indices output is not supported");
+  // A pool needs (N, C, D1, ...): with no spatial dim oneDNN's descriptor would index empty lists.
+  if (xv.shape.size() < 3 || yv.shape.size() != xv.shape.size())
+    unsupported(b, n, "pooling needs an input of rank >= 3 (N, C, spatial dims); this one is " + shape_str(xv.shape));
   dims kernel = global ? dims(xv.shape.begin() + 2, xv.shape.end()) : [&] {
     auto k = n.attr_ints("kernel_shape");
     return dims(k.begin(), k.end());
