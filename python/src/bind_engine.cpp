@@ -1,5 +1,6 @@
 // Python bindings for running models: bricklab.Session (compile once, run many times, time,
-// profile) and bricklab.variants. Inputs are read in place (C-contiguous float32 arrays);
+// profile) and bricklab.variants. Inputs are read in place (C-contiguous arrays of any element type
+// the engine computes in: floats, bool, 8- to 64-bit integers);
 // outputs are numpy arrays that own the C++ buffers (no copies). The GIL is released while
 // the engine runs.
 #include <algorithm>
@@ -17,23 +18,27 @@ using namespace bricklab;
 
 namespace {
 
+// numpy's dtypes for the engine's element types (every one the engine computes in).
+const std::vector<std::pair<DType, const char*>>& numpy_types() {
+  static const std::vector<std::pair<DType, const char*>> types = {
+      {DType::float32, "float32"}, {DType::float64, "float64"}, {DType::float16, "float16"}, {DType::int8, "int8"},
+      {DType::uint8, "uint8"},     {DType::int16, "int16"},     {DType::uint16, "uint16"},   {DType::int32, "int32"},
+      {DType::uint32, "uint32"},   {DType::int64, "int64"},     {DType::uint64, "uint64"},   {DType::boolean, "bool"}};
+  return types;
+}
+
 DType dtype_of(const py::array& a) {
-  const char kind = a.dtype().kind();
-  const auto size = a.dtype().itemsize();
-  if (kind == 'f' && size == 4) return DType::float32;
-  if (kind == 'f' && size == 8) return DType::float64;
-  if (kind == 'i' && size == 8) return DType::int64;
-  if (kind == 'i' && size == 4) return DType::int32;
-  if (kind == 'u' && size == 1) return DType::uint8;
-  if (kind == 'b') return DType::boolean;
-  throw InvalidArgument("unsupported numpy dtype '" + std::string(py::str(a.dtype())) + "'");
+  const std::string str = py::str(a.dtype());  // ">f4" and other foreign byte orders match none
+  for (const auto& [dt, name] : numpy_types())
+    if (str == name) return dt;
+  throw InvalidArgument("unsupported numpy dtype '" + std::string(py::str(a.dtype())) +
+                        "' (supported: float32, float64, float16, bool and the 8-, 16-, 32- and 64-bit integers)");
 }
 
 py::array to_numpy(const Tensor& t) {
-  static const std::map<DType, const char*> names = {{DType::float32, "float32"}, {DType::float64, "float64"}, {DType::int64, "int64"},
-                                                     {DType::int32, "int32"}, {DType::uint8, "uint8"}, {DType::boolean, "bool"}};
-  auto it = names.find(t.dtype());
-  if (it == names.end()) throw UnsupportedError("no numpy type for output of type " + dtype_name(t.dtype()));
+  const auto& types = numpy_types();
+  auto it = std::find_if(types.begin(), types.end(), [&](const auto& p) { return p.first == t.dtype(); });
+  if (it == types.end()) throw UnsupportedError("no numpy type for output of type " + dtype_name(t.dtype()));
   auto* keep = new std::shared_ptr<void>(t.owner());
   py::capsule owner(keep, [](void* p) { delete static_cast<std::shared_ptr<void>*>(p); });
   std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());

@@ -21,6 +21,25 @@ Cost reduce_cost(const Graph& g, const Node& n) {
   return streaming_cost(g, n, double(required_input(g, n, 0).numel()));
 }
 
+// ONNX defines every reduction over an empty set but the mean ("yields undefined"): refuse it
+// where the reduced dims are known (axes from the attribute or a constant input).
+void refuse_empty_mean(const Graph& g, const Node& n) {
+  const Value& x = required_input(g, n, 0);
+  std::vector<int64_t> axes = n.attr_ints("axes");
+  if (const Value* a = input(g, n, 1)) {
+    if (!a->data) return;  // axes computed at run time: the kernel refuses those
+    axes = a->data->as_int64();
+  }
+  const int64_t rank = int64_t(x.shape.size());
+  const bool all = axes.empty() && n.attr_int("noop_with_empty_axes", 0) == 0;
+  for (int64_t d = 0; d < rank; ++d) {
+    const bool reduced = all || std::any_of(axes.begin(), axes.end(), [&](int64_t a) { return a == d || a + rank == d; });
+    if (reduced && x.shape[size_t(d)] == 0)
+      invalid(n, "ReduceMean over an empty set of values (input shape " + shape_str(x.shape) + ", axis " + std::to_string(d) +
+                     " has size 0) is undefined in ONNX");
+  }
+}
+
 }  // namespace
 
 void register_normalization_ops(OpRegistry& r) {
@@ -91,7 +110,10 @@ void register_normalization_ops(OpRegistry& r) {
       require_flag(n, "keepdims");
       require_flag(n, "noop_with_empty_axes");
     };
-    def.validate = [](const Graph& g, const Node& n) { require_index_lists(g, n, 1); };  // ReduceSum-13's axes
+    def.validate = [](const Graph& g, const Node& n) {
+      require_index_lists(g, n, 1);  // ReduceSum-13's axes
+      if (n.op == "ReduceMean") refuse_empty_mean(g, n);
+    };
     r.add(std::move(def));
   }
   const NormaliseFn arg_defaults = [](const Graph&, const Node&, Attrs& a) {
@@ -107,6 +129,11 @@ void register_normalization_ops(OpRegistry& r) {
   cumsum.check_attributes = [](const Node& n) {
     require_flag(n, "exclusive");
     require_flag(n, "reverse");
+  };
+  cumsum.validate = [](const Graph& g, const Node& n) {  // "A 0-D tensor" (ORT also takes one entry in 1-D)
+    const Value* axis = input(g, n, 1);
+    if (axis && (axis->shape.size() > 1 || axis->numel() != 1))
+      invalid(n, "input 1 ('" + axis->name + "') has shape " + shape_str(axis->shape) + "; the axis must be one value (a 0-D tensor)");
   };
   r.add(std::move(cumsum));
 }

@@ -3,7 +3,9 @@
 // Runtime's verdict) and feeds every one to bricklab: load, compile on the CPU backend, run.
 //
 //   ORT refused          -> bricklab must refuse (throw bricklab::Error with a message)
-//   ORT computed         -> bricklab must compute the same outputs, or refuse with a reason
+//   ORT computed         -> bricklab must compute the same outputs, or refuse with a reason;
+//                           where ONNX's reference implementation computed other values than ORT
+//                           (stored with the case), bricklab may match the reference instead
 //   ORT crashed / hung   -> bricklab must refuse
 //   too big for ORT      -> bricklab (under --memory-limit) must refuse or compute
 //   unfeedable           -> bricklab must refuse or compute
@@ -48,6 +50,7 @@ struct Case {
   std::string model;
   std::map<std::string, Tensor> inputs;
   std::map<std::string, Tensor> expected;
+  std::map<std::string, Tensor> reference;  // ONNX's reference, only where it differs from ORT
 };
 
 class Reader {
@@ -55,7 +58,7 @@ class Reader {
   explicit Reader(const std::string& path) : in_(path, std::ios::binary) {
     if (!in_) throw std::runtime_error("cannot open " + path);
     char magic[6];
-    if (!in_.read(magic, 6) || std::memcmp(magic, "BLSF1\n", 6) != 0)
+    if (!in_.read(magic, 6) || std::memcmp(magic, "BLSF2\n", 6) != 0)
       throw std::runtime_error(path + ": not a case file of tests/python/structural_fuzz.py");
   }
   bool next(Case& c) {
@@ -65,6 +68,7 @@ class Reader {
     c.model = bytes(u64());
     c.inputs = tensors();
     c.expected = tensors();
+    c.reference = tensors();
     return true;
   }
 
@@ -136,37 +140,37 @@ double as_double(const Tensor& t, size_t i) {
   }
 }
 
-// "" when `got` matches ORT's `want`, else what differs.
-std::string compare(const std::string& name, const Tensor& got, const Tensor& want, double rtol, double atol) {
+// "" when `got` matches `want` (ORT's outputs, or ONNX's reference's), else what differs. With
+// `alt` (ORT's outputs when `want` is the reference's), an element may match either one, and where
+// both references overflowed (each non-finite, but not the same), `got` must be non-finite too.
+std::string compare(const std::string& name, const Tensor& got, const Tensor& want, double rtol, double atol,
+                    const char* who = "ORT", const Tensor* alt = nullptr) {
+  const std::string w_ = ", " + std::string(who) + " ";
   if (got.dtype() != want.dtype())
-    return "output '" + name + "': " + bricklab::dtype_name(got.dtype()) + ", ORT " + bricklab::dtype_name(want.dtype());
+    return "output '" + name + "': " + bricklab::dtype_name(got.dtype()) + w_ + bricklab::dtype_name(want.dtype());
   if (got.shape() != want.shape())
-    return "output '" + name + "': shape " + bricklab::shape_str(got.shape()) + ", ORT " + bricklab::shape_str(want.shape());
+    return "output '" + name + "': shape " + bricklab::shape_str(got.shape()) + w_ + bricklab::shape_str(want.shape());
+  if (alt && (alt->dtype() != want.dtype() || alt->shape() != want.shape())) alt = nullptr;
   const bool is_float = want.dtype() == DType::float32 || want.dtype() == DType::float64 || want.dtype() == DType::float16;
   if (want.dtype() == DType::float16) rtol = std::max(rtol, 2e-3), atol = std::max(atol, 2e-3);
   const size_t n = size_t(std::max<int64_t>(want.numel(), 0));
-  if (!is_float) {
-    if (n && std::memcmp(got.data(), want.data(), want.nbytes()) != 0) {
-      for (size_t i = 0; i < n; ++i)
-        if (as_double(got, i) != as_double(want, i))
-          return "output '" + name + "' element " + std::to_string(i) + ": " + std::to_string(as_double(got, i)) +
-                 ", ORT " + std::to_string(as_double(want, i));
-    }
-    return "";
-  }
+  auto same = [&](double g, double w) {
+    if (!is_float) return g == w;
+    if (std::isnan(w) || std::isnan(g)) return std::isnan(w) && std::isnan(g);
+    if (std::isinf(w) || std::isinf(g)) return g == w;
+    return std::fabs(g - w) <= atol + rtol * std::fabs(w);
+  };
+  if (!is_float && n && std::memcmp(got.data(), want.data(), want.nbytes()) == 0) return "";
   for (size_t i = 0; i < n; ++i) {
     const double g = as_double(got, i), w = as_double(want, i);
-    if (std::isnan(w) || std::isnan(g)) {
-      if (std::isnan(w) != std::isnan(g)) return "output '" + name + "' element " + std::to_string(i) + ": " +
-                                                  std::to_string(g) + ", ORT " + std::to_string(w) + " (NaN differs)";
-      continue;
+    if (same(g, w)) continue;
+    if (alt) {
+      const double a = as_double(*alt, i);
+      if (same(g, a)) continue;
+      if (is_float && !std::isfinite(w) && !std::isfinite(a) && !std::isfinite(g)) continue;  // both overflowed
     }
-    if (std::isinf(w) || std::isinf(g)) {
-      if (g != w) return "output '" + name + "' element " + std::to_string(i) + ": " + std::to_string(g) + ", ORT " + std::to_string(w);
-      continue;
-    }
-    if (std::fabs(g - w) > atol + rtol * std::fabs(w))
-      return "output '" + name + "' element " + std::to_string(i) + ": " + std::to_string(g) + ", ORT " + std::to_string(w);
+    return "output '" + name + "' element " + std::to_string(i) + ": " + std::to_string(g) + w_ + std::to_string(w) +
+           (std::isnan(g) != std::isnan(w) ? " (NaN differs)" : "");
   }
   return "";
 }
@@ -278,7 +282,7 @@ int main(int argc, char** argv) {
   std::map<std::string, int> refusals;  // bricklab's reasons where ORT computed, by message head
   std::map<std::string, int> accepted;  // ORT refused, bricklab computed, for a listed reason
   std::vector<std::string> failures;
-  int cases = 0;
+  int cases = 0, matches_reference = 0;
   const auto start = std::chrono::steady_clock::now();
   try {
     Reader reader(path);
@@ -307,13 +311,28 @@ int main(int argc, char** argv) {
         else accepted[why] += 1;
       }
       else if (ort == "computed" && o.kind == Outcome::computed) {
-        for (const auto& [name, want] : c.expected) {
-          auto it = o.outputs.find(name);
-          if (it == o.outputs.end()) { fail = "bricklab has no output '" + name + "'"; break; }
-          fail = compare(name, it->second, want, c.meta.at("rtol").get<double>(), c.meta.at("atol").get<double>());
-          if (!fail.empty()) break;
+        auto differs = [&](const std::map<std::string, Tensor>& want_all, const char* who, bool or_ort) -> std::string {
+          for (const auto& [name, want] : want_all) {
+            auto it = o.outputs.find(name);
+            if (it == o.outputs.end()) return "bricklab has no output '" + name + "'";
+            const auto ort_it = c.expected.find(name);
+            const Tensor* alt = or_ort && ort_it != c.expected.end() ? &ort_it->second : nullptr;
+            std::string d = compare(name, it->second, want, c.meta.at("rtol").get<double>(), c.meta.at("atol").get<double>(), who, alt);
+            if (!d.empty()) return d;
+          }
+          return o.outputs.size() != want_all.size() ? std::string("bricklab has other outputs than ") + who : "";
+        };
+        fail = differs(c.expected, "ORT", false);
+        if (!fail.empty() && !c.reference.empty()) {
+          const std::string vs_reference = differs(c.reference, "ONNX's reference", true);
+          if (vs_reference.empty()) {
+            matches_reference += 1;
+            if (verbose || only >= 0) std::cout << describe(c) << ": ORT departs from ONNX's reference (" << fail << "); bricklab matches the reference\n";
+            fail.clear();
+          } else {
+            fail += "; and " + vs_reference;
+          }
         }
-        if (fail.empty() && o.outputs.size() != c.expected.size()) fail = "bricklab has other outputs than ORT";
       } else if (ort == "computed" && o.kind == Outcome::refused) {
         std::string head = o.message;
         const auto colon = head.find(": ", head.find("case ") == 0 ? head.find(": ") + 2 : 0);
@@ -332,6 +351,10 @@ int main(int argc, char** argv) {
   std::cout << "structural fuzz: " << cases << " cases in " << int(secs) << " s\n";
   for (const auto& [k, v] : table) std::cout << "  ORT " << k << ": " << v << "\n";
   for (const auto& [k, v] : accepted) std::cout << "  of which ORT refused, bricklab computed: " << v << " (" << k << ")\n";
+  if (matches_reference)
+    std::cout << "  of which ORT computed other values than ONNX's reference implementation and bricklab matches the reference\n"
+                 "    (element by element, either one; where both overflowed, with a non-finite value too): "
+              << matches_reference << "\n";
   if (verbose && !refusals.empty()) {
     std::cout << "bricklab's reasons where ORT computed:\n";
     for (const auto& [k, v] : refusals) std::cout << "  " << v << "  " << k << "\n";

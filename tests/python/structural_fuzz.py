@@ -15,15 +15,23 @@ and UndefinedBehaviorSanitizer in CI) feeds to bricklab:
 * too big for ORT  -> (a mutation that makes some value larger than --ort-limit bytes) not run on
                       ORT; bricklab, run with a memory limit, must refuse or compute without a crash.
 
+Where ORT computes, ONNX's own reference implementation (onnx.reference, shipped in the pinned
+onnx wheel) runs the case too. Where the two references disagree, the reference's outputs are
+stored as well, and bricklab may match either one: ORT departs from ONNX's definition in a few
+corners (a reduction over an empty axis with keepdims drops the axis; BitShift by the bit width or
+more keeps x86's masked shift count; float overflow in cubic Resize gives NaN where the
+definition's arithmetic gives inf). The replay counts such cases and says so.
+
 Nothing may crash, hang or raise anything but bricklab::Error. Usage:
 
     python tests/python/structural_fuzz.py --cases 20000 --seed 1 --out build-asan/fuzz-cases.bin
     build-asan/tests/bricklab_structural_fuzz build-asan/fuzz-cases.bin
 
-File format (little-endian), after the magic b"BLSF1\\n", one record per case:
+File format (little-endian), after the magic b"BLSF2\\n", one record per case:
     u32 meta length, meta JSON (id, seed model, mutations, ORT verdict and error, tolerances,
     dims to bind), u64 model length, model bytes, u32 input count, inputs, u32 output count,
-    ORT's outputs; each tensor: u32 name length, name, i32 ONNX element type, u32 rank,
+    ORT's outputs, u32 count, the ONNX reference's outputs (none unless ORT computed and the
+    reference computed other values); each tensor: u32 name length, name, i32 ONNX element type, u32 rank,
     i64 dims, u64 byte count, raw bytes (C order).
 """
 import argparse
@@ -42,7 +50,7 @@ from onnx import TensorProto, helper, numpy_helper
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from op_cases import CASES, TOLERANCES  # noqa: E402
 
-MAGIC = b"BLSF1\n"
+MAGIC = b"BLSF2\n"
 DEFAULT_TOL = (1e-4, 1e-5)
 
 # Element types a mutation may switch to (ONNX TensorProto enums), with undefined and out-of-range
@@ -572,15 +580,53 @@ def _tensor_record(name, arr):
             struct.pack(f"<{arr.ndim}q", *arr.shape) + struct.pack("<Q", len(data)) + data)
 
 
-def write_case(f, meta, model_bytes, feeds, outputs):
+def write_case(f, meta, model_bytes, feeds, outputs, reference=None):
     mj = json.dumps(meta).encode()
     f.write(struct.pack("<I", len(mj)) + mj + struct.pack("<Q", len(model_bytes)) + model_bytes)
-    f.write(struct.pack("<I", len(feeds)))
-    for k, v in feeds.items():
-        f.write(_tensor_record(k, v))
-    f.write(struct.pack("<I", len(outputs)))
-    for k, v in outputs.items():
-        f.write(_tensor_record(k, v))
+    for group in (feeds, outputs, reference or {}):
+        f.write(struct.pack("<I", len(group)))
+        for k, v in group.items():
+            f.write(_tensor_record(k, v))
+
+
+def _close(a, b, rtol, atol):
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.dtype.kind != "f":
+        return np.array_equal(a, b)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    if not np.array_equal(np.isnan(a64), np.isnan(b64)):
+        return False
+    ok = ~np.isnan(a64)
+    return bool(np.all(np.isclose(a64[ok], b64[ok], rtol=rtol, atol=atol)))
+
+
+def reference_outputs(model_bytes, feeds, ort_outputs, rtol, atol):
+    """ONNX's reference implementation's outputs where they differ from ORT's, else {}. {} too
+    when the reference cannot run the model (it lacks some operators and attribute forms)."""
+    import warnings
+    from onnx.reference import ReferenceEvaluator
+    try:
+        m = onnx.ModelProto()
+        m.ParseFromString(model_bytes)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            sess = ReferenceEvaluator(m)
+            outs = sess.run(None, feeds)
+        names = list(sess.output_names)
+    except Exception:
+        return {}
+    ref = {}
+    for name, v in zip(names, outs):
+        v = np.asarray(v)
+        if name not in ort_outputs or v.dtype not in ONNX_OF:
+            return {}
+        ref[name] = v
+    if len(ref) != len(ort_outputs):
+        return {}
+    if rtol is not None and all(_close(ref[k], ort_outputs[k], 10 * rtol, 10 * atol) for k in ref):
+        return {}
+    return ref
 
 
 def _evaluate(model_bytes, feeds, ort_limit):
@@ -601,7 +647,11 @@ def _worker(conn, ort_limit):
         job = conn.recv()
         if job is None:
             return
-        conn.send(_evaluate(job[0], job[1], ort_limit))
+        model_bytes, feeds, rtol, atol = job
+        verdict = _evaluate(model_bytes, feeds, ort_limit)
+        conn.send(verdict)
+        # Second answer: ONNX's reference, where ORT computed (the parent may give up waiting).
+        conn.send(reference_outputs(model_bytes, feeds, verdict[2], rtol, atol) if verdict[0] == "computed" else {})
 
 
 class _Oracle:
@@ -609,10 +659,10 @@ class _Oracle:
     ConvTranspose weight of rank 1 makes ONNX's shape inference read past the dims), and a crash
     or hang there must cost one case, not the run. Such cases are recorded as 'ORT crashed'."""
 
-    def __init__(self, ort_limit, timeout_s=30.0):
+    def __init__(self, ort_limit, timeout_s=30.0, reference_timeout_s=10.0):
         import multiprocessing as mp
         self._ctx = mp.get_context("spawn")
-        self._limit, self._timeout = ort_limit, timeout_s
+        self._limit, self._timeout, self._ref_timeout = ort_limit, timeout_s, reference_timeout_s
         self._start()
 
     def _start(self):
@@ -621,19 +671,31 @@ class _Oracle:
         self._proc.start()
         child.close()
 
-    def __call__(self, model_bytes, feeds):
+    def __call__(self, model_bytes, feeds, rtol, atol):
+        """(verdict, ORT's error, ORT's outputs, the reference's outputs where they differ)."""
         try:
-            self._conn.send((model_bytes, feeds))
+            self._conn.send((model_bytes, feeds, rtol, atol))
             if self._conn.poll(self._timeout):
-                return self._conn.recv()
+                verdict = self._conn.recv()
+                try:  # the reference is slow on some mutants, or dies on them: then ORT's answer stands alone
+                    if self._conn.poll(self._ref_timeout):
+                        return (*verdict, self._conn.recv())
+                except (EOFError, ConnectionError, OSError):
+                    pass
+                self._restart()
+                return (*verdict, {})
             what = "ORT hung"
         except (EOFError, ConnectionError, OSError):
             what = "ORT crashed"
+        code = self._restart()
+        return ("crashed", f"{what} (exit {code})", {}, {})
+
+    def _restart(self):
         self._proc.kill()
         self._proc.join()
         code = self._proc.exitcode
         self._start()
-        return ("crashed", f"{what} (exit {code})", {})
+        return code
 
     def close(self):
         try:
@@ -648,7 +710,7 @@ class _Oracle:
 def generate(n_cases, seed, out_path, ort_limit, progress=True):
     r = np.random.default_rng(seed)
     seeds = seed_models()
-    counts = {"computed": 0, "refused": 0, "too big": 0, "unfeedable": 0, "crashed": 0}
+    counts = {"computed": 0, "refused": 0, "too big": 0, "unfeedable": 0, "crashed": 0, "reference differs": 0}
     start = time.monotonic()
     oracle = _Oracle(ort_limit)
     try:
@@ -671,13 +733,15 @@ def generate(n_cases, seed, out_path, ort_limit, progress=True):
                 feeds, dims = make_feeds(mutant, orig_feeds, r)
                 model_bytes = mutant.SerializeToString()
                 meta = {"id": i, "seed": label, "mutations": mutations, "dims": dims, "rtol": rtol, "atol": atol}
+                reference = {}
                 if feeds is None:
                     verdict, err, outputs, feeds = "unfeedable", "", {}, {}
                 else:
-                    verdict, err, outputs = oracle(model_bytes, feeds)
+                    verdict, err, outputs, reference = oracle(model_bytes, feeds, rtol, atol)
                 meta["ort"], meta["ort_error"] = verdict, err
                 counts[verdict] += 1
-                write_case(f, meta, model_bytes, feeds, outputs)
+                counts["reference differs"] += bool(reference)
+                write_case(f, meta, model_bytes, feeds, outputs, reference)
                 if progress and (i + 1) % 2000 == 0:
                     print(f"[fuzz] {i + 1}/{n_cases} cases, {time.monotonic() - start:.0f} s", file=sys.stderr)
     finally:
@@ -699,7 +763,8 @@ def main(argv=None):
     start = time.monotonic()
     counts, n_seeds = generate(a.cases, a.seed, a.out, a.ort_limit)
     print(f"[fuzz] {a.cases} cases from {n_seeds} seed models (seed {a.seed}) in {time.monotonic() - start:.0f} s: "
-          + ", ".join(f"ORT {k}: {v}" for k, v in counts.items()), file=sys.stderr)
+          + ", ".join(f"ORT {k}: {v}" for k, v in counts.items() if k != "reference differs")
+          + f"; ONNX's reference differs from ORT on {counts['reference differs']}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1337,6 +1337,8 @@ bool lower_reduce(PlanBuilder& b, int index, alg algorithm) {
   const Node& n = node_at(b, index);
   const Value& xv = val(b, n.inputs[0]);
   if (xv.dtype != DType::float32) return false;
+  // oneDNN's reduction reads an empty input as garbage; the plain kernel gives ONNX's identities.
+  if (std::any_of(xv.shape.begin(), xv.shape.end(), [](int64_t d) { return d == 0; })) return false;
   std::vector<int64_t> axes = n.attr_ints("axes");
   if (n.inputs.size() > 1 && n.inputs[1] >= 0) axes = const_ints(b, n, n.inputs[1], "axes");
   const int64_t rank = int64_t(xv.shape.size());

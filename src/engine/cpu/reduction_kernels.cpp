@@ -72,9 +72,11 @@ void lower_reduce_plain(PlanBuilder& b, int index) {
   for (auto d : kept_dims) outputs *= d;
   for (auto d : red_dims) count *= d;
   if (outputs != yv.numel()) throw ShapeError(b.where(n), "output " + shape_str(yv.shape) + " does not match the reduction");
-  if constexpr (kind == Reduce::max || kind == Reduce::min)
-    if (count == 0)
-    throw ShapeError(b.where(n), "reduces an empty tensor, which has no " + std::string(kind == Reduce::max ? "maximum" : "minimum"));
+  // Over an empty set ONNX defines the identities: 0 (sums, norms), 1 (product), -inf (max,
+  // log-sum, log-sum-exp), +inf (min), or the type's limits for integers; the mean it leaves
+  // undefined (the operator table refuses it before lowering).
+  if constexpr (kind == Reduce::mean)
+    if (count == 0) throw ShapeError(b.where(n), "ReduceMean over an empty set of values is undefined in ONNX");
   dispatch_type<true, false>(b, n, xv.dtype, [&](auto tag) {
     using T = decltype(tag);
     using Acc = std::conditional_t<std::is_floating_point_v<T>, double, std::conditional_t<std::is_signed_v<T>, int64_t, uint64_t>>;
@@ -111,8 +113,11 @@ void lower_reduce_plain(PlanBuilder& b, int index) {
             if (!std::isfinite(shift)) shift = 0;
           }
         }
-        Acc acc = kind == Reduce::prod ? Acc(1) : kind == Reduce::max ? Acc(std::numeric_limits<T>::lowest())
-                : kind == Reduce::min ? Acc(std::numeric_limits<T>::max()) : Acc(0);
+        constexpr bool has_inf = std::numeric_limits<T>::has_infinity;
+        Acc acc = kind == Reduce::prod ? Acc(1)
+                : kind == Reduce::max  ? Acc(has_inf ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::lowest())
+                : kind == Reduce::min  ? Acc(has_inf ? std::numeric_limits<T>::infinity() : std::numeric_limits<T>::max())
+                                       : Acc(0);
         bool nan = false;
         std::fill(idx.begin(), idx.end(), 0);
         int64_t off = base;
