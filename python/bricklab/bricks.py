@@ -19,13 +19,15 @@ brick, default 10), ``fusion``, ``clock`` (``"wall"`` or ``"cpu"``).
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Iterable, Optional, Union
 
 from . import _core, _progress
 
 __all__ = [
     "decompose", "benchmark", "predict", "measure_model", "emit", "fingerprint", "node_key", "group_key",
-    "subgraph", "to_onnx", "default_db", "Decomposition", "MissingBricksError",
+    "subgraph", "to_onnx", "default_db", "Decomposition", "MissingBricksError", "NoisyBricksError",
+    "NoisyMeasurementWarning",
 ]
 
 
@@ -74,28 +76,53 @@ def decompose(models: Union[ModelLike, Iterable[ModelLike]], batch: Optional[int
 
 
 def benchmark(models, db: Optional[Union[str, os.PathLike]] = None, batch: Optional[int] = None,
-              granularity: str = "fused", queue: str = "", progress: _progress.ProgressArg = None, **runner) -> dict:
+              granularity: str = "fused", queue: str = "", progress: _progress.ProgressArg = None,
+              remeasure: bool = False, **runner) -> dict:
     """Time every brick of the models not yet in ``db`` (a SQLite path or postgresql:// URL) for this
-    machine's fingerprint. ``queue``: claim bricks from a shared PostgreSQL work queue of that name.
+    machine's fingerprint, and those stored marked noisy. ``queue``: claim bricks from a shared
+    PostgreSQL work queue of that name. ``remeasure=True``: measure every brick again and replace
+    its stored result (this fingerprint only).
+
+    A measurement taken while the machine is busy (CPU pressure, steal time, other runnable tasks;
+    see docs/measurement-quality.md) is retried ``busy_retries`` times (default 2) after waiting up
+    to ``busy_wait_s`` (5) for quiet; one that stays busy is stored marked noisy, with a warning.
 
     ``progress``: a line with counts and time left on stderr (None: when stderr is a terminal or in
     a notebook; True/False; or a callable ``f(done, total, elapsed_s, label)``). Returns counts:
-    ``bricks``, ``already_stored``, ``measured``, ``wall_s``, ``fingerprint``.
+    ``bricks``, ``already_stored``, ``measured``, ``remeasured``, ``noisy``, ``wall_s``, ``fingerprint``.
     """
     d = models if isinstance(models, _core.Decomposition) else decompose(models, batch, granularity, **runner)
-    return d.benchmark(_db(db), _runner(runner), queue, _progress.callback(progress, "bricks"))
+    s = d.benchmark(_db(db), _runner(runner), queue, _progress.callback(progress, "bricks"), remeasure)
+    if s["noisy"]:
+        warnings.warn(f"{s['noisy']} brick measurement(s) stayed noisy (the machine was busy); they are stored marked "
+                      f"noisy, predict() does not use them without accept_noisy=True, and the next benchmark() "
+                      f"measures them again", NoisyMeasurementWarning, stacklevel=2)
+    return s
 
 
 def predict(model: ModelLike, db: Optional[Union[str, os.PathLike]] = None, batch: Optional[int] = None,
-            granularity: str = "fused", allow_missing: bool = False, **runner) -> dict:
+            granularity: str = "fused", allow_missing: bool = False, accept_noisy: bool = False, **runner) -> dict:
     """The model's latency from its bricks in ``db``: ``sum_ms`` (sequential), ``critical_path_ms``
     (parallel branches), ``ci_ms``, the per-brick breakdown (``bricks``) and ``complete``.
 
     Raises ``MissingBricksError`` (a ``LookupError``) naming the bricks the database lacks, unless
     ``allow_missing=True``, which returns the partial sums with the ``missing`` list instead.
+    Raises ``NoisyBricksError`` naming the bricks stored marked noisy (measured on a busy machine),
+    unless ``accept_noisy=True``, which uses them with a ``NoisyMeasurementWarning``; ``noisy`` lists them.
     """
     d = decompose([model], batch, granularity, **runner)
-    p = d.predict(0, _db(db), _runner(runner))
+    p = d.predict(0, _db(db), _runner(runner), accept_noisy)
+    if p["noisy"]:
+        id_of = {u["key"]: u["id"] for u in p["bricks"]}
+        ids = [id_of.get(k, k[:60]) for k in p["noisy"]]
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        if not accept_noisy:
+            raise NoisyBricksError(
+                f"{p['model']}: {len(ids)} of its bricks are stored marked noisy in {_db(db)} (measured while the machine "
+                f"was busy: {shown}); re-measure them on a quiet machine (bricklab.bricks.benchmark, which measures noisy "
+                f"ones again, or remeasure=True) or pass accept_noisy=True", ids, p)
+        warnings.warn(f"{p['model']}: the prediction uses {len(ids)} brick(s) stored marked noisy ({shown})",
+                      NoisyMeasurementWarning, stacklevel=2)
     if p["missing"] and not allow_missing:
         ids = p["missing"]
         shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
@@ -104,6 +131,20 @@ def predict(model: ModelLike, db: Optional[Union[str, os.PathLike]] = None, batc
             f"runner settings ({shown}); benchmark them first (bricklab.bricks.benchmark) or pass allow_missing=True",
             ids, p)
     return p
+
+
+class NoisyMeasurementWarning(UserWarning):
+    """Measurements taken while the machine was busy were stored or used (see docs/measurement-quality.md)."""
+
+
+class NoisyBricksError(_core.Error, LookupError):
+    """A prediction would rest on bricks stored marked noisy. ``noisy``: their ids; ``prediction``: the
+    prediction with them (what ``predict(..., accept_noisy=True)`` returns)."""
+
+    def __init__(self, message: str, noisy: list, prediction: dict):
+        super().__init__(message)
+        self.noisy = noisy
+        self.prediction = prediction
 
 
 def _db(db) -> str:

@@ -46,17 +46,21 @@ bb::RunnerOptions runner_options(const py::dict& o) {
     else if (k == "fusion") r.fusion = v.cast<bool>();
     else if (k == "backend") r.backend = py::str(v);
     else if (k == "branch_workers") r.branch_workers = v.cast<int>();
+    else if (k == "busy_retries") r.busy_retries = v.cast<int>();
+    else if (k == "busy_wait_s") r.busy_wait_s = v.cast<double>();
     else if (k == "clock") {
       const std::string c = py::str(v);
       if (c != "wall" && c != "cpu") throw InvalidArgument("clock must be 'wall' or 'cpu', got '" + c + "'");
       r.cpu_clock = c == "cpu";
     }
     else throw InvalidArgument("unknown runner option '" + k +
-                               "' (known: threads, pin, cold_weights, evict_weights, evict_outputs, per_model_tolerance, warmup, min_reps, max_reps, tolerance, budget_s (or budget), fusion, clock, backend, branch_workers)");
+                               "' (known: threads, pin, cold_weights, evict_weights, evict_outputs, per_model_tolerance, warmup, min_reps, max_reps, tolerance, budget_s (or budget), fusion, clock, backend, branch_workers, busy_retries, busy_wait_s)");
   }
   r.threads = resolve_threads(r.threads, "threads");  // the one thread rule (0: the CPUs this process may use)
   if (r.warmup < 0 || r.min_reps < 1 || r.max_reps < r.min_reps) throw InvalidArgument("need warmup >= 0 and 1 <= min_reps <= max_reps");
   if (!(r.tolerance > 0) || !(r.budget_s > 0)) throw InvalidArgument("tolerance and budget_s must be > 0");
+  if (r.busy_retries < 0 || r.busy_retries > 100 || !(r.busy_wait_s >= 0) || r.busy_wait_s > 3600)
+    throw InvalidArgument("need 0 <= busy_retries <= 100 and 0 <= busy_wait_s <= 3600");
   return r;
 }
 
@@ -90,6 +94,8 @@ py::dict prediction_dict(const bb::Prediction& p) {
   d["overhead_ms"] = p.overhead_ms;
   d["reorders_estimated"] = p.reorders_estimated;
   d["missing"] = p.missing;
+  d["noisy"] = p.noisy;
+  d["noisy_accepted"] = p.noisy_accepted;
   d["complete"] = p.complete();
   py::list uses;
   for (const auto& u : p.uses) {
@@ -100,6 +106,7 @@ py::dict prediction_dict(const bb::Prediction& p) {
     x["nodes"] = u.nodes;
     x["ms"] = u.ms;
     x["missing"] = u.missing;
+    x["noisy"] = u.noisy;
     uses.append(x);
   }
   d["bricks"] = uses;
@@ -188,7 +195,7 @@ void bind_bricks(py::module_& m) {
       .def_property_readonly("emit_bytes", &bb::emit_size_estimate,
                              "About how many bytes emit() writes (weights and constants included).")
       .def("benchmark", [](const bb::Decomposition& d, const std::string& db, const py::dict& options, const std::string& queue,
-                           const py::object& progress) {
+                           const py::object& progress, bool remeasure) {
         auto r = runner_options(options);
         bb::BenchmarkSummary s;
         bb::Progress cb;
@@ -201,24 +208,29 @@ void bind_bricks(py::module_& m) {
         {
           py::gil_scoped_release release;
           auto database = bb::open_database(db, true);
-          s = bb::benchmark(d, *database, r, cb, queue);
+          s = bb::benchmark(d, *database, r, cb, queue, remeasure);
         }
         py::dict out;
         out["bricks"] = s.bricks;
         out["already_stored"] = s.already;
         out["measured"] = s.measured;
         out["reorders_stored"] = s.reorders_stored;
+        out["remeasured"] = s.remeasured;
+        out["noisy"] = s.noisy;
         out["wall_s"] = s.wall_s;
         out["fingerprint"] = bb::system_fingerprint(r).id();
         return out;
       }, py::arg("db"), py::arg("options") = py::dict(), py::arg("queue") = "", py::arg("progress") = py::none(),
-         "Times the bricks not yet in db; progress(done, total, elapsed_s, label) is called after each.")
-      .def("predict", [](const bb::Decomposition& d, size_t model, const std::string& db, const py::dict& options) {
+         py::arg("remeasure") = false,
+         "Times the bricks not yet in db (and those stored marked noisy; every one with remeasure=True, replacing "
+         "the stored results); progress(done, total, elapsed_s, label) is called after each.")
+      .def("predict", [](const bb::Decomposition& d, size_t model, const std::string& db, const py::dict& options,
+                         bool accept_noisy) {
         if (model >= d.models.size()) throw py::index_error("model index out of range");
         auto r = runner_options(options);
         auto database = bb::open_database(db, false);
-        return prediction_dict(bb::predict(d.models[model], *database, bb::system_fingerprint(r).id()));
-      }, py::arg("model"), py::arg("db"), py::arg("options") = py::dict(),
+        return prediction_dict(bb::predict(d.models[model], *database, bb::system_fingerprint(r).id(), accept_noisy));
+      }, py::arg("model"), py::arg("db"), py::arg("options") = py::dict(), py::arg("accept_noisy") = false,
            "Model number `model`'s latency from the bricks stored in db (see bricklab.predict, which also raises on missing bricks).");
 
   m.def("bricks_decompose", [](const std::vector<std::shared_ptr<Graph>>& graphs, const std::string& granularity, const py::dict& options) {

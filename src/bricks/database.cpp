@@ -29,6 +29,12 @@ StoredResult to_stored(const std::string& key, const std::string& fingerprint, c
   r.converged = m.converged;
   r.wall_s = m.wall_s;
   r.bytes = bytes;
+  r.cpu_wait = m.load.cpu_wait;
+  r.cpu_pressure = m.load.cpu_pressure;
+  r.steal = m.load.steal;
+  r.others = m.load.others;
+  r.attempts = m.attempts;
+  r.noisy = m.noisy ? 1 : 0;
   return r;
 }
 
@@ -45,6 +51,11 @@ void check_stored(const StoredResult& r, const std::string& location) {
   if (!std::isfinite(r.ci_rel) || r.ci_rel < 0) bad("ci_rel", r.ci_rel, "not a relative interval (finite, >= 0)");
   if (!std::isfinite(r.cv) || r.cv < 0) bad("cv", r.cv, "not a coefficient of variation (finite, >= 0)");
   if (r.reps < 1) bad("reps", r.reps, "not a repetition count (>= 1)");
+  for (auto [column, v] : {std::pair<const char*, double>{"cpu_wait", r.cpu_wait}, {"cpu_pressure", r.cpu_pressure}, {"steal", r.steal}})
+    if (!std::isfinite(v) || (v != -1 && (v < 0 || v > 1))) bad(column, v, "not a fraction (0..1, or -1 for unknown)");
+  if (!std::isfinite(r.others) || r.others < -1 || r.others > 1e6) bad("others", r.others, "not a task count (or -1 for unknown)");
+  if (r.attempts < 1 || r.attempts > 1000) bad("attempts", r.attempts, "not an attempt count (1..1000)");
+  if (r.noisy < -1 || r.noisy > 1) bad("noisy", r.noisy, "not a verdict (1 noisy, 0 clean, -1 unknown)");
 }
 
 std::string default_db_path() {
@@ -97,7 +108,15 @@ class Statement {
   sqlite3_stmt* stmt_ = nullptr;
 };
 
-const char* kResultColumns = "brick_key, fingerprint, median_ms, p10_ms, p90_ms, cv, ci_rel, reps, converged, wall_s, bytes";
+const char* kResultColumns = "brick_key, fingerprint, median_ms, p10_ms, p90_ms, cv, ci_rel, reps, converged, wall_s, bytes, "
+                             "cpu_wait, cpu_pressure, steal, others, attempts, noisy";
+// Schema 1 lacks the quality columns: read as unknown.
+const char* kResultColumnsV1 = "brick_key, fingerprint, median_ms, p10_ms, p90_ms, cv, ci_rel, reps, converged, wall_s, bytes, "
+                               "-1, -1, -1, -1, 1, -1";
+// What schema 2 added to schema 1's results table.
+const char* kQualityColumns[] = {"cpu_wait REAL NOT NULL DEFAULT -1", "cpu_pressure REAL NOT NULL DEFAULT -1", "steal REAL NOT NULL DEFAULT -1",
+                                 "others REAL NOT NULL DEFAULT -1", "attempts INTEGER NOT NULL DEFAULT 1",
+                                 "noisy INTEGER NOT NULL DEFAULT -1"};
 
 class SqliteDatabase : public Database {
  public:
@@ -148,12 +167,20 @@ class SqliteDatabase : public Database {
         exec("BEGIN IMMEDIATE");
         exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
         exec("CREATE TABLE IF NOT EXISTS fingerprints (id TEXT PRIMARY KEY, json TEXT NOT NULL)");
+        std::string quality;
+        for (const char* c : kQualityColumns) quality += std::string(", ") + c;
         exec("CREATE TABLE IF NOT EXISTS results (brick_key TEXT NOT NULL, fingerprint TEXT NOT NULL, median_ms REAL NOT NULL,"
              " p10_ms REAL, p90_ms REAL, cv REAL, ci_rel REAL, reps INTEGER, converged INTEGER, wall_s REAL, bytes REAL,"
-             " created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, UNIQUE (brick_key, fingerprint))");
+             " created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP" + quality + ", UNIQUE (brick_key, fingerprint))");
         {
           Statement s(db_, "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", where());
           s.bind(1, std::to_string(kSchemaVersion)).step(where());
+        }
+        // Schema 1 -> 2: the quality columns, its rows' quality unknown (-1). In the same
+        // transaction: a failure leaves the file as it was.
+        if (schema_version() == 1) {
+          for (const char* c : kQualityColumns) exec(std::string("ALTER TABLE results ADD COLUMN ") + c);
+          exec("UPDATE meta SET value = '2' WHERE key = 'schema_version'");
         }
         exec("COMMIT");
       }
@@ -167,11 +194,12 @@ class SqliteDatabase : public Database {
       throw Error({path, "", ""}, std::string("not a usable bricklab results database: ") + e.problem());
     }
     const int v = schema_version();
-    if (v != kSchemaVersion) {
+    columns_ = v == 1 ? kResultColumnsV1 : kResultColumns;
+    if (v != kSchemaVersion && !(v == 1 && read_only_)) {
       sqlite3_close(db_);
       db_ = nullptr;
       throw UnsupportedError({path, "", ""}, "results database has schema version " + std::to_string(v) +
-                                                 "; this bricklab reads version " + std::to_string(kSchemaVersion));
+                                                 "; this bricklab reads versions 1 and " + std::to_string(kSchemaVersion));
     }
   }
   ~SqliteDatabase() override {
@@ -206,14 +234,14 @@ class SqliteDatabase : public Database {
   }
 
   std::optional<StoredResult> find(const std::string& key, const std::string& fingerprint) override {
-    Statement s(db_, std::string("SELECT ") + kResultColumns + " FROM results WHERE brick_key = ? AND fingerprint = ?", where());
+    Statement s(db_, std::string("SELECT ") + columns_ + " FROM results WHERE brick_key = ? AND fingerprint = ?", where());
     s.bind(1, key).bind(2, fingerprint);
     if (s.step(where()) != SQLITE_ROW) return std::nullopt;
     return checked(row(s));
   }
 
   std::map<std::string, StoredResult> all(const std::string& fingerprint) override {
-    Statement s(db_, std::string("SELECT ") + kResultColumns + " FROM results WHERE fingerprint = ?", where());
+    Statement s(db_, std::string("SELECT ") + columns_ + " FROM results WHERE fingerprint = ?", where());
     s.bind(1, fingerprint);
     std::map<std::string, StoredResult> out;
     while (s.step(where()) == SQLITE_ROW) {
@@ -223,19 +251,24 @@ class SqliteDatabase : public Database {
     return out;
   }
 
-  bool insert(const StoredResult& r) override {
-    if (read_only_) refuse_write();
-    Statement s(db_, std::string("INSERT OR IGNORE INTO results (") + kResultColumns + ") VALUES (?,?,?,?,?,?,?,?,?,?,?)", where());
-    s.bind(1, r.key).bind(2, r.fingerprint).bind(3, r.median_ms).bind(4, r.p10_ms).bind(5, r.p90_ms).bind(6, r.cv);
-    s.bind(7, r.ci_rel).bind(8, r.reps).bind(9, r.converged ? 1 : 0).bind(10, r.wall_s).bind(11, r.bytes);
-    s.step(where());
-    return sqlite3_changes(db_) > 0;
-  }
+  bool insert(const StoredResult& r) override { return write(r, "INSERT OR IGNORE"); }
+  void replace(const StoredResult& r) override { write(r, "INSERT OR REPLACE"); }
 
  private:
   std::string path_;
   sqlite3* db_ = nullptr;
   bool read_only_ = false;
+  const char* columns_ = kResultColumns;
+
+  bool write(const StoredResult& r, const char* verb) {
+    if (read_only_) refuse_write();
+    Statement s(db_, std::string(verb) + " INTO results (" + kResultColumns + ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", where());
+    s.bind(1, r.key).bind(2, r.fingerprint).bind(3, r.median_ms).bind(4, r.p10_ms).bind(5, r.p90_ms).bind(6, r.cv);
+    s.bind(7, r.ci_rel).bind(8, r.reps).bind(9, r.converged ? 1 : 0).bind(10, r.wall_s).bind(11, r.bytes);
+    s.bind(12, r.cpu_wait).bind(13, r.cpu_pressure).bind(14, r.steal).bind(15, r.others).bind(16, r.attempts).bind(17, r.noisy);
+    s.step(where());
+    return sqlite3_changes(db_) > 0;
+  }
 
   std::string where() const { return path_; }
   StoredResult checked(StoredResult r) const {
@@ -267,6 +300,12 @@ class SqliteDatabase : public Database {
     r.converged = s.integer(8) != 0;
     r.wall_s = s.real(9);
     r.bytes = s.real(10);
+    r.cpu_wait = s.real(11);
+    r.cpu_pressure = s.real(12);
+    r.steal = s.real(13);
+    r.others = s.real(14);
+    r.attempts = s.integer(15);
+    r.noisy = s.integer(16);
     return r;
   }
 };

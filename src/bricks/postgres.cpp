@@ -83,12 +83,18 @@ class PostgresDatabase : public Database {
            " median_ms DOUBLE PRECISION NOT NULL, p10_ms DOUBLE PRECISION, p90_ms DOUBLE PRECISION, cv DOUBLE PRECISION,"
            " ci_rel DOUBLE PRECISION, reps INTEGER, converged BOOLEAN, wall_s DOUBLE PRECISION, bytes DOUBLE PRECISION,"
            " created_at TIMESTAMPTZ NOT NULL DEFAULT now(), UNIQUE (brick_key, fingerprint))");
+      // Schema 2's quality columns; rows of schema 1 get "unknown" (-1).
+      for (const char* c : {"cpu_wait DOUBLE PRECISION NOT NULL DEFAULT -1", "cpu_pressure DOUBLE PRECISION NOT NULL DEFAULT -1", "steal DOUBLE PRECISION NOT NULL DEFAULT -1",
+                            "others DOUBLE PRECISION NOT NULL DEFAULT -1", "attempts INTEGER NOT NULL DEFAULT 1",
+                            "noisy INTEGER NOT NULL DEFAULT -1"})
+        exec(std::string("quality_") + c, std::string("ALTER TABLE bricklab_results ADD COLUMN IF NOT EXISTS ") + c);
       exec("queue",
            "CREATE TABLE IF NOT EXISTS bricklab_queue (suite TEXT NOT NULL, fingerprint TEXT NOT NULL, brick_key TEXT NOT NULL,"
            " state TEXT NOT NULL DEFAULT 'todo', worker TEXT, leased_until TIMESTAMPTZ, claims INTEGER NOT NULL DEFAULT 0,"
            " PRIMARY KEY (suite, fingerprint, brick_key))");
       exec("version", "INSERT INTO bricklab_meta (key, value) VALUES ('schema_version', $1) ON CONFLICT DO NOTHING",
            {std::to_string(kSchemaVersion)});
+      exec("migrate", "UPDATE bricklab_meta SET value = $1 WHERE key = 'schema_version' AND value = '1'", {std::to_string(kSchemaVersion)});
       exec("commit", "COMMIT");
     } catch (...) {
       PQexec(conn_, "ROLLBACK");
@@ -143,9 +149,20 @@ class PostgresDatabase : public Database {
   bool insert(const StoredResult& s) override {
     Result r = exec("insert",
                     std::string("INSERT INTO bricklab_results (") + kColumns +
-                        ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING",
+                        ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) ON CONFLICT DO NOTHING",
                     params(s));
     return std::atoi(PQcmdTuples(r.get())) > 0;
+  }
+
+  void replace(const StoredResult& s) override {
+    exec("replace",
+         std::string("INSERT INTO bricklab_results (") + kColumns +
+             ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) ON CONFLICT (brick_key, fingerprint) DO UPDATE SET"
+             " median_ms = EXCLUDED.median_ms, p10_ms = EXCLUDED.p10_ms, p90_ms = EXCLUDED.p90_ms, cv = EXCLUDED.cv,"
+             " ci_rel = EXCLUDED.ci_rel, reps = EXCLUDED.reps, converged = EXCLUDED.converged, wall_s = EXCLUDED.wall_s,"
+             " bytes = EXCLUDED.bytes, cpu_wait = EXCLUDED.cpu_wait, cpu_pressure = EXCLUDED.cpu_pressure, steal = EXCLUDED.steal, others = EXCLUDED.others,"
+             " attempts = EXCLUDED.attempts, noisy = EXCLUDED.noisy, created_at = now()",
+         params(s));
   }
 
   void enqueue(const std::string& suite, const std::string& fp, const std::vector<std::string>& keys) override {
@@ -198,14 +215,16 @@ class PostgresDatabase : public Database {
 
  private:
   static constexpr const char* kColumns =
-      "brick_key, fingerprint, median_ms, p10_ms, p90_ms, cv, ci_rel, reps, converged, wall_s, bytes";
+      "brick_key, fingerprint, median_ms, p10_ms, p90_ms, cv, ci_rel, reps, converged, wall_s, bytes, "
+      "cpu_wait, cpu_pressure, steal, others, attempts, noisy";
   std::string url_, shown_;
   PGconn* conn_ = nullptr;
   std::set<std::string> prepared_;
 
   static std::vector<std::string> params(const StoredResult& s) {
     return {s.key, s.fingerprint, num(s.median_ms), num(s.p10_ms), num(s.p90_ms), num(s.cv), num(s.ci_rel),
-            std::to_string(s.reps), s.converged ? "true" : "false", num(s.wall_s), num(s.bytes)};
+            std::to_string(s.reps), s.converged ? "true" : "false", num(s.wall_s), num(s.bytes),
+            num(s.cpu_wait), num(s.cpu_pressure), num(s.steal), num(s.others), std::to_string(s.attempts), std::to_string(s.noisy)};
   }
 
   static StoredResult row(const Result& r, int i) {
@@ -221,6 +240,12 @@ class PostgresDatabase : public Database {
     s.converged = r.text(i, 8) == "t";
     s.wall_s = r.real(i, 9);
     s.bytes = r.real(i, 10);
+    s.cpu_wait = r.real(i, 11);
+    s.cpu_pressure = r.real(i, 12);
+    s.steal = r.real(i, 13);
+    s.others = r.real(i, 14);
+    s.attempts = std::atoi(r.text(i, 15).c_str());
+    s.noisy = std::atoi(r.text(i, 16).c_str());
     return s;
   }
 

@@ -13,13 +13,18 @@
 namespace bricklab::bricks {
 
 
-Prediction predict(const ModelBricks& m, Database& db, const std::string& fp) {
+Prediction predict(const ModelBricks& m, Database& db, const std::string& fp, bool accept_noisy) {
   const auto results = db.all(fp);
   const Graph& g = *m.graph;
   Prediction p;
   p.model = m.path;
   p.fingerprint = fp;
-  std::set<std::string> missing;
+  p.noisy_accepted = accept_noisy;
+  std::set<std::string> missing, noisy;
+  auto note = [&](const std::string& key) {
+    auto it = results.find(key);
+    if (it != results.end() && it->second.is_noisy()) noisy.insert(key);
+  };
   std::vector<double> weights(g.nodes.size(), 0.0);
   std::map<std::string, double> ci_by_key;  // brick key -> summed half-widths of its uses
   for (const auto& use : m.uses) {
@@ -36,6 +41,8 @@ Prediction predict(const ModelBricks& m, Database& db, const std::string& fp) {
       missing.insert(use.key);
     } else {
       u.ms = it->second.median_ms;
+      u.noisy = it->second.is_noisy();
+      note(use.key);
       ci_by_key[use.key] += it->second.ci_rel * it->second.median_ms;
     }
     p.steps_ms += u.ms;
@@ -52,8 +59,10 @@ Prediction predict(const ModelBricks& m, Database& db, const std::string& fp) {
   for (const auto& r : m.reorders) {
     double ms = 0;
     auto it = results.find(r.key);
-    if (it != results.end()) ms = it->second.median_ms;
-    else if (rate >= 0) {
+    if (it != results.end()) {
+      ms = it->second.median_ms;
+      note(r.key);
+    } else if (rate >= 0) {
       ms = rate * r.bytes;
       p.reorders_estimated++;
     } else {
@@ -70,6 +79,7 @@ Prediction predict(const ModelBricks& m, Database& db, const std::string& fp) {
     auto it = results.find(m.runtime_key);
     if (it == results.end()) missing.insert(m.runtime_key);
     else {
+      note(m.runtime_key);
       p.overhead_ms = it->second.median_ms;
       ci_by_key[m.runtime_key] += it->second.ci_rel * p.overhead_ms;
     }
@@ -78,6 +88,7 @@ Prediction predict(const ModelBricks& m, Database& db, const std::string& fp) {
   for (const auto& [key, h] : ci_by_key) var += h * h;
   p.ci_ms = std::sqrt(var);
   p.missing.assign(missing.begin(), missing.end());
+  p.noisy.assign(noisy.begin(), noisy.end());
   p.sum_ms = p.steps_ms + p.reorders_ms + p.overhead_ms;
   p.critical_path_ms = g.critical_path(weights).length + p.overhead_ms;
   return p;
@@ -128,7 +139,7 @@ struct Job {
 }  // namespace
 
 BenchmarkSummary benchmark(const Decomposition& d, Database& db, const RunnerOptions& o, const Progress& progress,
-                           const std::string& queue_suite) {
+                           const std::string& queue_suite, bool remeasure) {
   const auto t0 = std::chrono::steady_clock::now();
   const Fingerprint fp = system_fingerprint(o);
   const std::string fid = fp.id();
@@ -148,7 +159,12 @@ BenchmarkSummary benchmark(const Decomposition& d, Database& db, const RunnerOpt
     }
   BenchmarkSummary s;
   s.bricks = int(jobs.size());
-  auto done_keys = db.all(fid);
+  const auto stored = db.all(fid);
+  // What counts as measured already: stored and clean (noisy rows are measured again), and
+  // nothing with `remeasure`.
+  std::map<std::string, StoredResult> done_keys;
+  for (const auto& [k, r] : stored)
+    if (!remeasure && !r.is_noisy()) done_keys.emplace(k, r);
   // Reorder bricks measured already (stored, or by an earlier brick of this run): later bricks
   // leave those reorders out instead of timing them again.
   std::set<std::string> known_reorders;
@@ -181,6 +197,7 @@ BenchmarkSummary benchmark(const Decomposition& d, Database& db, const RunnerOpt
   if (!queue_suite.empty()) {
     if (!db.has_queue())
       throw InvalidArgument("work-queue mode needs a PostgreSQL database (--db postgresql://...), not " + db.location());
+    if (remeasure) throw InvalidArgument("--remeasure re-measures on one machine; it does not combine with the work queue");
     std::vector<std::string> todo;
     for (const auto& j : jobs)
       if (!done_keys.count(j.key)) todo.push_back(j.key);
@@ -200,17 +217,29 @@ BenchmarkSummary benchmark(const Decomposition& d, Database& db, const RunnerOpt
   } else {
     for (const auto& j : jobs) {
       if (done_keys.count(j.key)) continue;
-      if (db.find(j.key, fid)) {  // another process measured it meanwhile
-        s.already++;
-        ++done;
-        continue;
+      const bool replacing = stored.count(j.key) > 0;
+      if (!replacing) {
+        if (auto row = db.find(j.key, fid); row && !row->is_noisy()) {  // another process measured it meanwhile
+          s.already++;
+          ++done;
+          continue;
+        }
       }
       auto rows = run_job(j);
       for (const auto& r : rows) {
-        const bool added = db.insert(r);
-        if (&r != &rows.front()) s.reorders_stored += added;
+        const bool first = &r == &rows.front();
+        // Replace what this run re-measures (the brick; reorders stored noisy or --remeasure);
+        // keep a clean row another process stored meanwhile.
+        const auto old = stored.find(r.key);
+        const bool replace = old != stored.end() && (remeasure || old->second.is_noisy());
+        bool added = true;
+        if (replace) db.replace(r);
+        else added = db.insert(r);
+        if (!first) s.reorders_stored += added;
       }
       s.measured++;
+      s.remeasured += replacing;
+      s.noisy += rows.front().is_noisy();
       if (progress) progress(++done, s.bricks, elapsed(), j.label);
     }
   }

@@ -24,6 +24,7 @@
 #include "bricklab/backend/devices.hpp"
 #include "bricklab/bricks/decompose.hpp"
 #include "bricklab/core/version.hpp"
+#include "bricklab/core/machine_load.hpp"
 
 namespace bricklab::bricks {
 
@@ -75,11 +76,16 @@ void median_ci(const std::vector<double>& sorted, double& low, double& high) {
   high = sorted[size_t(k - 1)];
 }
 
-Measurement measure(const std::function<double()>& sample, const RunnerOptions& o, const std::function<void()>& before) {
-  if (o.tolerance <= 0) throw InvalidArgument("runner: tolerance must be > 0");
-  if (o.min_reps < 1 || o.max_reps < o.min_reps) throw InvalidArgument("runner: need 1 <= min_reps <= max_reps");
+bool is_noisy(const Measurement& m) {
+  const double spread = m.median_ms > 0 ? (m.p90_ms - m.p10_ms) / m.median_ms : 0;
+  return m.load.busy || (!m.converged && spread > kNoisySpread);
+}
+
+namespace {
+
+// One measurement under the stopping rule (no load accounting).
+Measurement measure_once(const std::function<double()>& sample, const RunnerOptions& o, const std::function<void()>& before) {
   Measurement m;
-  const auto t0 = clock_type::now();
   for (int i = 0; i < o.warmup; ++i) {
     if (before) before();
     sample();
@@ -105,6 +111,44 @@ Measurement measure(const std::function<double()>& sample, const RunnerOptions& 
     if (n >= 3 && seconds_since(t_reps) > o.budget_s) break;
   }
   summarise(m);
+  return m;
+}
+
+// Waits (up to `max_s`) until, over half a second, the other runnable tasks (procs_running,
+// sampled every 100 ms, less this thread) leave `threads` CPUs free.
+void wait_for_quiet(int threads, double max_s) {
+  const auto t0 = clock_type::now();
+  const int cpus = usable_cpus();
+  while (seconds_since(t0) < max_s) {
+    double others = 0;
+    for (int i = 0; i < 5; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      others += std::max(0, read_load().procs_running - 1) / 5.0;
+    }
+    if (others + threads < cpus + 0.5) return;
+  }
+}
+
+}  // namespace
+
+Measurement measure(const std::function<double()>& sample, const RunnerOptions& o, const std::function<void()>& before) {
+  if (o.tolerance <= 0) throw InvalidArgument("runner: tolerance must be > 0");
+  if (o.min_reps < 1 || o.max_reps < o.min_reps) throw InvalidArgument("runner: need 1 <= min_reps <= max_reps");
+  if (o.busy_retries < 0 || o.busy_retries > 100) throw InvalidArgument("runner: busy_retries must be in 0..100");
+  if (!(o.busy_wait_s >= 0) || o.busy_wait_s > 3600) throw InvalidArgument("runner: busy_wait_s must be in 0..3600");
+  const int threads = o.backend == "cpu" ? resolve_threads(o.threads, "threads") : 1;
+  const auto t0 = clock_type::now();
+  Measurement m;
+  for (int attempt = 0;; ++attempt) {
+    const LoadMeter meter(threads);
+    m = measure_once(sample, o, before);
+    m.load = meter.stop();
+    m.attempts = attempt + 1;
+    // Busy: wait for the machine to quiet down and measure again; one that stays busy is marked.
+    if (!m.load.busy || attempt >= o.busy_retries) break;
+    if (o.busy_wait_s > 0) wait_for_quiet(threads, o.busy_wait_s);
+  }
+  m.noisy = is_noisy(m);
   m.wall_s = seconds_since(t0);
   return m;
 }

@@ -71,6 +71,8 @@ BricksArgs parse_bricks_args(const std::string& command, const std::vector<std::
     else if (s == "--emit" && command == "decompose") a.emit_dir = next();
     else if (s == "--force" && command == "decompose") a.force = true;
     else if (s == "--queue" && command == "benchmark") a.queue = next();
+    else if (s == "--remeasure" && command == "benchmark") a.remeasure = true;
+    else if (s == "--accept-noisy" && command == "predict") a.accept_noisy = true;
     else if (s == "--backend") {
       a.runner.backend = next();
       if (a.runner.backend != "cpu" && a.runner.backend != "cuda") throw UsageError("--backend expects cpu or cuda, got '" + a.runner.backend + "'");
@@ -202,12 +204,13 @@ int cmd_benchmark(const BricksArgs& a) {
   const bb::Decomposition d = bb::decompose(a.models, a.decompose);
   auto db = bb::open_database(a.db, true);
   const bb::Progress progress = progress_bar(a, "bricks");
-  const bb::BenchmarkSummary s = bb::benchmark(d, *db, a.runner, progress, a.queue);
+  const bb::BenchmarkSummary s = bb::benchmark(d, *db, a.runner, progress, a.queue, a.remeasure);
   const bb::Fingerprint fp = bb::system_fingerprint(a.runner);
   if (a.json) {
     nlohmann::json j = {{"db", db->location()}, {"fingerprint", fp.id()}, {"fingerprint_json", nlohmann::json::parse(fp.json())},
                         {"bricks", s.bricks}, {"already_stored", s.already}, {"measured", s.measured},
-                        {"reorders_stored", s.reorders_stored}, {"wall_s", s.wall_s}};
+                        {"reorders_stored", s.reorders_stored}, {"remeasured", s.remeasured}, {"noisy", s.noisy},
+                        {"wall_s", s.wall_s}};
     if (!a.queue.empty()) j["queue"] = {{"suite", a.queue}, {"pending", db->pending(a.queue, fp.id())}};
     std::cout << j.dump(1) << "\n";
   } else {
@@ -218,7 +221,13 @@ int cmd_benchmark(const BricksArgs& a) {
                                           : fmt::format("{} bricks", s.bricks);
     std::cout << fmt::format("{}: {} already in {}, {} measured now ({} boundary reorders stored) in {:.1f} s; fingerprint {}\n",
                              what, s.already, db->location(), s.measured, s.reorders_stored, s.wall_s, fp.id());
+    if (s.remeasured) std::cout << s.remeasured << " of them replaced stored results (noisy ones, or --remeasure)\n";
   }
+  if (s.noisy)
+    std::cerr << fmt::format("bricklab: warning: {} measurement(s) stayed noisy: the machine was busy (CPU pressure, steal, other "
+                             "runnable tasks) through {} attempts each; they are stored marked noisy, `predict` will not use "
+                             "them without --accept-noisy, and `benchmark` measures them again next time\n",
+                             s.noisy, a.runner.busy_retries + 1);
   return 0;
 }
 
@@ -226,21 +235,23 @@ int cmd_predict(const BricksArgs& a) {
   const bb::Decomposition d = bb::decompose(a.models, a.decompose);
   auto db = bb::open_database(a.db, false);
   const bb::Fingerprint fp = bb::system_fingerprint(a.runner);
-  const bb::Prediction p = bb::predict(d.models.at(0), *db, fp.id());
+  const bb::Prediction p = bb::predict(d.models.at(0), *db, fp.id(), a.accept_noisy);
   if (a.json) {
     nlohmann::json j = {{"model", p.model}, {"batch", d.batch}, {"granularity", d.granularity.str()}, {"db", db->location()},
                         {"fingerprint", p.fingerprint}, {"sum_ms", p.sum_ms}, {"ci_ms", p.ci_ms}, {"critical_path_ms", p.critical_path_ms},
                         {"steps_ms", p.steps_ms}, {"reorders_ms", p.reorders_ms}, {"overhead_ms", p.overhead_ms},
-                        {"reorders_estimated", p.reorders_estimated}, {"complete", p.complete()}, {"missing", p.missing}};
+                        {"reorders_estimated", p.reorders_estimated}, {"complete", p.complete()}, {"missing", p.missing},
+                        {"noisy", p.noisy}, {"noisy_accepted", p.noisy_accepted}};
     j["bricks"] = nlohmann::json::array();
     for (const auto& u : p.uses)
-      j["bricks"].push_back({{"id", u.id}, {"label", u.label}, {"nodes", u.nodes}, {"ms", u.ms}, {"missing", u.missing}});
+      j["bricks"].push_back({{"id", u.id}, {"label", u.label}, {"nodes", u.nodes}, {"ms", u.ms}, {"missing", u.missing}, {"noisy", u.noisy}});
     std::cout << j.dump(1) << "\n";
   } else {
     std::cout << fmt::format("{:<18} {:<28} {:>10}  {}\n", "brick", "operators", "ms", "nodes");
     for (const auto& u : p.uses) {
       std::string label = u.label.size() > 28 ? u.label.substr(0, 27) + "~" : u.label;
-      std::cout << fmt::format("{:<18} {:<28} {:>10}  {}\n", u.id, label, u.missing ? "MISSING" : fmt::format("{:.4f}", u.ms),
+      std::cout << fmt::format("{:<18} {:<28} {:>10}  {}\n", u.id, label,
+                               u.missing ? "MISSING" : fmt::format("{:.4f}{}", u.ms, u.noisy ? "~" : ""),
                                u.nodes.empty() ? "" : u.nodes.front() + (u.nodes.size() > 1 ? " ..." : ""));
     }
     std::cout << fmt::format("predicted: sum {:.3f} ms +- {:.3f} (95% CI from the bricks' CIs; steps {:.3f} + reorders {:.3f} + run overhead {:.3f}), critical path {:.3f} ms\n",
@@ -250,6 +261,15 @@ int cmd_predict(const BricksArgs& a) {
                 << " (run `bricklab benchmark` with the same settings):\n";
       for (const auto& k : p.missing) std::cout << "  " << bb::key_id(k) << "  " << k.substr(0, 160) << "\n";
     }
+  }
+  if (!p.noisy.empty()) {  // on stderr, so that it shows with --json too
+    std::cerr << fmt::format("bricklab: warning: {} stored measurement(s) used here are marked noisy (taken on a busy machine, "
+                             "marked ~ above){}:\n", p.noisy.size(),
+                             p.noisy_accepted ? "; used as --accept-noisy asks"
+                                              : "; the prediction is incomplete without them: re-measure on a quiet machine "
+                                                "(`bricklab benchmark MODEL --remeasure`, or plain `benchmark`, which measures "
+                                                "noisy ones again) or pass --accept-noisy");
+    for (const auto& k : p.noisy) std::cerr << "  " << bb::key_id(k) << "  " << k.substr(0, 160) << "\n";
   }
   return p.complete() ? 0 : 1;
 }

@@ -65,6 +65,8 @@ struct BricksArgs {
   bool measure = true, apply = true;   // lowerbound, report
   bool json = false;
   bool force = false;  // decompose --emit above kEmitLimitBytes
+  bool remeasure = false;     // benchmark: re-measure stored results of this fingerprint, replacing them
+  bool accept_noisy = false;  // predict, lowerbound, report: use measurements marked noisy for conclusions
   int progress = -1;  // -1: when stderr is a TTY
 };
 

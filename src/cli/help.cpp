@@ -86,16 +86,20 @@ std::string command_help(const std::string& command) {
   if (command == "benchmark")
     return text("bricklab benchmark MODEL... [--db PATH|URL] [--queue SUITE] [runner options] [--json]",
                 "Times every unique brick of the models that the results database does not hold yet for\n"
-                "this machine's fingerprint, and stores the results.",
+                "this machine's fingerprint (or holds marked noisy), and stores the results. A measurement\n"
+                "taken while the machine is busy is retried; one that stays busy is stored marked noisy.",
                 std::string(kLoad) + kGranularity + kThreadsBricks + db_option() +
-                    "  --queue SUITE        share the work with other machines through a PostgreSQL queue\n" + kJson +
+                    "  --queue SUITE        share the work with other machines through a PostgreSQL queue\n"
+                    "  --remeasure          measure every brick again and replace its stored result\n" + kJson +
                     "\n" + kRunner,
                 "bricklab benchmark models/zoo/resnet18.onnx models/zoo/resnet34.onnx --db bricks.sqlite");
   if (command == "predict")
     return text("bricklab predict MODEL [--db PATH|URL] [runner options] [--json]",
                 "Predicts the model's latency from the stored brick times: the sum over its steps, the\n"
-                "reorders between them and the per-run overhead, with a 95% interval, and the critical path.",
-                std::string(kLoad) + kGranularity + kThreadsBricks + db_option() + kJson + "\n" + kRunner,
+                "reorders between them and the per-run overhead, with a 95% interval, and the critical path.\n"
+                "Bricks stored marked noisy are named on stderr and leave the prediction incomplete (exit 1).",
+                std::string(kLoad) + kGranularity + kThreadsBricks + db_option() +
+                    "  --accept-noisy       use bricks stored marked noisy (still named as such)\n" + kJson + "\n" + kRunner,
                 "bricklab predict models/zoo/resnet50.onnx --db bricks.sqlite");
   if (command == "lowerbound" || command == "report") {
     const bool report = command == "report";

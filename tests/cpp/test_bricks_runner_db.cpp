@@ -255,3 +255,37 @@ TEST_CASE("PostgreSQL results database and work queue", "[bricks][postgres]") {
   REQUIRE(again);
   CHECK(*again == *dead);
 }
+
+TEST_CASE("machine load: the threads' run-queue wait, PSI and steal between two readings", "[bricks][quality]") {
+  using bricklab::LoadReading;
+  const std::string psi0 = "some avg10=1.00 avg60=0.00 avg300=0.00 total=1000000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
+  const std::string psi1 = "some avg10=30.00 avg60=0.00 avg300=0.00 total=2000000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
+  const std::string stat0 = "cpu  100 0 100 1000 0 0 0 10 0 0\ncpu0 1 2 3\nprocs_running 3\n";
+  const std::string stat1 = "cpu  200 0 200 1200 0 0 0 60 0 0\ncpu0 1 2 3\nprocs_running 1\n";
+  const LoadReading a = bricklab::parse_load_reading(psi0, stat0, {"5 1000000 1\n", "5 0 1\n"}, 10.0);
+  CHECK(a.wait_ns == 1000000);
+  CHECK(a.psi_some_us == 1000000);
+  CHECK(a.psi_some_avg10 == Approx(0.01));
+  CHECK(a.steal_ticks == 10);
+  CHECK(a.procs_running == 3);
+  // 1 s later, 2 threads: 0.4 s of waiting in all = 20% of their time; 50 of 450 ticks stolen.
+  const LoadReading b = bricklab::parse_load_reading(psi1, stat1, {"9 301000000 4\n", "9 100000000 2\n"}, 11.0);
+  auto l = bricklab::load_between(a, b, 2, 2);
+  CHECK(l.cpu_wait == Approx(0.2));
+  CHECK(l.cpu_pressure == Approx(0.30));  // under 2.5 s: PSI's 10-second average
+  CHECK(l.steal == Approx(50.0 / 450));
+  CHECK(l.others == Approx(0.0));
+  CHECK(l.busy);
+  CHECK_THAT(l.why, Catch::Matchers::Contains("waited 20.0%"));
+  // Quiet: no wait. A short wake-up wait (under 2 ms in all) is not contention either.
+  const LoadReading c = bricklab::parse_load_reading(psi0, stat0, {"9 1500000 4\n"}, 10.001);
+  CHECK_FALSE(bricklab::load_between(a, c, 1, 2).busy);
+  // No schedstat, no PSI: other runnable tasks wanting the cores decide.
+  const LoadReading d0 = bricklab::parse_load_reading("", "cpu  1 0 0 0 0 0 0 0\nprocs_running 4\n", {}, 0);
+  const LoadReading d1 = bricklab::parse_load_reading("", "cpu  1 0 0 0 0 0 0 0\nprocs_running 4\n", {}, 1);
+  l = bricklab::load_between(d0, d1, 2, 2);
+  CHECK(l.cpu_wait == -1);
+  CHECK(l.cpu_pressure == -1);
+  CHECK(l.busy);
+  CHECK_THAT(l.why, Catch::Matchers::Contains("other runnable"));
+}

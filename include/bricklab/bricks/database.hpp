@@ -21,6 +21,13 @@ struct StoredResult {
   double median_ms = 0, p10_ms = 0, p90_ms = 0, cv = 0, ci_rel = 0, wall_s = 0, bytes = 0;
   int reps = 0;
   bool converged = false;
+  // Quality (schema 2; docs/measurement-quality.md): the machine's load during the measurement
+  // (-1: unknown) and the verdict. noisy: 1 noisy, 0 clean, -1 unknown (a row stored before
+  // schema 2, migrated). Noisy rows are not used for conclusions unless accepted explicitly.
+  double cpu_wait = -1, cpu_pressure = -1, steal = -1, others = -1;
+  int attempts = 1;
+  int noisy = 0;
+  bool is_noisy() const { return noisy == 1; }
 };
 
 class Database {
@@ -33,6 +40,8 @@ class Database {
   virtual std::map<std::string, StoredResult> all(const std::string& fingerprint) = 0;
   // Stores a result unless (key, fingerprint) is already there; true when inserted.
   virtual bool insert(const StoredResult& r) = 0;
+  // Stores a result, replacing the one of (key, fingerprint) if there is one (--remeasure).
+  virtual void replace(const StoredResult& r) = 0;
 
   // Work queue (PostgreSQL): several machines on one suite claim disjoint bricks. A claim is a
   // lease; a worker that dies leaves it to expire and another worker takes the brick.
@@ -62,8 +71,9 @@ class Database {
 // A measurement as a database row (`bytes`: the data a reorder or stream moved, else 0).
 StoredResult to_stored(const std::string& key, const std::string& fingerprint, const Measurement& m, double bytes = 0);
 
-// Current schema version written by this library.
-constexpr int kSchemaVersion = 1;
+// Current schema version written by this library. Version 1 (no quality columns) is migrated
+// when opened for writing (its rows' quality is unknown), and read as it is when read-only.
+constexpr int kSchemaVersion = 2;
 
 // The default database path: $BRICKLAB_DB, else $XDG_CACHE_HOME/bricklab/bricks.sqlite,
 // else ~/.cache/bricklab/bricks.sqlite.
@@ -76,7 +86,7 @@ std::string default_db_path();
 // (other tables) or a file that is not SQLite is refused with its bytes unchanged.
 std::unique_ptr<Database> open_database(const std::string& location, bool create = true);
 // Checks a row read back from a database (finite, non-negative, at most 1e9 ms, p10 <= p90,
-// reps >= 1): a tampered or corrupt row is an Error naming the brick, its fingerprint, the
+// reps >= 1, quality fields in range): a tampered or corrupt row is an Error naming the brick, its fingerprint, the
 // column and the value, never a number in a prediction.
 void check_stored(const StoredResult& r, const std::string& location);
 // PostgreSQL (libpq, prepared statements only); defined in postgres.cpp.

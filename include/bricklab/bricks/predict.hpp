@@ -17,6 +17,7 @@ struct PredictedUse {
   std::vector<std::string> nodes;
   double ms = 0;
   bool missing = false;
+  bool noisy = false;  // its stored measurement is marked noisy (StoredResult::is_noisy)
 };
 
 struct Prediction {
@@ -31,25 +32,34 @@ struct Prediction {
   int reorders_estimated = 0;   // reorders without a measured twin, priced by measured bytes/ms
   std::vector<PredictedUse> uses;
   std::vector<std::string> missing;  // brick keys not in the database
-  bool complete() const { return missing.empty(); }
+  // Brick keys whose stored measurements are marked noisy (taken on a busy machine, or never
+  // settled). Their times are in the sums, but the prediction is not complete unless they were
+  // accepted (`accept_noisy`: --accept-noisy, accept_noisy=True); --remeasure replaces them.
+  std::vector<std::string> noisy;
+  bool noisy_accepted = false;
+  bool complete() const { return missing.empty() && (noisy.empty() || noisy_accepted); }
 };
 
-Prediction predict(const ModelBricks& model, Database& db, const std::string& fingerprint);
+Prediction predict(const ModelBricks& model, Database& db, const std::string& fingerprint, bool accept_noisy = false);
 
 // The relative CI each brick of `d` is measured to under `options` (see
 // RunnerOptions::per_model_tolerance), by position in d.bricks; shares are estimated from the
 // bricks' FLOPs and bytes before anything is measured.
 std::vector<double> brick_tolerances(const Decomposition& d, const RunnerOptions& options);
 
-// Benchmarks every brick (and runtime brick) of a decomposition not yet in `db` for `fp`.
+// Benchmarks every brick (and runtime brick) of a decomposition not yet in `db` for `fp`, and
+// re-measures the stored ones marked noisy; with `remeasure`, every one (the new results replace
+// the stored ones of this fingerprint).
 struct BenchmarkSummary {
   int bricks = 0, already = 0, measured = 0, reorders_stored = 0;
+  int remeasured = 0;  // of `measured`: stored before, replaced (noisy, or --remeasure)
+  int noisy = 0;       // of `measured`: still noisy after the runner's retries
   double wall_s = 0;
 };
 using Progress = std::function<void(int done, int total, double elapsed_s, const std::string& label)>;
 // With `queue_suite` (PostgreSQL only), bricks are claimed from the shared work queue of that
 // suite, so several machines started on the same suite measure disjoint bricks.
 BenchmarkSummary benchmark(const Decomposition& d, Database& db, const RunnerOptions& options,
-                           const Progress& progress = nullptr, const std::string& queue_suite = "");
+                           const Progress& progress = nullptr, const std::string& queue_suite = "", bool remeasure = false);
 
 }  // namespace bricklab::bricks

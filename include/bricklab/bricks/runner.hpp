@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bricklab/core/machine_load.hpp"
 #include "bricklab/engine/backend.hpp"
 
 namespace bricklab::bricks {
@@ -50,7 +51,16 @@ struct RunnerOptions {
   // Per-node variant by node name (CompileOptions::variants), for variant benchmarks.
   std::map<std::string, std::string> variants;
   int branch_workers = 1;  // CompileOptions::branch_workers (lower bound: the parallel advice applied)
+  // A measurement taken while the machine was busy (core/machine_load.hpp: CPU pressure, steal,
+  // other runnable tasks) is taken again, up to `busy_retries` times, each after waiting up to
+  // `busy_wait_s` for the machine to quiet down; one that stays busy is marked noisy.
+  int busy_retries = 2;
+  double busy_wait_s = 5.0;
 };
+
+// A measurement is noisy when the machine was busy during it, or when it did not converge and
+// its p10-p90 spread is above kNoisySpread of the median.
+inline constexpr double kNoisySpread = 0.5;
 
 struct Measurement {
   double median_ms = 0, p10_ms = 0, p90_ms = 0, mean_ms = 0, cv = 0;
@@ -60,7 +70,11 @@ struct Measurement {
   bool converged = false;
   double wall_s = 0;     // total time spent, compile + warm-up + repetitions
   std::vector<double> samples_ms;
+  MachineLoad load;      // how busy the machine was during the (last) attempt
+  int attempts = 1;      // 1 + the re-measurements a busy machine caused
+  bool noisy = false;    // see is_noisy
 };
+bool is_noisy(const Measurement& m);
 
 // Fills median, p10, p90, mean, CV and reps of `m` from m.samples_ms.
 void summarise(Measurement& m);
