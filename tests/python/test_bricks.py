@@ -218,10 +218,11 @@ def test_benchmark_then_predict_workflow(cli, tmp_path):
     assert not partial["complete"] and partial["sum_ms"] == pytest.approx(j["sum_ms"])
 
 
-def rows(db):
+def rows(db, clean_only=False):
     con = sqlite3.connect(db, timeout=30)
     try:
-        return con.execute("SELECT brick_key, fingerprint, median_ms, created_at FROM results").fetchall()
+        return con.execute("SELECT brick_key, fingerprint, median_ms, created_at FROM results" +
+                           (" WHERE noisy <> 1" if clean_only else "")).fetchall()
     except sqlite3.OperationalError:
         return []
     finally:
@@ -240,6 +241,8 @@ def test_killed_benchmark_resumes_without_loss_or_duplicates(cli, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = rows(db)
+    # Rows stored marked noisy (a busy machine) are measured again by the next benchmark, by design.
+    before_clean = rows(db, clean_only=True)
     assert proc.returncode == -signal.SIGKILL
     total = json.loads(subprocess.run([cli, "decompose", *models, "--json"], capture_output=True, text=True,
                                       check=True).stdout)["unique"]
@@ -249,12 +252,12 @@ def test_killed_benchmark_resumes_without_loss_or_duplicates(cli, tmp_path):
     after = rows(db)
     keys = [(k, f) for k, f, _, _ in after]
     assert len(keys) == len(set(keys))  # nothing duplicated
-    assert set(before) <= set(after)    # everything committed before the kill is kept, unchanged
+    assert set(before_clean) <= set(after)  # everything clean committed before the kill is kept, unchanged
     brick_keys = {k for k, _ in keys if not k.startswith("reorder|")}
     assert len(brick_keys) == summary["bricks"]
-    assert summary["already_stored"] >= len([k for k, _, _, _ in before if not k.startswith("reorder|")])
-    p = json.loads(subprocess.run([cli, "predict", models[1], "--db", db, "--json"], capture_output=True, text=True,
-                                  check=True).stdout)
+    assert summary["already_stored"] >= len([k for k, _, _, _ in before_clean if not k.startswith("reorder|")])
+    p = json.loads(subprocess.run([cli, "predict", models[1], "--db", db, "--json", "--accept-noisy"], capture_output=True,
+                                  text=True, check=True).stdout)
     assert p["complete"]
 
 
@@ -286,10 +289,13 @@ def test_postgres_work_queue_three_workers(cli):
         n, claims, distinct_workers, done = map(int, q.stdout.strip().split("|"))
         assert n == total and claims == total and done == total
         assert distinct_workers >= 2
-    check = subprocess.run([cli, "predict", models[2], "--db", url, "--cold-weights", "--json"], capture_output=True,
-                           text=True, env=env)
+    # Three workers on this machine's cores oversubscribe it on purpose, so some bricks may be
+    # stored marked noisy (docs/measurement-quality.md): the queue is what is tested here.
+    check = subprocess.run([cli, "predict", models[2], "--db", url, "--cold-weights", "--json", "--accept-noisy"],
+                           capture_output=True, text=True, env=env)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert json.loads(check.stdout)["complete"]
+    p = json.loads(check.stdout)
+    assert p["complete"] and p["noisy_accepted"] and not p["missing"]
 
 
 def test_evaluation_script_end_to_end(tmp_path):
